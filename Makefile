@@ -1,0 +1,22 @@
+# The two commands a newcomer needs; each creates .venv on first use.
+#   make demo   - the whole pipeline on the built-in synthetic poster set (./workspace)
+#   make test   - the full test suite (what CI runs)
+.PHONY: demo demo-tiny test test-fast venv clean
+
+venv:
+	@bash scripts/bootstrap.sh
+
+demo: venv
+	.venv/bin/neuroposter demo
+
+demo-tiny: venv
+	.venv/bin/neuroposter demo --size tiny
+
+test: venv
+	.venv/bin/python -m pytest
+
+test-fast: venv
+	.venv/bin/python -m pytest -m "not slow"
+
+clean:
+	rm -rf workspace .pytest_cache

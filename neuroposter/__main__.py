@@ -1,0 +1,5 @@
+"""``python -m neuroposter``."""
+
+from neuroposter.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""The ``neuroposter`` console script: argument parsing only; the work happens in the packages.
+
+Every command module in this package exposes ``add_parser(subparsers)`` and ``run(args) -> int``
+and imports heavy libraries only inside ``run`` so that ``neuroposter --help`` is instant.
+Exit codes: 0 success, 1 runtime failure (one-line message; traceback with ``--debug``),
+2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+from typing import Sequence
+
+from neuroposter import __version__
+from neuroposter.cli._common import ConfigError, apply_config
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+# Command name -> module (in neuroposter.cli). Order is the order of `neuroposter --help`.
+COMMANDS: dict[str, str] = {
+    "demo": "demo",
+    "data": "data",
+    "features": "features",
+    "encode": "encode",
+    "train": "train",
+    "export": "export",
+    "report": "report",
+}
+
+
+def _available_commands() -> dict[str, object]:
+    mods = {}
+    for name, modname in COMMANDS.items():
+        try:
+            mods[name] = importlib.import_module(f"neuroposter.cli.{modname}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"neuroposter.cli.{modname}":
+                raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (one subparser per command)."""
+    parser = argparse.ArgumentParser(
+        prog="neuroposter",
+        description="Spike-Driven Transformers on movie posters: train, deploy through NIR to Loihi 2 "
+        "and simulated chips, and profile energy against a CNN and a ViT.",
+    )
+    parser.add_argument("--version", action="version", version=f"neuroposter {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for mod in _available_commands().values():
+        mod.add_parser(sub)  # type: ignore[attr-defined]
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI and returns the exit code (never raises, except SystemExit from argparse)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        args = apply_config(parser, args, argv)
+    except ConfigError as exc:
+        parser.exit(2, f"neuroposter: error: {exc}\n")
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("neuroposter: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary turns every failure into one line
+        if debug:
+            traceback.print_exc()
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, KeyError) and msg.startswith(("'", '"')):
+            msg = msg[1:-1]
+        from neuroposter.errors import NeuroposterError
+
+        hint = "" if debug or isinstance(exc, NeuroposterError) else " (run with --debug for the traceback)"
+        kind = "" if isinstance(exc, (NeuroposterError, KeyError)) else f"{type(exc).__name__}: "
+        print(f"neuroposter: error: {kind}{msg}{hint}", file=sys.stderr)
+        return 1

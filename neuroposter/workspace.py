@@ -1,0 +1,62 @@
+"""The workspace: where every command finds what the previous one wrote.
+
+Layout (default root ``./workspace``)::
+
+    raw/<name>/            Kaggle-format inputs: MovieGenre.csv + posters/<imdbId>.jpg (synth writes here)
+    datasets/<name>/       imported dataset: items.csv, labels, genres.json, manifest.json, data_report.json
+    features/<name>/       DenseNet-169 feature store (memory-mapped), manifest.json
+    encoded/<name>/        fitted spike encoder, encoded events, encoding report, manifest.json
+    runs/<name>/           training runs: config, checkpoint, metrics.json, curves, manifest.json
+    reports/<name>/        energy profiling reports
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DEFAULT_WORKSPACE", "DEFAULT_NAME", "Workspace"]
+
+DEFAULT_WORKSPACE = Path("workspace")
+DEFAULT_NAME = "default"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Paths inside one workspace root."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str] | None) -> "Workspace":
+        """The workspace at ``root`` (default ``./workspace``)."""
+        return cls(Path(root) if root is not None else DEFAULT_WORKSPACE)
+
+    def raw(self, name: str = "synth") -> Path:
+        """Folder holding a Kaggle-format ``MovieGenre.csv`` and ``posters/``."""
+        return self.root / "raw" / name
+
+    def dataset(self, name: str = DEFAULT_NAME) -> Path:
+        """An imported dataset."""
+        return self.root / "datasets" / name
+
+    def features(self, name: str = DEFAULT_NAME) -> Path:
+        """A feature store."""
+        return self.root / "features" / name
+
+    def encoded(self, name: str = DEFAULT_NAME) -> Path:
+        """An encoded (spike) set."""
+        return self.root / "encoded" / name
+
+    def run(self, name: str) -> Path:
+        """A training run."""
+        return self.root / "runs" / name
+
+    def runs(self) -> Path:
+        """The folder of all runs."""
+        return self.root / "runs"
+
+    def report(self, name: str = DEFAULT_NAME) -> Path:
+        """An energy profiling report."""
+        return self.root / "reports" / name
