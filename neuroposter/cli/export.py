@@ -1,0 +1,79 @@
+"""``neuroposter export``: deploy a trained run to a target and verify it (argument parsing only)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from neuroposter.cli._common import add_common
+from neuroposter.targets import TARGETS
+
+__all__ = ["add_parser", "run"]
+
+ONNX_MODELS = ("cnn", "vit", "ann-transformer")
+
+
+def _kv(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().replace("-", "_"), parsed
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Registers ``neuroposter export``."""
+    p = subparsers.add_parser(
+        "export", help="deploy a trained run: NIR graph, Loihi 2 (Lava), simulated chips, ONNX",
+        description="Exports a training run to a target and verifies the deployment on real test inputs. "
+        "Writes the bundle export/<target>/<run>/ (or --out): the artifacts, manifest.json and summary.json. "
+        "Exit code 1 when the verification fails.")
+    p.add_argument("--target", choices=TARGETS.names(), default="nir", help="deployment target (default: nir)")
+    p.add_argument("--run", default=None,
+                   help="run name in WORKSPACE/runs/ (default: sdt; for onnx the --model name)")
+    p.add_argument("--model", choices=ONNX_MODELS, default=None,
+                   help="onnx: which ANN baseline run to export when --run is not given (default: cnn)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="bundle folder (default: export/<target>/<run>/ in the current directory)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="test samples used for verification (default: 32 for nir, 8 for onnx; per target)")
+    p.add_argument("--min-agreement", type=float, default=0.99,
+                   help="minimum spike/prediction agreement with the reference (default 0.99)")
+    p.add_argument("--opt", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="target-specific option passed through (repeatable), e.g. --opt dtype=float32")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the exporter of ``--target`` and prints its summary lines."""
+    from pathlib import Path
+
+    from neuroposter.cli._common import workspace_of, write_resolved_config
+    from neuroposter.targets import ExportRequest, get_exporter
+    from neuroposter.targets._bundle import default_run, resolve_out_dir
+
+    if args.model is not None and args.target != "onnx":
+        print(f"neuroposter: note: --model applies to --target onnx only; exporting run "
+              f"{args.run or default_run(args.target)!r}")
+    ws = workspace_of(args)
+    run_name = args.run or default_run(args.target, args.model)
+    out_dir = resolve_out_dir(args.target, run_name, args.out)
+    options: dict[str, Any] = {"samples": args.samples, "min_agreement": args.min_agreement}
+    if args.model is not None:
+        options["model"] = args.model
+    options.update(dict(args.opt))
+    options = {k: v for k, v in options.items() if v is not None}
+    exporter = get_exporter(args.target)
+    result = exporter(ExportRequest(target=args.target, run_dir=ws.run(run_name), out_dir=Path(out_dir),
+                                    workspace=Path(ws.root), options=options))
+    if Path(result.out_dir).is_dir():
+        write_resolved_config(result.out_dir, args)
+    for line in result.lines:
+        print(line)
+    return 0 if result.ok else 1

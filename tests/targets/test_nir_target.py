@@ -1,0 +1,99 @@
+"""The nir target end to end on a run folder: bundle, manifest, summary, verification, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from neuroposter._io import atomic_write_json
+from neuroposter.cli import main
+from neuroposter.ir import read_graph
+from neuroposter.manifest import write_manifest
+from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+from neuroposter.targets import ExportRequest, get_exporter
+from neuroposter.targets import nir_target
+
+CFG = SDTConfig(d_in=96, n_tokens=8, d_model=16, depth=1, heads=2, mlp_hidden=32, n_classes=5)
+T = 4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _make_run(run_dir, model, name: str, kwargs: dict) -> None:
+    run_dir.mkdir(parents=True)
+    torch.save(model.state_dict(), run_dir / "checkpoint.pt")
+    atomic_write_json(run_dir / "model.json", {"model": name, "kwargs": kwargs})
+    write_manifest(run_dir, "run", inputs={"encoded": {"path": str(run_dir.parent / "enc"), "key": "k"}},
+                   key="runkey", extra={"model": name})
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = SpikeDrivenTransformer(CFG)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_var.uniform_(0.1, 0.5, generator=g)
+                m.bias.uniform_(0.3, 1.0, generator=g)
+    ws = tmp_path / "ws"
+    _make_run(ws / "runs" / "sdt", model, "sdt", CFG.to_dict())
+    spikes = (torch.rand(T, 10, CFG.n_tokens, CFG.d_in, generator=g) < 0.2).float()
+
+    def fake_spikes(manifest, workspace, n):  # stands in for the encoded set (neuroposter.encode)
+        return spikes[:, :n], {"encoded": "fake", "T": T, "samples": min(n, 10)}
+
+    monkeypatch.setattr(nir_target, "load_test_spikes", fake_spikes)
+    return ws
+
+
+def test_nir_export_bundle(workspace, tmp_path) -> None:
+    out = tmp_path / "bundle"
+    res = get_exporter("nir")(ExportRequest("nir", workspace / "runs" / "sdt", out, workspace, {"samples": 6}))
+    assert res.ok, res.lines
+    assert {p.name for p in out.iterdir()} >= {"graph.nir", "manifest.json", "summary.json"}
+    summary = json.loads((out / "summary.json").read_text())
+    eq = summary["equivalence"]
+    assert eq["samples"] == 6 and eq["same_step_spike_agreement"] == 1.0 and eq["prediction_agreement"] == 1.0
+    assert eq["per_hop_retimed_spike_agreement"] == 1.0 and summary["latency_L"] == 9
+    assert summary["subgraphs"] == {"sdsa": 1} and summary["neurons"] > 0
+    assert summary["synapses_stored"] < summary["synapses_expanded"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "export" and manifest["target"] == "nir"
+    assert len(manifest["artifacts"]["graph.nir"]) == 64
+    assert manifest["inputs"]["run"]["checkpoint_sha256"] and manifest["inputs"]["run"]["key"] == "runkey"
+    graph = read_graph(out / "graph.nir")
+    assert graph.metadata["T"] == T and graph.metadata["source_run"].endswith("sdt")
+    assert any("latency L = 9" in line for line in res.lines)
+
+
+def test_nir_export_fails_when_agreement_is_impossible(workspace, tmp_path) -> None:
+    res = get_exporter("nir")(ExportRequest("nir", workspace / "runs" / "sdt", tmp_path / "b", workspace,
+                                            {"samples": 2, "min_agreement": 1.01}))
+    assert not res.ok and "FAILED" in res.lines[-1]
+
+
+def test_cli_export_nir(workspace, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["export", "--target", "nir", "--samples", "3", "-w", str(workspace)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert (tmp_path / "export" / "nir" / "sdt" / "graph.nir").is_file()
+    assert (tmp_path / "export" / "nir" / "sdt" / "resolved_config.yaml").is_file()
+    assert "same-step spike agreement 100.0000%" in out
+
+
+def test_cli_export_refuses_ann_run_for_nir(workspace, tmp_path, capsys) -> None:
+    from neuroposter.models.ann_transformer import ANNTransformer, ANNTransformerConfig
+
+    cfg = ANNTransformerConfig(d_in=12, n_tokens=3, d_model=8, depth=1, heads=2, mlp_hidden=8, n_classes=3)
+    _make_run(workspace / "runs" / "ann", ANNTransformer(cfg), "ann-transformer", cfg.to_dict())
+    code = main(["export", "--target", "nir", "--run", "ann", "-w", str(workspace), "--out", str(tmp_path / "x")])
+    assert code == 1 and "use --target onnx" in capsys.readouterr().err
