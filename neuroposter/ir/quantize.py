@@ -190,6 +190,8 @@ def quantize_weights(w: np.ndarray, *, bits: int = 8) -> QuantizedWeights:
         exp += 1
     mant = np.rint(w / 2.0 ** exp).astype(np.int64)
     mant = np.clip(mant, -qmax, qmax).astype(np.int32)
+    if float(np.max(np.abs(mant))) * 2.0 ** exp < TINY:      # keeps the tiny-weight edge idempotent
+        return QuantizedWeights(np.zeros(w.shape, dtype=np.int32), 0, bits)
     return QuantizedWeights(mant, int(exp), bits)
 
 

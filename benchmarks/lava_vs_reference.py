@@ -1,0 +1,120 @@
+"""Benchmark: reference simulator vs Lava (Loihi 2 CPU simulation) on the same network and inputs.
+
+Usage::
+
+    python benchmarks/lava_vs_reference.py                       # demo-size SDT (random weights)
+    python benchmarks/lava_vs_reference.py --run workspace/runs/sdt   # a trained run + its encoded set
+    python benchmarks/lava_vs_reference.py --samples 16 --export     # also time a default `export --target loihi`
+
+Reports (JSON on stdout): the reference simulator's time (``per_hop``, ``int``), the numpy emulator's,
+the Lava ``fixed_pt`` run's (build, run), their ratio, whether all three agree bit for bit, and
+optionally the wall time of a default ``export --target loihi``. The demo SDT is d=64, depth 2,
+N=40 tokens, D_in=1664, T=4. Without ``--run`` the weights are random (scaled so that neurons fire)
+and the inputs Bernoulli(0.1) spikes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+
+def _demo_model(seed: int):
+    import torch
+
+    from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+
+    torch.manual_seed(seed)
+    model = SpikeDrivenTransformer(SDTConfig())
+    with torch.no_grad():       # make an untrained network fire: larger input weights, positive BN shift
+        for name, p in model.named_parameters():
+            if name.endswith("weight") and p.dim() == 2:
+                p.mul_(3.0)
+            if "bn" in name and name.endswith("bias"):
+                p.add_(0.3)
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", default=None, help="a trained run folder (default: demo-size random SDT)")
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--export", action="store_true", help="also time a default export --target loihi")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    from neuroposter.ir.lower import lower_model, to_graph_input
+    from neuroposter.ir.quantize import quantize_loihi
+    from neuroposter.ir.retime import retime
+    from neuroposter.ir.simulate import simulate
+    from neuroposter.targets.loihi import reference_readout_int
+    from neuroposter.targets.loihi.builder import emulate, plan_network, run_lava
+
+    if args.run:
+        from neuroposter.targets.base import ExportRequest
+        from neuroposter.targets.loihi import _load_inputs
+        from neuroposter.train import load_run
+
+        loaded = load_run(args.run)
+        req = ExportRequest("loihi", Path(args.run), Path("/tmp/unused"), Path("."), {})
+        xs, _, _, info = _load_inputs(req, loaded, args.samples, "test", args.seed)
+        model, T = loaded.model, int(info["T"])
+    else:
+        model, T = _demo_model(args.seed), 4
+        xs = (np.random.default_rng(args.seed).random((T, args.samples, 40, 1664)) < 0.1).astype(np.uint8)
+    graph = lower_model(model, T=T)
+    x = to_graph_input(xs, graph)
+    gi, _ = quantize_loihi(graph)
+    plan = plan_network(gi)
+    out: dict = {"network": plan.summary(), "samples": int(x.shape[1]), "T": int(x.shape[0])}
+
+    t0 = time.perf_counter()
+    ref = simulate(gi, x, mode="per_hop", arithmetic="int", delays=retime(gi).delays)
+    out["reference_per_hop_int_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    em = emulate(plan, x)
+    out["emulator_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lava = run_lava(plan, x, select_tag="fixed_pt", record=True)
+    out["lava_total_s"] = time.perf_counter() - t0
+    out["lava_build_s"], out["lava_run_s"] = lava.build_s, lava.run_s
+    out["ratio_lava_over_reference"] = out["lava_total_s"] / out["reference_per_hop_int_s"]
+    name = next(iter(plan.outputs))
+    ref_int = reference_readout_int(plan, ref)
+    out["lava_equals_reference"] = bool(np.array_equal(lava.output[name].reshape(ref_int.shape), ref_int))
+    out["emulator_equals_reference"] = bool(np.array_equal(em.output[name].reshape(ref_int.shape), ref_int))
+    out["firing_rates"] = {k: float(v.mean()) for k, v in em.spikes.items()}
+
+    if args.export:
+        import tempfile
+
+        import neuroposter.targets.loihi as loihi
+        import neuroposter.train as train
+        from neuroposter.targets.base import ExportRequest
+
+        with tempfile.TemporaryDirectory() as tmp:
+            if not args.run:   # the same flow as `neuroposter export --target loihi` with a stub run/encoded set
+                labels = np.zeros((x.shape[1], 10), np.uint8)
+                run = SimpleNamespace(model=model, model_name="sdt", manifest={"key": "bench"}, metrics={}, config={})
+                train.load_run = lambda run_dir: run  # type: ignore[assignment]
+                loihi._load_inputs = lambda req, loaded, samples, split, seed: (  # type: ignore[assignment]
+                    xs[:, :samples], labels[:samples], np.arange(samples),
+                    {"path": "bench", "key": "bench", "split": split, "T": T})
+            t0 = time.perf_counter()
+            res = loihi.export(ExportRequest("loihi", Path(args.run or "bench"), Path(tmp) / "b", Path(tmp),
+                                             {"samples": args.samples}))
+            out["export_s"] = time.perf_counter() - t0
+            out["export_ok"] = res.ok
+            out["export_timings"] = res.summary.get("timings")
+    sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

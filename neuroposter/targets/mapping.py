@@ -1,0 +1,284 @@
+"""Resource mapping of a NIR graph onto a chip's limits, with a fit / no-fit verdict naming the limit.
+
+Counting rules (what ``mapping.json`` reports):
+
+* **Neurons**: every neuron node (``LIF``, ``IF``, ``Threshold``, ``CubaLIF``, ``LI``...) counts its
+  size; a ``Threshold`` is one compartment. Input and Output nodes are not neurons (Source/Sink).
+* **Synapses**: a connection is expanded to its neuron-to-neuron matrix (``Conv1d(k=1)`` on
+  ``[D, N]`` = ``Cout * Cin * N`` synapses; an implicit neuron -> neuron edge = one synapse per
+  neuron). *Stored* synapses are what the chip keeps in memory: with weight sharing
+  (``supports_weight_sharing: true``, e.g. Loihi 2's convolutional connectivity) a convolution is
+  stored **once per core that hosts part of its destination population** (``Cout * Cin * K`` weights
+  per such core: the weights are shared across tokens, not across cores); without it, every
+  expanded synapse is stored. Dense and batched ``Linear``/``Affine`` are stored as their non-zero
+  entries.
+* **Fan-in** of a neuron: the number of presynaptic neurons with a non-zero synapse onto it,
+  summed over all incoming connections (the residual stream sums several); **fan-out**: the number
+  of postsynaptic neurons a neuron reaches. The maxima and the node that attains them are reported.
+* **Cores** per population: ``max(ceil(neurons / neurons_per_core), ceil(stored / synapses_per_core))``
+  (synapses are stored at the destination core); **chips**: ``ceil(cores / cores_per_chip)``, also
+  bounded by the per-chip neuron and synapse totals.
+
+Verdict: ``fits`` is True when no limit is violated on one chip. Every violation is a sentence
+naming the node, the quantity and the limit (e.g. ``"fan-in 2560 of node 'head_sn' exceeds the
+fan_in limit 256"``). Unknown limits (null in the profile) are not checked and are listed under
+``unchecked``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import nir
+import numpy as np
+
+from neuroposter.ir.quantize import CONNECTION_TYPES, FlatGraph, flatten_graph, projections
+
+__all__ = ["LayerUsage", "MappingResult", "map_graph", "NEURON_NODE_TYPES"]
+
+NEURON_NODE_TYPES: tuple[type[nir.NIRNode], ...] = (nir.LIF, nir.IF, nir.Threshold, nir.CubaLIF, nir.LI,
+                                                     nir.CubaLI, nir.I)
+
+
+@dataclass
+class LayerUsage:
+    """Resources of one neuron population (and the connections stored at it).
+
+    Attributes:
+        node: population path.
+        node_type: NIR type.
+        neurons: neurons in the population.
+        synapses: expanded incoming synapses.
+        stored: incoming synapses as the chip stores them.
+        fan_in: largest fan-in of one of its neurons.
+        fan_out: largest fan-out of one of its neurons.
+        cores: cores it needs.
+        inputs: incoming connections (node names).
+    """
+
+    node: str
+    node_type: str
+    neurons: int
+    synapses: int = 0
+    stored: int = 0
+    fan_in: int = 0
+    fan_out: int = 0
+    cores: int = 0
+    inputs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class MappingResult:
+    """The mapping of a graph onto a profile.
+
+    Attributes:
+        profile: profile name.
+        layers: per neuron population usage.
+        totals: neurons, synapses, stored, cores, chips, max fan-in/out, input/output sizes.
+        fits: True when nothing is violated on one chip.
+        violations: sentences naming node, quantity and limit.
+        unchecked: limits that are unknown (null) in the profile.
+        notes: counting conventions applied.
+    """
+
+    profile: str
+    layers: list[LayerUsage]
+    totals: dict[str, Any]
+    fits: bool
+    violations: list[str]
+    unchecked: list[str]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``mapping.json``)."""
+        return {"profile": self.profile, "fits": self.fits, "violations": self.violations,
+                "totals": self.totals, "unchecked": self.unchecked, "notes": self.notes,
+                "layers": {l.node: l.to_dict() for l in self.layers}}
+
+    @property
+    def verdict(self) -> str:
+        """One line: ``"fits on 1 chip (...)"`` or ``"does not fit: <first violation>"``."""
+        t = self.totals
+        if self.fits:
+            return (f"fits on {t['chips']} chip ({t['neurons']} neurons, {t['stored_synapses']} stored synapses, "
+                    f"{t['cores']} cores)")
+        return "does not fit: " + "; ".join(self.violations[:3])
+
+
+def _lim(profile: Any, name: str) -> Any:
+    limits = getattr(profile, "limits", None)
+    val = getattr(limits, name, None) if limits is not None else None
+    if isinstance(val, dict):
+        val = val.get("value")
+    return val
+
+
+def _matrix(fg: FlatGraph, conn: str | None, src: str, dst: str) -> Any:
+    """Expanded 0/1 connectivity ``(dst, src)`` of a projection (sparse)."""
+    import scipy.sparse as sp
+
+    from neuroposter.targets.loihi.builder import SYNAPSE_MATRIX, _shape_of
+
+    if conn is None:
+        n = int(np.prod(_shape_of(fg.nodes[src], "output")))
+        return sp.identity(n, format="csr", dtype=np.int8)
+    node = fg.nodes[conn]
+    w = np.asarray(node.scale if isinstance(node, nir.Scale) else node.weight)
+    m = SYNAPSE_MATRIX[type(node)](node, _shape_of(node, "input"), _shape_of(node, "output"), (w != 0).astype(np.int8))
+    return m.tocsr()
+
+
+def _compose_chain(fg: FlatGraph, path: tuple[str, ...], src: str) -> Any:
+    """Connectivity of a chain of connections (composed)."""
+    m = None
+    for x in path:
+        if isinstance(fg.nodes[x], CONNECTION_TYPES):
+            mx = _matrix(fg, x, src, x)
+            m = mx if m is None else (mx @ m)
+            m.data[:] = 1
+    return m
+
+
+def map_graph(graph: nir.NIRGraph, profile: Any, *, delays: dict[tuple[str, str], int] | None = None) -> MappingResult:
+    """Maps a (float or integer) NIR graph onto ``profile``'s limits.
+
+    Args:
+        graph: the NIR graph.
+        profile: a :class:`~neuroposter.profiling.profiles.HardwareProfile` (or any object with
+            ``name``, ``limits`` and optionally ``nir_nodes``).
+        delays: re-timing delays per edge (checked against ``max_delay``).
+
+    Returns:
+        The :class:`MappingResult`.
+    """
+    fg = flatten_graph(graph)
+    name = str(getattr(profile, "name", "profile"))
+    npc, spc = _lim(profile, "neurons_per_core"), _lim(profile, "synapses_per_core")
+    cpc = _lim(profile, "cores_per_chip")
+    sharing = bool(_lim(profile, "supports_weight_sharing"))
+    violations: list[str] = []
+    notes = [
+        "Conv1d/Conv2d/Scale on a chip without them: realised as expanded Linear connectivity",
+        "synapses expanded to neuron-to-neuron connectivity; stored = as the chip keeps them",
+        ("weight sharing: a convolution is stored once per core hosting its destination neurons"
+         if sharing else "no weight sharing: every expanded synapse is stored"),
+    ]
+    # node types
+    nir_nodes = {str(x) for x in (getattr(profile, "nir_nodes", None) or ())}
+    models = _lim(profile, "neuron_models")
+    expandable = {"Conv1d", "Conv2d", "Scale"} if nir_nodes & {"Affine", "Linear"} else set()
+    for n, node in fg.nodes.items():
+        t = type(node).__name__
+        if t in expandable and t not in nir_nodes:
+            continue   # realised as an expanded (block-diagonal) Linear on a chip without this type
+        if nir_nodes and t not in nir_nodes:
+            violations.append(f"node {n!r} ({t}): node type {t} is not supported by {name} "
+                              f"(supported: {', '.join(sorted(nir_nodes))})")
+        elif models and isinstance(node, NEURON_NODE_TYPES) and t not in set(models):
+            violations.append(f"node {n!r} ({t}): neuron model {t} is not hosted by {name} "
+                              f"(neuron_models: {', '.join(models)})")
+
+    projs = projections(fg)
+    pops = [n for n, node in fg.nodes.items() if isinstance(node, NEURON_NODE_TYPES)]
+    usage: dict[str, LayerUsage] = {}
+    fan_out: dict[str, np.ndarray] = {}
+    from neuroposter.targets.loihi.builder import _shape_of
+
+    for n in pops:
+        usage[n] = LayerUsage(n, type(fg.nodes[n]).__name__, int(np.prod(_shape_of(fg.nodes[n], "output"))))
+        fan_out[n] = np.zeros(usage[n].neurons, dtype=np.int64)
+    fan_in_vec: dict[str, np.ndarray] = {n: np.zeros(usage[n].neurons, dtype=np.int64) for n in pops}
+    out_fan_in = 0
+    for p in projs:
+        m = _compose_chain(fg, p.path, p.src) if p.conn is not None else _matrix(fg, None, p.src, p.dst)
+        rows = np.diff(m.indptr)
+        cols = np.bincount(m.indices, minlength=m.shape[1])
+        if p.src in fan_out:
+            fan_out[p.src] += cols
+        if p.dst in usage:
+            u = usage[p.dst]
+            fan_in_vec[p.dst] += rows
+            u.synapses += int(m.nnz)
+            u.inputs.append(p.conn or f"{p.src} (direct)")
+            node = fg.nodes[p.conn] if p.conn else None
+            if sharing and isinstance(node, (nir.Conv1d, nir.Conv2d)):
+                per_core = int(np.count_nonzero(np.asarray(node.weight)))
+                cores = max(1, math.ceil(u.neurons / npc)) if npc else 1
+                u.stored += per_core * cores
+            else:
+                u.stored += int(m.nnz)
+        else:
+            out_fan_in = max(out_fan_in, int(rows.max(initial=0)))
+    for n, u in usage.items():
+        u.fan_in = int(fan_in_vec[n].max(initial=0))
+        u.fan_out = int(fan_out[n].max(initial=0))
+        c_n = math.ceil(u.neurons / npc) if npc else 1
+        c_s = math.ceil(u.stored / spc) if spc else 1
+        u.cores = max(1, c_n, c_s)
+
+    # limits
+    fi, fo = _lim(profile, "fan_in"), _lim(profile, "fan_out")
+    for u in usage.values():
+        if fi is not None and u.fan_in > fi:
+            violations.append(f"fan-in {u.fan_in} of node {u.node!r} ({u.node_type}) exceeds the fan_in limit {fi}")
+        if fo is not None and u.fan_out > fo:
+            violations.append(f"fan-out {u.fan_out} of node {u.node!r} ({u.node_type}) exceeds the fan_out limit {fo}")
+    total_neurons = sum(u.neurons for u in usage.values())
+    total_syn = sum(u.synapses for u in usage.values())
+    total_stored = sum(u.stored for u in usage.values())
+    cores = sum(u.cores for u in usage.values())
+    chips = math.ceil(cores / cpc) if cpc else 1
+    npch, spch = _lim(profile, "neurons_per_chip"), _lim(profile, "synapses_per_chip")
+    if npch:
+        chips = max(chips, math.ceil(total_neurons / npch))
+    if spch:
+        chips = max(chips, math.ceil(total_stored / spch))
+    if cpc and cores > cpc:
+        violations.append(f"needs {cores} cores > cores_per_chip {cpc} (largest: "
+                          f"{max(usage.values(), key=lambda u: u.cores).node!r})")
+    if npch and total_neurons > npch:
+        violations.append(f"needs {total_neurons} neurons > neurons_per_chip {npch}")
+    if spch and total_stored > spch:
+        violations.append(f"needs {total_stored} stored synapses > synapses_per_chip {spch}")
+    inputs = [int(np.prod(_shape_of(fg.nodes[i], "output"))) for i in fg.inputs()]
+    outputs = [int(np.prod(_shape_of(fg.nodes[o], "input"))) for o in fg.outputs()]
+    ipc, opc = _lim(profile, "inputs_per_chip"), _lim(profile, "outputs_per_chip")
+    if ipc and inputs and max(inputs) > ipc:
+        violations.append(f"input {fg.inputs()[0]!r} has {max(inputs)} channels > inputs_per_chip {ipc}")
+    if opc and outputs and max(outputs) > opc:
+        violations.append(f"output {fg.outputs()[0]!r} has {max(outputs)} channels > outputs_per_chip {opc}")
+    ml = _lim(profile, "max_layers")
+    if ml and len(usage) > ml:
+        violations.append(f"{len(usage)} neuron layers > max_layers {ml}")
+    md = _lim(profile, "max_delay")
+    if md is not None and delays:
+        worst = max(delays.items(), key=lambda kv: kv[1])
+        if worst[1] > md:
+            violations.append(f"re-timing delay {worst[1]} on edge {worst[0][0]!r} -> {worst[0][1]!r} exceeds "
+                              f"max_delay {md}")
+    mk = _lim(profile, "max_kernel_size")
+    mc = _lim(profile, "max_channels")
+    for n, node in fg.nodes.items():
+        if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+            k = max(np.asarray(node.weight).shape[2:])
+            c = max(np.asarray(node.weight).shape[:2])
+            if mk and k > mk:
+                violations.append(f"node {n!r} kernel {k} > max_kernel_size {mk}")
+            if mc and c > mc:
+                violations.append(f"node {n!r} has {c} channels > max_channels {mc}")
+    unchecked = [k for k in ("neurons_per_core", "synapses_per_core", "cores_per_chip", "neurons_per_chip",
+                             "synapses_per_chip", "fan_in", "fan_out", "max_delay") if _lim(profile, k) is None]
+    big_in = max(usage.values(), key=lambda u: u.fan_in) if usage else None
+    big_out = max(usage.values(), key=lambda u: u.fan_out) if usage else None
+    totals = {"neurons": total_neurons, "synapses": total_syn, "stored_synapses": total_stored, "cores": cores,
+              "chips": chips, "populations": len(usage),
+              "max_fan_in": {"value": big_in.fan_in, "node": big_in.node} if big_in else None,
+              "max_fan_out": {"value": big_out.fan_out, "node": big_out.node} if big_out else None,
+              "readout_fan_in": out_fan_in, "inputs": inputs, "outputs": outputs}
+    return MappingResult(name, list(usage.values()), totals, not violations, violations, unchecked, notes)

@@ -1,0 +1,81 @@
+"""The Loihi export end to end on a tiny SDT and a tiny spiking MLP (run and encoded set stubbed)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from neuroposter.targets.base import ExportRequest
+
+pytestmark = [pytest.mark.lava, pytest.mark.slow]
+
+
+def _stub(monkeypatch, model, name: str, x: np.ndarray) -> None:
+    import neuroposter.targets.loihi as loihi
+    import neuroposter.train as train
+
+    labels = (np.random.default_rng(0).random((x.shape[1], 3)) < 0.4).astype(np.uint8)
+    run = SimpleNamespace(model=model.eval(), model_name=name, manifest={"key": "k"}, metrics={}, config={})
+    monkeypatch.setattr(train, "load_run", lambda run_dir: run)
+    monkeypatch.setattr(loihi, "_load_inputs", lambda req, loaded, samples, split, seed: (
+        x[:, :samples], labels[:samples], np.arange(min(samples, x.shape[1])),
+        {"path": "stub", "key": "stub", "split": split, "T": x.shape[0]}))
+
+
+def test_export_sdt_bundle_and_rerun(monkeypatch, tmp_path) -> None:
+    from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+    from neuroposter.targets.loihi import export
+    from neuroposter.targets.loihi.run import main
+
+    torch.manual_seed(0)
+    model = SpikeDrivenTransformer(SDTConfig(d_in=8, n_tokens=3, d_model=8, depth=1, heads=2, mlp_hidden=8,
+                                             n_classes=3))
+    x = (np.random.default_rng(1).random((4, 5, 3, 8)) < 0.4).astype(np.uint8)
+    _stub(monkeypatch, model, "sdt", x)
+    out = tmp_path / "export" / "loihi" / "sdt"
+    res = export(ExportRequest("loihi", tmp_path / "runs" / "sdt", out, tmp_path, {"samples": 4}))
+    assert res.ok, res.lines
+    s = json.loads((out / "summary.json").read_text())
+    ver = s["verification"]["vs_reference"]
+    assert ver["output_exact"] and ver["prediction_agreement"] == 1.0 and ver["min_layer_agreement"] == 1.0
+    assert "vs_float_model" in s["verification"] and s["quantization"]["layers"]
+    for f in ("graph_int.nir", "graph.nir", "inputs.npz", "mapping.json", "manifest.json", "README.md"):
+        assert (out / f).is_file(), f
+    assert json.loads((out / "mapping.json").read_text())["fits"] is True
+    assert main([str(out), "--samples", "2"]) == 0
+
+
+def test_export_fails_below_min_agreement(monkeypatch, tmp_path) -> None:
+    from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+    from neuroposter.targets.loihi import export
+
+    torch.manual_seed(0)
+    model = SpikeDrivenTransformer(SDTConfig(d_in=8, n_tokens=3, d_model=8, depth=1, heads=2, mlp_hidden=8,
+                                             n_classes=3))
+    x = (np.random.default_rng(1).random((4, 3, 3, 8)) < 0.4).astype(np.uint8)
+    _stub(monkeypatch, model, "sdt", x)
+    res = export(ExportRequest("loihi", tmp_path / "r", tmp_path / "o", tmp_path,
+                               {"samples": 3, "min_agreement": 1.01}))
+    assert not res.ok and "min-agreement" in res.summary["reason"]
+
+
+def test_export_snn_mlp_with_netx(monkeypatch, tmp_path) -> None:
+    from neuroposter.models import build_model
+    from neuroposter.targets.loihi import export
+
+    torch.manual_seed(0)
+    try:
+        model = build_model("snn-mlp", d_in=12, hidden1=10, hidden2=8, n_classes=3)
+    except TypeError:
+        pytest.skip("snn-mlp constructor signature differs")
+    x = (np.random.default_rng(2).random((4, 4, 1, 12)) < 0.4).astype(np.uint8)
+    _stub(monkeypatch, model, "snn-mlp", x)
+    out = tmp_path / "mlp"
+    res = export(ExportRequest("loihi", tmp_path / "r", out, tmp_path, {"samples": 4}))
+    assert res.ok, res.lines
+    assert (out / "network.net").is_file()
+    assert res.summary["netx"]["ok"] and res.summary["netx"]["output_exact"]
