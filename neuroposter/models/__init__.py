@@ -1,0 +1,93 @@
+"""Models: the Norse Spike-Driven Transformer, a spiking MLP, and the ANN / CNN / ViT baselines.
+
+Shape convention (whole project): spike tensors are time-first ``[T, B, N, D]`` (time steps,
+batch, tokens, channels), float32 0/1 in the models; SNN models return logits ``[T, B, C]`` whose
+mean over ``T`` is the prediction. ANN models return ``[B, C]``.
+
+:data:`MODELS` maps each registry name to a :class:`ModelSpec` (a ``"module:Class"`` entry point
+plus what the model eats), so listing models imports nothing heavy (``neuroposter --help`` stays
+instant). The classes are importable from here too; they load torch on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from neuroposter._registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    from neuroposter.models.ann_transformer import ANNTransformer, ANNTransformerConfig
+    from neuroposter.models.cnn import CNNClassifier
+    from neuroposter.models.lif import LIF
+    from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+    from neuroposter.models.snn_mlp import SpikingMLPConfig, SpikingMLPNet
+    from neuroposter.models.vit import ViTClassifier
+
+__all__ = [
+    "MODELS", "ModelSpec", "model_class", "build_model",
+    "LIF", "SDTConfig", "SpikeDrivenTransformer", "SpikingMLPConfig", "SpikingMLPNet",
+    "ANNTransformerConfig", "ANNTransformer", "CNNClassifier", "ViTClassifier",
+]
+
+InputKind = Literal["spike_tokens", "spike_pooled", "feature_tokens", "images"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: where its class lives and what it consumes."""
+
+    entry: str          # "module:Class"
+    kind: Literal["snn", "ann"]
+    inputs: InputKind   # spike_tokens [T,B,N,D] | spike_pooled [T,B,1,D] | feature_tokens [B,N,D] | images [B,3,H,W]
+    description: str
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+MODELS.add("sdt", ModelSpec("neuroposter.models.sdt:SpikeDrivenTransformer", "snn", "spike_tokens",
+                            "Spike-Driven Transformer (SDSA blocks, Norse LIF) on spike tokens"))
+MODELS.add("snn-mlp", ModelSpec("neuroposter.models.snn_mlp:SpikingMLPNet", "snn", "spike_pooled",
+                                "chain-shaped spiking MLP on pooled spikes (lava-dl netx friendly)"))
+MODELS.add("ann-transformer", ModelSpec("neuroposter.models.ann_transformer:ANNTransformer", "ann",
+                                        "feature_tokens", "the SDT's ANN twin on float feature tokens"))
+MODELS.add("cnn", ModelSpec("neuroposter.models.cnn:CNNClassifier", "ann", "images",
+                            "DenseNet-169 backbone + head trained on stored pooled features"))
+MODELS.add("vit", ModelSpec("neuroposter.models.vit:ViTClassifier", "ann", "images",
+                            "torchvision VisionTransformer on poster images"))
+
+_LAZY = {
+    "LIF": "neuroposter.models.lif",
+    "SDTConfig": "neuroposter.models.sdt",
+    "SpikeDrivenTransformer": "neuroposter.models.sdt",
+    "SpikingMLPConfig": "neuroposter.models.snn_mlp",
+    "SpikingMLPNet": "neuroposter.models.snn_mlp",
+    "ANNTransformerConfig": "neuroposter.models.ann_transformer",
+    "ANNTransformer": "neuroposter.models.ann_transformer",
+    "CNNClassifier": "neuroposter.models.cnn",
+    "ViTClassifier": "neuroposter.models.vit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Imports the model classes on first access (PEP 562), keeping ``import neuroposter.models`` light."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'neuroposter.models' has no attribute {name!r}")
+
+
+def model_class(name: str) -> type[nn.Module]:
+    """The class registered under ``name`` (imports its module now).
+
+    Raises:
+        KeyError: unknown model name (the message lists the valid names).
+    """
+    module, cls = MODELS.get(name).entry.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Builds model ``name`` from its constructor keyword arguments (as stored in ``model.json``)."""
+    return model_class(name)(**kwargs)

@@ -1,0 +1,238 @@
+"""What a model trains on: per-split tensors held in memory, built from workspace artifacts or given directly.
+
+The training loop only sees :class:`TaskData` (three :class:`SplitData` plus the genre names),
+so it is independent of where batches come from. Samples are stored batch-first and compact
+(spikes as uint8 ``[n, T, N, D]``, features/images as float) and turned into the model's input
+layout per batch by :func:`to_model_input` (spikes -> time-first float ``[T, B, N, D]``).
+
+Workspace sources per model (``docs/contracts.md``):
+
+=================  ===============================================================  ==================
+model              samples                                                          from
+=================  ===============================================================  ==================
+sdt                spikes ``[T, N, D]``                                             ``encoded/<name>``
+snn-mlp            pooled spikes ``[T, 1, D]`` (a ``form="pooled"`` encoded set)    ``encoded/<name>``
+ann-transformer    normalised float feature tokens ``[N, D]``                       ``encoded/<name>``
+cnn                pooled DenseNet-169 features ``[1664]`` (head training), or      ``features/<name>``
+                   images ``[3, H, W]`` with ``finetune``
+vit                images ``[3, S, S]`` resized and ImageNet-normalised              ``datasets/<name>``
+=================  ===============================================================  ==================
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from neuroposter._progress import progress
+from neuroposter.errors import DataError
+
+__all__ = ["SPLITS", "SplitData", "TaskData", "to_model_input", "materialise", "load_task_data"]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+InputLayout = Literal["spikes", "features", "images"]
+
+
+@dataclass
+class SplitData:
+    """One split in memory: ``inputs [n, ...]`` (batch-first) and float ``labels [n, G]``."""
+
+    inputs: Tensor
+    labels: Tensor
+
+    def __post_init__(self) -> None:
+        if self.inputs.shape[0] != self.labels.shape[0]:
+            raise ValueError(f"{self.inputs.shape[0]} inputs but {self.labels.shape[0]} label rows")
+        self.labels = self.labels.to(torch.float32)
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+@dataclass
+class TaskData:
+    """Everything a training run consumes.
+
+    Attributes:
+        train, val, test: the splits.
+        genres: the label names (column order of ``labels``).
+        layout: how :func:`to_model_input` turns a batch into model input.
+        meta: input facts recorded in ``model.json`` (e.g. ``T``, ``n_tokens``, ``d_in``, ``image_size``).
+        inputs_manifest: the artifacts used (``{"encoded": {"path", "key"}, ...}``) for the run manifest.
+    """
+
+    train: SplitData
+    val: SplitData
+    test: SplitData
+    genres: list[str]
+    layout: InputLayout
+    meta: dict[str, Any] = field(default_factory=dict)
+    inputs_manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        """Number of genres."""
+        return len(self.genres)
+
+    def split(self, name: str) -> SplitData:
+        """The split called ``name`` (train/val/test)."""
+        if name not in SPLITS:
+            raise KeyError(f"unknown split {name!r}; available: {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+
+def to_model_input(x: Tensor, layout: InputLayout, device: torch.device | str = "cpu") -> Tensor:
+    """A batch-first stored batch -> the model's input on ``device``.
+
+    ``spikes``: ``[B, T, N, D]`` (any dtype) -> float32 ``[T, B, N, D]``; ``features``/``images``: float32 as is.
+    """
+    x = x.to(device, non_blocking=True)
+    if layout == "spikes":
+        return x.transpose(0, 1).to(torch.float32)   # [B, T, N, D] -> [T, B, N, D]
+    return x.to(torch.float32)
+
+
+def materialise(items: Iterable[tuple[Any, Any]], n: int, desc: str,
+                transform: Callable[[Any], Tensor] | None = None, dtype: torch.dtype | None = None) -> SplitData:
+    """Stacks ``n`` ``(input, labels)`` items (a map-style dataset) into one :class:`SplitData`.
+
+    Args:
+        items: an iterable of ``(input, labels)`` pairs.
+        n: how many items (for the progress bar and preallocation).
+        desc: progress bar label.
+        transform: optional function applied to each input.
+        dtype: storage dtype of the stacked inputs (default: the first item's).
+    """
+    xs: Tensor | None = None
+    ys: list[Tensor] = []
+    for i, (x, y) in enumerate(progress(items, desc=desc, total=n, unit="sample")):
+        x = transform(x) if transform is not None else torch.as_tensor(np.asarray(x))
+        if xs is None:
+            xs = torch.empty((n, *x.shape), dtype=dtype or x.dtype)
+        xs[i] = x
+        ys.append(torch.as_tensor(np.asarray(y), dtype=torch.float32))
+    if xs is None:
+        raise DataError(f"{desc}: no samples")
+    return SplitData(xs, torch.stack(ys))
+
+
+def _item_iter(ds: Any) -> Iterable[tuple[Any, Any]]:
+    for i in range(len(ds)):
+        yield ds[i]
+
+
+def _artifact(path: Path, key: str | None) -> dict[str, Any]:
+    return {"path": str(Path(path).resolve()), "key": key}
+
+
+def _encoded_task(model: str, path: Path) -> TaskData:
+    try:
+        from neuroposter.encode import load_encoded
+    except ImportError as exc:
+        raise DataError(f"the encode package is not available ({exc}); cannot train {model!r}") from None
+    enc = load_encoded(path)
+    splits: dict[str, SplitData] = {}
+    if model == "ann-transformer":
+        for s in SPLITS:
+            ds = enc.features_dataset(s)
+            splits[s] = materialise(_item_iter(ds), len(ds), f"load {s} features",
+                                    transform=lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32))
+        layout: InputLayout = "features"
+    else:
+        if model == "snn-mlp" and int(enc.n_tokens) != 1:
+            raise DataError(f"snn-mlp trains on pooled spikes, but {path} holds {enc.n_tokens} tokens per "
+                            "sample; encode the pooled features (`neuroposter encode --form pooled --name pooled`) "
+                            "and pass `--encoded pooled`")
+        for s in SPLITS:
+            ds = enc.dataset(s)
+            splits[s] = materialise(_item_iter(ds), len(ds), f"load {s} spikes",
+                                    transform=lambda x: torch.as_tensor(np.asarray(x)).to(torch.uint8),
+                                    dtype=torch.uint8)
+        layout = "spikes"
+    feats = getattr(enc, "features", None)
+    inputs = {"encoded": _artifact(path, getattr(enc, "key", None))}
+    if feats is not None:
+        inputs["features"] = _artifact(getattr(feats, "path", ""), getattr(feats, "key", None))
+    return TaskData(splits["train"], splits["val"], splits["test"], list(enc.genres), layout,
+                    meta={"T": int(enc.T), "n_tokens": int(enc.n_tokens), "d_in": int(enc.dim),
+                          "form": str(enc.form)},
+                    inputs_manifest=inputs)
+
+
+def _cnn_task(features_path: Path, finetune: bool) -> tuple[TaskData, Any]:
+    from neuroposter.features import open_store, preprocess
+
+    store = open_store(features_path)
+    ds = store.dataset
+    genres = list(ds.genres)
+    labels = np.asarray(store.labels, dtype=np.float32)
+    splits: dict[str, SplitData] = {}
+    for s in SPLITS:
+        rows = store.split_rows(s)
+        if finetune:
+            idx = store.rows[rows]
+            splits[s] = materialise(((ds.load_image(int(i)), labels[r]) for i, r in zip(idx, rows)), len(rows),
+                                    f"load {s} images", transform=preprocess)
+        else:
+            splits[s] = SplitData(torch.from_numpy(np.asarray(store.pooled[rows], dtype=np.float32)),
+                                  torch.from_numpy(labels[rows]))
+    inputs = {"features": _artifact(store.path, store.key),
+              "dataset": _artifact(store.dataset_path, getattr(ds, "key", None))}
+    meta = {"d_in": store.dim, "weights": store.weights, "finetune": finetune, "grid": list(store.grid)}
+    return TaskData(splits["train"], splits["val"], splits["test"], genres, "images" if finetune else "features",
+                    meta=meta, inputs_manifest=inputs), store
+
+
+def _vit_task(dataset_path: Path, image_size: int) -> TaskData:
+    try:
+        from neuroposter.data import load_dataset
+    except ImportError:  # pragma: no cover - package __init__ not exporting it yet
+        from neuroposter.data.dataset import load_dataset
+    from neuroposter.models.vit import image_to_tensor
+
+    ds = load_dataset(dataset_path)
+    labels = np.asarray(ds.labels, dtype=np.float32)
+    splits: dict[str, SplitData] = {}
+    for s in SPLITS:
+        idx = np.asarray(ds.indices(s), dtype=np.int64)
+        splits[s] = materialise(((ds.load_image(int(i)), labels[i]) for i in idx), len(idx), f"load {s} images",
+                                transform=lambda img: image_to_tensor(img, image_size))
+    return TaskData(splits["train"], splits["val"], splits["test"], list(ds.genres), "images",
+                    meta={"image_size": image_size},
+                    inputs_manifest={"dataset": _artifact(dataset_path, getattr(ds, "key", None))})
+
+
+def load_task_data(model: str, workspace: Any, *, encoded: str = "default", features: str = "default",
+                   dataset: str = "default", finetune: bool = False, image_size: int = 96) -> tuple[TaskData, Any]:
+    """Builds the :class:`TaskData` of ``model`` from a workspace.
+
+    Args:
+        model: registry name.
+        workspace: a :class:`neuroposter.workspace.Workspace`.
+        encoded, features, dataset: artifact names inside the workspace.
+        finetune: cnn only: load images to train end to end instead of pooled features.
+        image_size: vit only: square image side.
+
+    Returns:
+        ``(task, extra)``: ``extra`` is the opened :class:`FeatureStore` for ``cnn`` (its backbone is
+        needed to assemble the image model), None otherwise.
+
+    Raises:
+        ManifestError / DataError: a missing or unusable input, with what to run.
+    """
+    from neuroposter.models import MODELS
+
+    spec = MODELS.get(model)
+    if spec.inputs in ("spike_tokens", "spike_pooled", "feature_tokens"):
+        return _encoded_task(model, workspace.encoded(encoded)), None
+    if model == "cnn":
+        return _cnn_task(workspace.features(features), finetune)
+    return _vit_task(workspace.dataset(dataset), image_size), None

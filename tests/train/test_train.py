@@ -1,0 +1,132 @@
+"""Training runs on small in-memory tasks: outputs, reproducibility, resume, learning, load_run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_spike_task
+
+from neuroposter.models import SpikeDrivenTransformer, SpikingMLPNet
+from neuroposter.train import TrainConfig, fit, load_run, predict, train_run
+from neuroposter.train.data import SplitData, TaskData
+
+TINY_SDT = dict(d_model=16, depth=1, heads=2, mlp_hidden=16)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _stop_after(n: int):
+    def cb(epoch: int, history: dict) -> None:
+        if epoch == n:
+            raise _Interrupt
+
+    return cb
+
+
+def test_run_folder_matches_the_contract(tmp_path: Path, spike_task: TaskData) -> None:
+    run_dir = tmp_path / "runs" / "sdt"
+    res = train_run("sdt", spike_task, run_dir, TrainConfig(epochs=2, batch_size=16), model_kwargs=TINY_SDT)
+    assert res is not None
+    names = {p.name for p in run_dir.iterdir()}
+    assert names == {"resolved_config.yaml", "manifest.json", "model.json", "checkpoint.pt", "metrics.json",
+                     "curves.png", "predictions_test.npz"}
+    assert not (tmp_path / "runs" / ".sdt.partial").exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    keys = {"micro_f1", "macro_f1", "samples_f1", "map", "hamming", "p_at_1",
+            "micro_f1_tuned", "macro_f1_tuned", "samples_f1_tuned"}
+    assert metrics["model"] == "sdt" and set(metrics["test"]) == keys
+    assert set(metrics["baselines"]) == {"most_frequent", "top2_frequent", "top3_frequent", "predict_nothing"}
+    assert all(set(v) == keys for v in metrics["baselines"].values())
+    for k in ("micro_f1", "macro_f1", "samples_f1", "map", "hamming", "p_at_1"):
+        assert metrics[k] == metrics["test"][k]
+    assert len(metrics["thresholds"]) == 4
+    assert "blocks.0.attn.kv_sn" in metrics["firing_rates"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["kind"] == "run" and manifest["model"] == "sdt"
+    assert manifest["inputs"]["encoded"]["key"] == "fake-0"
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert isinstance(state, dict) and "embed.weight" in state
+    preds = np.load(run_dir / "predictions_test.npz")
+    assert preds["scores"].shape == preds["labels"].shape == (24, 4)
+
+    loaded = load_run(run_dir)
+    assert isinstance(loaded.model, SpikeDrivenTransformer) and not loaded.model.training
+    assert loaded.model_name == "sdt" and loaded.metrics["map"] == metrics["map"]
+    again = predict(loaded.model, spike_task.test, "spikes")
+    np.testing.assert_array_equal(again.scores, preds["scores"])
+
+
+def test_same_seed_same_result_and_resume_is_exact(tmp_path: Path, spike_task: TaskData) -> None:
+    cfg = TrainConfig(epochs=4, batch_size=16, patience=10)
+    full = train_run("sdt", spike_task, tmp_path / "a", cfg, model_kwargs=TINY_SDT)
+    again = train_run("sdt", spike_task, tmp_path / "b", cfg, model_kwargs=TINY_SDT)
+    assert full is not None and again is not None
+    assert full.metrics["test"] == again.metrics["test"]
+
+    with pytest.raises(_Interrupt):
+        train_run("sdt", spike_task, tmp_path / "c", cfg, model_kwargs=TINY_SDT, on_epoch_end=_stop_after(2))
+    assert (tmp_path / ".c.partial" / "train_state.pt").is_file() and not (tmp_path / "c").exists()
+    resumed = train_run("sdt", spike_task, tmp_path / "c", cfg, model_kwargs=TINY_SDT, resume=True)
+    assert resumed is not None and resumed.fit.resumed_from == 2
+    assert resumed.fit.history == full.fit.history
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    c = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)
+    assert a.keys() == c.keys()
+    for k in a:
+        assert torch.equal(a[k], c[k]), k
+    assert resumed.metrics["test"] == full.metrics["test"]
+
+
+def test_resume_refuses_other_settings(tmp_path: Path, spike_task: TaskData) -> None:
+    from neuroposter.errors import DataError
+
+    with pytest.raises(_Interrupt):
+        train_run("sdt", spike_task, tmp_path / "r", TrainConfig(epochs=3, batch_size=16), model_kwargs=TINY_SDT,
+                  on_epoch_end=_stop_after(1))
+    with pytest.raises(DataError, match="other settings"):
+        train_run("sdt", spike_task, tmp_path / "r", TrainConfig(epochs=3, batch_size=16, lr=1e-2),
+                  model_kwargs=TINY_SDT, resume=True)
+
+
+def test_sdt_learns_the_planted_signal_and_beats_baselines(tmp_path: Path) -> None:
+    task = make_spike_task(n=192, N=6, D=32, seed=1)
+    res = train_run("sdt", task, tmp_path / "sdt", TrainConfig(epochs=12, batch_size=16, lr=5e-3),
+                    model_kwargs=dict(d_model=32, depth=1, heads=2, mlp_hidden=32))
+    assert res is not None
+    m, best_base = res.metrics, max(v["micro_f1"] for v in res.metrics["baselines"].values())
+    assert m["map"] > 0.9 > m["baselines"]["most_frequent"]["map"] + 0.3
+    assert m["test"]["micro_f1_tuned"] > best_base + 0.3
+
+
+def test_snn_mlp_trains_on_pooled_spikes(tmp_path: Path) -> None:
+    task = make_spike_task(n=192, D=32, pooled=True, seed=2)
+    res = train_run("snn-mlp", task, tmp_path / "mlp", TrainConfig(epochs=15, batch_size=16, lr=5e-3),
+                    model_kwargs=dict(hidden1=32, hidden2=16))
+    assert res is not None and res.metrics["map"] > 0.8
+    assert set(res.metrics["firing_rates"]) == {"sn1", "sn2"}
+    assert isinstance(load_run(tmp_path / "mlp").model, SpikingMLPNet)
+
+
+def test_ann_transformer_on_feature_tokens(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(96, 3, generator=g) < 0.4).float()
+    x = torch.randn(96, 5, 16, generator=g)
+    x[:, :, :3] += 2 * y[:, None, :]          # genre k shifts channel k of every token
+    sp = [SplitData(x[a:b], y[a:b]) for a, b in ((0, 48), (48, 72), (72, 96))]
+    task = TaskData(*sp, ["a", "b", "c"], "features", meta={"n_tokens": 5, "d_in": 16})
+    res = train_run("ann-transformer", task, tmp_path / "ann", TrainConfig(epochs=15, batch_size=16, lr=3e-3),
+                    model_kwargs=dict(d_model=16, depth=1, heads=2, mlp_hidden=16))
+    assert res is not None and res.metrics["map"] > 0.8 and res.metrics["firing_rates"] == {}
+
+
+def test_fit_is_independent_of_the_model_output_layout(spike_task: TaskData) -> None:
+    torch.manual_seed(0)
+    net = SpikeDrivenTransformer(d_in=32, n_tokens=6, n_classes=4, **TINY_SDT)
+    res = fit(net, spike_task, TrainConfig(epochs=1, batch_size=32))
+    assert res.epochs_run == 1 and len(res.history["val_map"]) == 1
