@@ -1,0 +1,20 @@
+"""The energy profiling report: tables (pandas), figures (matplotlib Agg), HTML + Markdown writers.
+
+``build_report(workspace, name=..., runs=..., profiles=..., samples=...)`` writes
+``WORKSPACE/reports/<name>/`` atomically: ``report.html``, ``report.md``, ``energy.csv``, ``accuracy.csv``,
+``layers.csv``, ``provenance.csv``, ``counts.json``, PNG figures and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["build_report", "ReportResult"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from neuroposter.report import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module 'neuroposter.report' has no attribute {name!r}")

@@ -1,0 +1,68 @@
+"""``neuroposter report``: the energy profiling report (HTML + Markdown + CSV + PNG) in ``reports/<name>/``."""
+
+from __future__ import annotations
+
+import argparse
+
+from neuroposter.cli._common import add_common
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Registers ``neuroposter report``."""
+    p = subparsers.add_parser(
+        "report", help="energy profiling report: op counts x hardware profiles, accuracy beside energy",
+        description="Counts ops of every run (SNNs: simulated NIR graph on test inputs; ANNs: ONNX graphs), prices "
+        "them under the SDT-paper, precision-matched, memory-aware and per-device views, and writes "
+        "WORKSPACE/reports/<name>/ (report.html, report.md, energy.csv, figures).")
+    p.add_argument("--name", default="default", help="report name (default: default)")
+    p.add_argument("--runs", nargs="+", default=None, metavar="RUN",
+                   help="run names under WORKSPACE/runs (default: all)")
+    p.add_argument("--profiles", nargs="+", default=None, metavar="PROFILE",
+                   help="device profiles (names or YAML paths; default: every chip and ANN platform; "
+                        "`neuroposter report --list-profiles` lists them)")
+    p.add_argument("--samples", type=int, default=32, help="test samples the SNNs are simulated on (default 32)")
+    p.add_argument("--exports", default="export", metavar="DIR",
+                   help="export bundle root with onnx/<run>/model.onnx and <chip>/<run>/summary.json (default: export)")
+    p.add_argument("--frontend-profile", default="jetson_agx_orin",
+                   help="ANN profile pricing the DenseNet-169 front end in neuromorphic device views "
+                        "(default: jetson_agx_orin)")
+    p.add_argument("--no-frontend", action="store_true",
+                   help="do not count the DenseNet-169 front end (totals then exclude it; the report says so)")
+    p.add_argument("--no-latency", action="store_true", help="skip the onnxruntime latency measurement")
+    p.add_argument("--no-export", action="store_true",
+                   help="do not export ANN runs that lack an ONNX bundle (they are reported without counts)")
+    p.add_argument("--list-profiles", action="store_true", help="list the hardware profiles and exit")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Builds the report and prints where it is, with its headline numbers."""
+    from neuroposter.cli._common import workspace_of
+    from neuroposter.profiling.profiles import list_profiles, load_profile
+
+    if args.list_profiles:
+        for n in list_profiles():
+            p = load_profile(n)
+            print(f"{n:22s} {p.kind:12s} {p.scope:8s} {p.evidence:10s} {p.description}")
+        return 0
+    from neuroposter.report.build import build_report
+
+    ws = workspace_of(args)
+    cfg = {k: v for k, v in sorted(vars(args).items()) if k not in ("func",) and not callable(v)}
+    res = build_report(ws.root, name=args.name, runs=args.runs, profiles=args.profiles, samples=args.samples,
+                       exports=args.exports, frontend=None if args.no_frontend else "auto",
+                       frontend_profile=args.frontend_profile, latency=not args.no_latency,
+                       allow_export=not args.no_export, resolved_config=cfg)
+    print(f"report written to {res.out_dir}/report.html (+ report.md, energy.csv, {len(res.files)} files)")
+    e = res.energy
+    if e is not None and not e.empty:
+        head = e[(e["component"] == "pipeline") & e["available"]
+                 & e["evaluation"].isin(["sdt_paper/horowitz_45nm_fp32 (first layer once)", "memory/lemaire_45nm"])]
+        for row in head.itertuples(index=False):
+            print(f"  {row.run:18s} {row.evaluation:48s} {row.energy_mj:10.4g} mJ/inference")
+    for w in res.warnings:
+        print(f"  warning: {w}")
+    return 0

@@ -1,0 +1,359 @@
+"""Builds the energy profiling report: ``WORKSPACE/reports/<name>/`` (HTML, Markdown, CSV, PNG), atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from neuroposter._io import atomic_dir, atomic_write_json, sha256_file
+from neuroposter.errors import DataError
+from neuroposter.manifest import write_manifest
+from neuroposter.profiling.counts import OpCounts
+from neuroposter.profiling.profiles import HardwareProfile, list_profiles, load_profile
+from neuroposter.report import collect, figures, tables
+from neuroposter.report.writers import Section, to_html, to_markdown
+
+__all__ = ["ReportResult", "build_report"]
+
+log = logging.getLogger(__name__)
+
+# Device profiles shown by default (every profile that is not a generic 45 nm arithmetic table).
+_GENERIC = {"horowitz_45nm_fp32", "horowitz_45nm_fp16", "horowitz_45nm_int8", "lemaire_45nm"}
+
+
+@dataclass
+class ReportResult:
+    """What :func:`build_report` wrote.
+
+    Attributes:
+        out_dir: the report folder.
+        files: file names written in it.
+        warnings: problems met (missing counts, unavailable constants, ...), also in the report.
+        energy: the energy table.
+        accuracy: the accuracy table.
+    """
+
+    out_dir: Path
+    files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    energy: pd.DataFrame | None = None
+    accuracy: pd.DataFrame | None = None
+
+
+def build_report(
+    workspace: str | os.PathLike[str],
+    *,
+    name: str = "default",
+    runs: Sequence[str] | None = None,
+    profiles: Sequence[str] | None = None,
+    samples: int = 32,
+    exports: str | os.PathLike[str] = "export",
+    frontend: OpCounts | str | None = "auto",
+    frontend_profile: str = tables.DEFAULT_FRONTEND_PROFILE,
+    latency: bool = True,
+    allow_export: bool = True,
+    counts: Mapping[str, OpCounts] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    resolved_config: Mapping[str, Any] | None = None,
+) -> ReportResult:
+    """Builds the report from the workspace's runs, export bundles and hardware profiles.
+
+    Args:
+        workspace: the workspace root.
+        name: report name (``WORKSPACE/reports/<name>/``).
+        runs: run names (default: every run under ``WORKSPACE/runs``).
+        profiles: device profiles to price on (names or YAML paths; default: every chip and ANN platform).
+        samples: test samples the SNNs are simulated on.
+        exports: the export-bundle root (``export/`` by default, relative to the current folder).
+        frontend: ``"auto"`` (count the DenseNet-169 backbone), precomputed :class:`OpCounts`, or None (no front
+            end: the report then states that the SNN totals exclude it).
+        frontend_profile: the ANN profile pricing the front end in the device view of neuromorphic chips.
+        latency: measure onnxruntime latency of the ONNX bundles (batch 1 and 8).
+        allow_export: export ANN runs without a bundle into a temporary folder to count them.
+        counts: precomputed counts per run name (skips lowering/simulation or ONNX for those runs).
+        out_dir: write here instead of ``WORKSPACE/reports/<name>``.
+        resolved_config: options to save as ``resolved_config.yaml``.
+
+    Returns:
+        :class:`ReportResult`.
+
+    Raises:
+        DataError: no runs found.
+    """
+    ws = Path(workspace)
+    exports_p = Path(exports)
+    warnings: list[str] = []
+    run_infos = collect.find_runs(ws / "runs", list(runs) if runs else None)
+    if not run_infos:
+        raise DataError(f"no runs under {ws / 'runs'}; train models with `neuroposter train` first")
+    names = list(profiles) if profiles else [p for p in list_profiles() if p not in _GENERIC]
+    device_profiles = [load_profile(p) for p in names]
+    all_profiles: dict[str, HardwareProfile] = {p.name: p for p in device_profiles}
+    for p in (*tables.PRECISION_PROFILES, tables.MEMORY_PROFILE, tables.PAPER_PROFILE, frontend_profile):
+        all_profiles.setdefault(load_profile(p).name, load_profile(p))
+
+    # ---- counts
+    onnx_paths: dict[str, Path] = {}
+    for r in run_infos:
+        if counts and r.name in counts:
+            r.counts, r.counts_source = counts[r.name], str(counts[r.name].meta.get("source", "precomputed counts"))
+            continue
+        try:
+            if r.kind == "snn":
+                r.counts, r.counts_source = collect.snn_counts_for_run(r, ws, samples=samples)
+            else:
+                r.counts, r.counts_source, p = collect.ann_counts_for_run(r, exports_p, ws, allow_export=allow_export)
+                if p is not None:
+                    onnx_paths[r.name] = p
+        except Exception as exc:  # noqa: BLE001 - one run's failure must not sink the report
+            msg = f"{r.name}: no op counts ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            r.notes.append(msg)
+            warnings.append(msg)
+    fe_counts: OpCounts | None = None
+    fe_source = "not included (frontend=None): SNN and ann-transformer totals EXCLUDE the feature extractor"
+    if isinstance(frontend, OpCounts):
+        fe_counts, fe_source = frontend, str(frontend.meta.get("source", "precomputed front-end counts"))
+    elif frontend == "auto" and any(r.model in collect.FEATURE_MODELS for r in run_infos):
+        try:
+            fe_counts, fe_source = collect.frontend_counts(ws, run_infos)
+        except Exception as exc:  # noqa: BLE001
+            msg = f"front end not counted ({type(exc).__name__}: {exc}); feature-model totals exclude it"
+            warnings.append(msg)
+            fe_source = msg
+
+    # ---- tables
+    evals = tables.plan_evaluations(device_profiles)
+    energy, breakdowns = tables.energy_table(run_infos, evals, all_profiles, fe_counts, collect.FEATURE_MODELS,
+                                             frontend_profile)
+    accuracy = tables.accuracy_table(run_infos)
+    layers = tables.layer_table(run_infos)
+    verdicts = collect.mapping_verdicts(exports_p, run_infos)
+    lat_rows: list[dict[str, Any]] = []
+    if latency:
+        from neuroposter.profiling.latency import measure_latency
+
+        for rn, p in onnx_paths.items():
+            try:
+                for lr in measure_latency(p, batches=(1, 8), warmup=3, repeats=10, max_seconds=20):
+                    lat_rows.append({"run": rn, "onnx": str(p), **lr.to_dict()})
+            except Exception as exc:  # noqa: BLE001
+                warnings.append(f"{rn}: latency not measured ({type(exc).__name__}: {exc})")
+    latency_df = pd.DataFrame(lat_rows)
+
+    target = Path(out_dir) if out_dir is not None else ws / "reports" / name
+    result = ReportResult(target, warnings=warnings, energy=energy, accuracy=accuracy)
+    with atomic_dir(target) as tmp:
+        files: list[str] = []
+        figs = {
+            "acc": figures.accuracy_vs_energy(energy, accuracy, tmp / "accuracy_vs_energy.png"),
+            "bd_paper": figures.energy_breakdown(breakdowns, tables.Evaluation("sdt_paper", tables.PAPER_PROFILE).label,
+                                                 tmp / "breakdown_sdt_paper.png",
+                                                 "SDT-paper view (E_MAC 4.6 / E_AC 0.9 pJ, first layer once)"),
+            "bd_memory": figures.energy_breakdown(breakdowns, tables.Evaluation("memory", tables.MEMORY_PROFILE).label,
+                                                  tmp / "breakdown_memory.png", "memory-aware view (Lemaire-style)"),
+            "bd_int8": figures.energy_breakdown(breakdowns, tables.Evaluation("precision", "horowitz_45nm_int8").label,
+                                                tmp / "breakdown_int8.png", "precision-matched view, int8 (Horowitz)"),
+            "fr": figures.firing_rates(run_infos, tmp / "firing_rates.png"),
+            "ops": figures.ops_per_layer(run_infos, tmp / "ops_per_layer.png"),
+            "map": figures.mapping_verdicts_fig(verdicts, tmp / "mapping_verdicts.png"),
+        }
+        device_bd: dict[str, str | None] = {}
+        for p in device_profiles:
+            lab = tables.Evaluation("device", p.name).label
+            if any(k == lab + "|model" and b.available for (_, k), b in breakdowns.items()):
+                device_bd[p.name] = figures.energy_breakdown(breakdowns, lab, tmp / f"breakdown_device_{p.name}.png",
+                                                             f"device view: {p.name} ({p.scope}, {p.evidence})")
+        files += [f for f in list(figs.values()) + list(device_bd.values()) if f]
+        energy.to_csv(tmp / "energy.csv", index=False)
+        accuracy.to_csv(tmp / "accuracy.csv", index=False)
+        layers.to_csv(tmp / "layers.csv", index=False)
+        files += ["energy.csv", "accuracy.csv", "layers.csv"]
+        if not latency_df.empty:
+            latency_df.to_csv(tmp / "latency.csv", index=False)
+            files.append("latency.csv")
+        atomic_write_json(tmp / "counts.json", {r.name: r.counts.to_dict() for r in run_infos if r.counts is not None}
+                          | ({"frontend": fe_counts.to_dict()} if fe_counts is not None else {}))
+        files.append("counts.json")
+        provenance = _provenance(run_infos, all_profiles, fe_source, verdicts, onnx_paths)
+        provenance.to_csv(tmp / "provenance.csv", index=False)
+        files.append("provenance.csv")
+        sections = _sections(run_infos, energy, accuracy, latency_df, verdicts, provenance, figs, device_bd,
+                             fe_counts, fe_source, frontend_profile, samples, warnings, breakdowns)
+        title = "neuroposter energy profiling report"
+        intro = ("Energy per inference of each trained model under several accounting views and hardware "
+                 "profiles, with accuracy and the constant-predictor baselines beside it. Every number is traceable "
+                 "to its run, export bundle and profile source (see Provenance).")
+        (tmp / "report.md").write_text(to_markdown(title, intro, sections), encoding="utf-8")
+        (tmp / "report.html").write_text(to_html(title, intro, sections), encoding="utf-8")
+        files += ["report.md", "report.html"]
+        if resolved_config is not None:
+            import yaml
+
+            from neuroposter._io import to_jsonable
+
+            (tmp / "resolved_config.yaml").write_text(yaml.safe_dump(to_jsonable(dict(resolved_config)),
+                                                                     sort_keys=True), encoding="utf-8")
+            files.append("resolved_config.yaml")
+        write_manifest(tmp, "report",
+                       inputs={r.name: {"path": str(r.path), "key": r.manifest.get("key")} for r in run_infos},
+                       config={"profiles": [p.name for p in device_profiles], "samples": samples,
+                               "exports": str(exports_p), "frontend_profile": frontend_profile},
+                       extra={"files": sorted(files)})
+        files.append("manifest.json")
+    result.files = sorted(files)
+    return result
+
+
+def _provenance(runs: list[Any], profiles: Mapping[str, HardwareProfile], fe_source: str,
+                verdicts: list[dict[str, Any]], onnx_paths: Mapping[str, Path]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        rows.append({"item": f"run {r.name}", "what": f"model {r.model}: metrics.json, checkpoint",
+                     "where": str(r.path), "id": str(r.manifest.get("key") or "")[:16],
+                     "note": r.manifest.get("created", "")})
+        rows.append({"item": f"counts {r.name}", "what": "op counts", "where": r.counts_source or "-",
+                     "id": (sha256_file(onnx_paths[r.name])[:16] if r.name in onnx_paths else ""),
+                     "note": "; ".join(r.notes)})
+    rows.append({"item": "front end", "what": "DenseNet-169 feature extractor counts", "where": fe_source,
+                 "id": "", "note": ""})
+    for v in verdicts:
+        rows.append({"item": f"bundle {v['target']}/{v['run']}", "what": "summary.json / mapping.json",
+                     "where": v["path"], "id": "", "note": v["verdict"]})
+    for p in profiles.values():
+        rows.append({"item": f"profile {p.name}", "what": f"{p.kind}, {p.scope}, evidence {p.evidence}",
+                     "where": str(p.path or ""), "id": sha256_file(p.path)[:16] if p.path else "",
+                     "note": " | ".join(p.sources)})
+    return pd.DataFrame(rows, columns=["item", "what", "where", "id", "note"])
+
+
+def _sections(runs, energy, accuracy, latency_df, verdicts, provenance, figs, device_bd, fe_counts, fe_source,
+              frontend_profile, samples, warnings, breakdowns) -> list[Section]:
+    secs: list[Section] = []
+    s = Section("What the estimates include and exclude")
+    s.items([
+        "SDT-paper view: E_MAC = 4.6 pJ, E_AC = 0.9 pJ (Horowitz 45 nm fp32). The first connection layer of an SNN "
+        "(the encoding layer) is priced as dense MACs, reported both once per inference and once per timestep (x T); "
+        "every other layer as measured synaptic ops x E_AC. SDSA masks, neuron updates, memory and static power are "
+        "NOT included (the papers' convention).",
+        "Precision-matched view: Horowitz fp32 / fp16 / int8 arithmetic only; SNN neuron updates priced every step "
+        "(one MAC + one AC), SDSA masks as one AC each (an upper bound). Memory and static power excluded.",
+        "Memory-aware view (Lemaire et al. 2022): arithmetic plus weight, state, input-event and spike memory accesses "
+        "priced by memory size; ANNs with one weight and one input read per MAC (no reuse, pessimistic). Routing, "
+        "DRAM and static power excluded.",
+        "Device view: per-term chip constants (synops, neuron updates, spikes) or one all-in constant (TrueNorth, "
+        "ODIN) never combined with extras; GPU/edge-GPU constants are peak-derived LOWER bounds (high end shown as "
+        "'-'); chips without published per-op energy (Loihi 2, Xylo, Speck, Akida) are marked unavailable rather "
+        "than guessed. Static power, routing hops and host I/O are excluded.",
+        "Front end: the SNN pipeline (and the ANN transformer on features) needs the DenseNet-169 feature extractor; "
+        "its energy is shown as its own component and included in every pipeline total "
+        f"(device view of a neuromorphic chip: front end priced on {frontend_profile}). Source: {fe_source}.",
+        f"SNN counts come from simulating the deployed (NIR-lowered) network on {samples} test samples; "
+        "energies are per inference (one sample, T steps).",
+    ])
+    if warnings:
+        s.p("Problems met while building this report:")
+        s.items(warnings)
+    secs.append(s)
+
+    s = Section("Accuracy (test set) beside energy")
+    pipe = energy[energy["component"] == "pipeline"]
+    head_evals = ["sdt_paper/horowitz_45nm_fp32 (first layer once)", "precision/horowitz_45nm_int8",
+                  "memory/lemaire_45nm"]
+    summary = accuracy.copy()
+    for ev in head_evals:
+        col = {r: v for r, v in pipe[pipe["evaluation"] == ev][["run", "energy_mj"]].itertuples(index=False)}
+        summary[f"mJ {ev.split(' ')[0]}"] = [col.get(r) if not p.startswith("baseline") else None
+                                             for r, p in zip(summary["run"], summary["predictor"])]
+    s.p("Test metrics of each model, followed by the constant-predictor baselines of the same run; energies are "
+        "pipeline totals (model + front end where it applies), in mJ per inference.")
+    s.table(summary)
+    s.figure(figs["acc"], "Accuracy (test mAP) vs pipeline energy per inference, one panel per view; dashed: best "
+                          "constant-predictor baseline")
+    secs.append(s)
+
+    s = Section("Energy per view and profile")
+    s.p("Pipeline totals per run (mJ per inference). 'low'/'high' come from the ranges of the constants; a '-' high "
+        "end means the constant is only a lower bound. Unavailable: a needed constant is not published.")
+    show = pipe[["run", "evaluation", "priced_on", "scope", "evidence", "energy_mj", "low_mj", "high_mj",
+                 "available", "reason"]]
+    s.table(show)
+    comp = energy[energy["component"] != "pipeline"][["run", "component", "evaluation", "priced_on", "energy_mj"]]
+    s.p("Components (the model itself vs the DenseNet-169 front end):")
+    s.table(comp)
+    secs.append(s)
+
+    s = Section("Energy breakdown per term")
+    s.figure(figs["bd_paper"], "SDT-paper view: terms per run, front end hatched")
+    s.figure(figs["bd_int8"], "Precision-matched int8 view")
+    s.figure(figs["bd_memory"], "Memory-aware view")
+    for pname, f in device_bd.items():
+        s.figure(f, f"Device view on {pname}")
+    rows = []
+    for (run, key), b in breakdowns.items():
+        if not key.endswith("|model") or not b.available:
+            continue
+        for t in b.terms:
+            rows.append({"run": run, "evaluation": key[:-6], "term": t.term, "count": t.count, "constant": t.constant,
+                         "mJ": t.pj * 1e-9, "evidence": t.evidence, "source": t.source[:90]})
+    s.p("Every term with its count, constant, evidence grade and source:")
+    s.table(pd.DataFrame(rows))
+    secs.append(s)
+
+    s = Section("Activity: firing rates and ops per layer")
+    s.figure(figs["fr"], "Firing rate per layer of the SNNs on the test inputs")
+    s.figure(figs["ops"], "Dense vs effective (measured) ops per layer")
+    tot = []
+    for r in runs:
+        if r.counts is not None:
+            t = r.counts.totals()
+            nb = r.counts.neurobench()
+            tot.append({"run": r.name, "kind": r.counts.kind, "T": r.counts.T, "samples": r.counts.samples,
+                        "MACs": t["macs"], "ACs (synops)": t["acs"], "dense": t["dense_ops"],
+                        "mask ops (eff.)": t["mask_ops_effective"], "SDSA adds": t["sdsa_adds"],
+                        "neuron upd. dense": t["neuron_updates_dense"], "neuron upd. eff.": t["neuron_updates_effective"],
+                        "spikes": t["spikes"], "NeuroBench Effective_ACs": nb["Effective_ACs"]})
+    if fe_counts is not None:
+        tot.append({"run": "(front end)", "kind": "ann", "T": 1, "samples": 1, "MACs": fe_counts.macs,
+                    "dense": fe_counts.dense_ops})
+    s.table(pd.DataFrame(tot))
+    secs.append(s)
+
+    s = Section("Mapping verdicts per chip")
+    if verdicts:
+        s.figure(figs["map"], "Fit / no-fit per run and target, from the export bundles")
+        s.table(pd.DataFrame(verdicts))
+    else:
+        s.p("No export bundles with summary.json / mapping.json were found; run `neuroposter export --target <chip>`.")
+    secs.append(s)
+
+    s = Section("Measured latency (onnxruntime, this machine)")
+    if latency_df.empty:
+        s.p("Not measured (no ONNX bundles, or --no-latency).")
+    else:
+        s.table(latency_df[["run", "batch", "median_ms", "q1_ms", "q3_ms", "iqr_ms", "per_sample_ms",
+                            "throughput_per_s", "repeats", "machine"]])
+    secs.append(s)
+
+    s = Section("Counting conventions")
+    s.items([
+        "Synaptic ops = sum over input events of the fan-out (non-zero weights reaching a valid output), exact for "
+        "weight-shared convolutions; equal to NeuroBench's Effective_ACs (binarise inputs and weights, re-run, sum). "
+        "Inputs outside {-1,0,1} make a layer's ops MACs (NeuroBench's rule).",
+        "Neuron updates: dense = every neuron every step; effective = neuron-steps with an input event or a non-zero "
+        "bias/leak. SDSA: AND masks counted per element; token sums/broadcasts as additions.",
+        "ANN MACs from ONNX: Conv, ConvTranspose, Gemm and MatMul (incl. attention QK^T and AV); other arithmetic per "
+        "element with fixed factors (softmax 3, LayerNorm 8, BatchNorm 2); data movement not counted.",
+    ])
+    secs.append(s)
+
+    s = Section("Provenance")
+    s.p("Where every number comes from: runs (manifest keys), counts (simulation or ONNX bundle with hash), the front "
+        "end, export bundles and hardware profiles (file hash and sources with evidence tags).")
+    s.table(provenance)
+    secs.append(s)
+    return secs

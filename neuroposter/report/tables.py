@@ -1,0 +1,143 @@
+"""Report tables (pandas): energy per model x view x profile, accuracy with baselines, layers, provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from neuroposter.profiling.counts import OpCounts
+from neuroposter.profiling.energy import EnergyBreakdown, estimate_energy
+from neuroposter.profiling.profiles import HardwareProfile
+
+__all__ = ["Evaluation", "plan_evaluations", "energy_table", "accuracy_table", "layer_table", "METRIC_COLUMNS",
+           "PAPER_PROFILE", "PRECISION_PROFILES", "MEMORY_PROFILE", "DEFAULT_FRONTEND_PROFILE"]
+
+METRIC_COLUMNS = ("micro_f1", "macro_f1", "samples_f1", "map", "p_at_1", "hamming")
+PAPER_PROFILE = "horowitz_45nm_fp32"
+PRECISION_PROFILES = ("horowitz_45nm_fp32", "horowitz_45nm_fp16", "horowitz_45nm_int8")
+MEMORY_PROFILE = "lemaire_45nm"
+DEFAULT_FRONTEND_PROFILE = "jetson_agx_orin"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One energy evaluation: a view, a profile and (SDT view) a first-layer convention."""
+
+    view: str
+    profile: str
+    first_layer: str = "once"
+
+    @property
+    def label(self) -> str:
+        """Short label, e.g. ``sdt_paper/horowitz_45nm_fp32 (first layer once)``."""
+        base = f"{self.view}/{self.profile}"
+        return f"{base} (first layer {self.first_layer})" if self.view == "sdt_paper" else base
+
+
+def plan_evaluations(device_profiles: Sequence[HardwareProfile]) -> list[Evaluation]:
+    """The standard views: SDT-paper (both conventions), precision-matched, memory-aware, per device."""
+    ev = [Evaluation("sdt_paper", PAPER_PROFILE, "once"), Evaluation("sdt_paper", PAPER_PROFILE, "xT")]
+    ev += [Evaluation("precision", p) for p in PRECISION_PROFILES]
+    ev.append(Evaluation("memory", MEMORY_PROFILE))
+    ev += [Evaluation("device", p.name) for p in device_profiles]
+    return ev
+
+
+def _mj(v: float | None) -> float | None:
+    return None if v is None else v * 1e-9
+
+
+def energy_table(
+    runs: Iterable[Any],
+    evaluations: Sequence[Evaluation],
+    profiles: dict[str, HardwareProfile],
+    frontend: OpCounts | None,
+    frontend_models: Sequence[str],
+    frontend_profile: str,
+) -> tuple[pd.DataFrame, dict[tuple[str, str], EnergyBreakdown]]:
+    """One row per run x evaluation x component (model, frontend, pipeline).
+
+    Returns:
+        ``(table, breakdowns)`` where ``breakdowns[(run, label + "|" + component)]`` holds the full breakdowns.
+    """
+    rows: list[dict[str, Any]] = []
+    keep: dict[tuple[str, str], EnergyBreakdown] = {}
+    for run in runs:
+        c: OpCounts | None = run.counts
+        if c is None:
+            continue
+        for ev in evaluations:
+            prof = profiles[ev.profile]
+            if ev.view == "device" and c.kind == "ann" and prof.kind == "neuromorphic":
+                continue
+            if ev.view == "sdt_paper" and c.kind == "ann" and ev.first_layer == "xT":
+                continue
+            try:
+                b = estimate_energy(c, prof, view=ev.view, first_layer=ev.first_layer)
+            except ValueError as exc:  # all-in profile under a per-term view
+                b = EnergyBreakdown(c.name, prof.name, ev.view, available=False, reason=str(exc),
+                                    scope=prof.scope, evidence=prof.evidence)
+            keep[(run.name, ev.label + "|model")] = b
+            fb = None
+            fprof = prof
+            if frontend is not None and run.model in frontend_models:
+                if ev.view == "device" and prof.kind != "ann":
+                    fprof = profiles[frontend_profile]
+                fb = estimate_energy(frontend, fprof, view=ev.view, first_layer="once")
+                keep[(run.name, ev.label + "|frontend")] = fb
+            base = {"run": run.name, "model": run.model, "kind": c.kind, "view": ev.view,
+                    "first_layer": ev.first_layer if ev.view == "sdt_paper" and c.kind == "snn" else "",
+                    "evaluation": ev.label, "profile": prof.name, "scope": prof.scope, "evidence": prof.evidence,
+                    "profile_source": "; ".join(prof.sources), "counts_source": run.counts_source}
+            rows.append({**base, "component": "model", "energy_mj": _mj(b.total_pj), "low_mj": _mj(b.low_pj),
+                         "high_mj": _mj(b.high_pj), "available": b.available, "reason": b.reason,
+                         "priced_on": prof.name})
+            if fb is not None:
+                rows.append({**base, "component": "frontend", "energy_mj": _mj(fb.total_pj),
+                             "low_mj": _mj(fb.low_pj), "high_mj": _mj(fb.high_pj), "available": fb.available,
+                             "reason": fb.reason, "priced_on": fprof.name})
+            both = b.available and (fb is None or fb.available)
+            tot = None if not both else (b.total_pj or 0.0) + (fb.total_pj if fb else 0.0)
+            low = None if not both else (b.low_pj or 0.0) + (fb.low_pj if fb else 0.0)
+            high = None if not both or b.high_pj is None or (fb is not None and fb.high_pj is None) else (
+                b.high_pj + (fb.high_pj if fb else 0.0))
+            reason = b.reason or (fb.reason if fb is not None else "")
+            rows.append({**base, "component": "pipeline", "energy_mj": _mj(tot), "low_mj": _mj(low),
+                         "high_mj": _mj(high), "available": both, "reason": reason,
+                         "priced_on": prof.name if fb is None else f"{prof.name} + front end on {fprof.name}"})
+    cols = ["run", "model", "kind", "component", "view", "first_layer", "evaluation", "profile", "priced_on",
+            "scope", "evidence", "energy_mj", "low_mj", "high_mj", "available", "reason", "profile_source",
+            "counts_source"]
+    return pd.DataFrame(rows, columns=cols), keep
+
+
+def accuracy_table(runs: Iterable[Any]) -> pd.DataFrame:
+    """Test metrics of every run, followed by its constant-predictor baselines."""
+    rows = []
+    for r in runs:
+        m = r.metrics or {}
+        test = m.get("test") or {k: m.get(k) for k in METRIC_COLUMNS}
+        rows.append({"run": r.name, "model": r.model, "predictor": r.model,
+                     **{k: test.get(k) for k in METRIC_COLUMNS}})
+        for bname, bm in (m.get("baselines") or {}).items():
+            rows.append({"run": r.name, "model": r.model, "predictor": f"baseline: {bname}",
+                         **{k: (bm or {}).get(k) for k in METRIC_COLUMNS}})
+    return pd.DataFrame(rows, columns=["run", "model", "predictor", *METRIC_COLUMNS])
+
+
+def layer_table(runs: Iterable[Any]) -> pd.DataFrame:
+    """Per-layer counts of every run (synops/MACs, spikes, firing rate, updates)."""
+    rows = []
+    for r in runs:
+        if r.counts is None:
+            continue
+        for lc in r.counts.layers:
+            rows.append({"run": r.name, "layer": lc.name, "op_type": lc.op_type, "kind": lc.kind,
+                         "dense_ops": lc.dense_ops, "effective_acs": lc.effective_acs,
+                         "effective_macs": lc.effective_macs, "other_ops": lc.other_ops, "spikes": lc.spikes,
+                         "firing_rate": lc.firing_rate, "updates_dense": lc.updates_dense,
+                         "updates_effective": lc.updates_effective, "sdsa_core": lc.sdsa and lc.kind == "synapse",
+                         "weights": lc.n_weights})
+    return pd.DataFrame(rows)
