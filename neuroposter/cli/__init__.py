@@ -68,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.exit(2, f"neuroposter: error: {exc}\n")
     debug = bool(getattr(args, "debug", False))
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("neuroposter").setLevel(logging.DEBUG if debug else logging.INFO)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

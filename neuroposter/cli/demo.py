@@ -11,7 +11,8 @@ import importlib
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable
 
 from neuroposter.cli._common import add_common
 
@@ -19,30 +20,70 @@ __all__ = ["add_parser", "run", "SIZES", "stages"]
 
 # Size presets: how much data and how much training each stage gets.
 SIZES: dict[str, dict[str, int]] = {
-    "tiny": {"posters": 48, "epochs_snn": 3, "epochs_ann": 3, "samples": 8},
-    "default": {"posters": 480, "epochs_snn": 15, "epochs_ann": 15, "samples": 16},
+    "tiny": {"posters": 48, "epochs": 3, "samples": 8},
+    "default": {"posters": 480, "epochs": 12, "samples": 16},
 }
+
+# The five models the demo trains, with the encoded set each one reads.
+_MODELS = (("sdt", "default"), ("snn-mlp", "pooled"), ("ann-transformer", "default"), ("cnn", None), ("vit", None))
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One demo stage: a name shown to the user and the CLI arguments it runs."""
+    """One demo stage: a name shown to the user and the CLI arguments it runs.
+
+    ``verdict`` stages (simulated chips) may end in a refusal: the chip cannot host the network and the
+    bundle's summary.json names the violated limit. That is a result, not a failure of the demo.
+    """
 
     name: str
     command: str
     argv: Callable[[argparse.Namespace, dict[str, int]], list[str]]
+    verdict: bool = False
 
 
 def _common(args: argparse.Namespace) -> list[str]:
     return ["--workspace", str(args.workspace)]
 
 
+def _export(target: str, run: str, *extra: str) -> Callable[[argparse.Namespace, dict[str, int]], list[str]]:
+    def argv(a: argparse.Namespace, s: dict[str, int]) -> list[str]:
+        return ["export", "--target", target, "--run", run, "--export-root", str(a.export_root),
+                "--samples", str(s["samples"]), *extra, *_common(a)]
+
+    return argv
+
+
 def stages() -> list[Stage]:
     """The demo's stages in pipeline order."""
+    from neuroposter.targets import SIMULATED_CHIPS
+
     out = [
         Stage("data synth", "data", lambda a, s: ["data", "synth", "--n", str(s["posters"]),
                                                     "--seed", str(a.seed), *_common(a)]),
         Stage("data import", "data", lambda a, s: ["data", "import", "--seed", str(a.seed), *_common(a)]),
+        Stage("features", "features", lambda a, s: ["features", *_common(a)]),
+        Stage("encode tokens", "encode", lambda a, s: ["encode", "--seed", str(a.seed), *_common(a)]),
+        Stage("encode pooled", "encode", lambda a, s: ["encode", "--form", "pooled", "--name", "pooled",
+                                                        "--seed", str(a.seed), *_common(a)]),
+    ]
+    for model, encoded in _MODELS:
+        def train_argv(a: argparse.Namespace, s: dict[str, int], model: str = model,
+                       encoded: str | None = encoded) -> list[str]:
+            enc = ["--encoded", encoded] if encoded else []
+            return ["train", "--model", model, *enc, "--epochs", str(s["epochs"]), "--seed", str(a.seed),
+                    *_common(a)]
+
+        out.append(Stage(f"train {model}", "train", train_argv))
+    out += [
+        Stage("export nir sdt", "export", _export("nir", "sdt")),
+        Stage("export nir snn-mlp", "export", _export("nir", "snn-mlp")),
+        *(Stage(f"export onnx {m}", "export", _export("onnx", m)) for m in ("cnn", "vit", "ann-transformer")),
+        Stage("export loihi sdt", "export", _export("loihi", "sdt")),
+        Stage("export loihi snn-mlp", "export", _export("loihi", "snn-mlp")),
+        *(Stage(f"export {chip} sdt", "export", _export(chip, "sdt"), verdict=True) for chip in SIMULATED_CHIPS),
+        Stage("report", "report", lambda a, s: ["report", "--exports", str(a.export_root),
+                                                "--samples", str(2 * s["samples"]), *_common(a)]),
     ]
     return out
 
@@ -56,6 +97,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", choices=sorted(SIZES), default="default",
                    help="default: the full demo; tiny: the same stages on a few dozen posters")
     p.add_argument("--seed", type=int, default=0, help="seed for data, splits and training")
+    p.add_argument("--export-root", metavar="DIR", default="export",
+                   help="folder for the export bundles (default: ./export)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -68,6 +111,19 @@ def _command_available(command: str) -> bool:
     except ModuleNotFoundError:
         return False
     return True
+
+
+def _refused(argv: list[str]) -> bool:
+    """True when an export bundle records a deliberate refusal (a named violated limit)."""
+    from neuroposter._io import read_json
+
+    target, run = argv[argv.index("--target") + 1], argv[argv.index("--run") + 1]
+    root = argv[argv.index("--export-root") + 1]
+    summary = Path(root) / target / run / "summary.json"
+    if not summary.is_file():
+        return False
+    data = read_json(summary)
+    return data.get("ok") is False and bool(data.get("reason"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,14 +144,21 @@ def run(args: argparse.Namespace) -> int:
         code = main([*extra, *argv]) if extra else main(argv)
         dt = time.perf_counter() - t0
         timings.append((stage.name, dt))
+        if code != 0 and stage.verdict and _refused(argv):
+            print(f"[demo] {stage.name}: the chip refuses this network (verdict in its summary.json)", flush=True)
+            timings[-1] = (f"{stage.name} (refused)", dt)
+            continue
         if code != 0:
             print(f"[demo] stage {stage.name!r} failed (exit {code}) after {dt:.1f} s", file=sys.stderr)
             return code
     total = time.perf_counter() - t_all
     print("\n[demo] stage times")
     for name, dt in timings:
-        print(f"  {name:<28s} {dt:7.1f} s")
-    print(f"  {'total':<28s} {total:7.1f} s")
+        print(f"  {name:<34s} {dt:7.1f} s")
+    print(f"  {'total':<34s} {total:7.1f} s")
+    report = Path(args.workspace) / "reports" / "default" / "report.html"
+    if report.is_file():
+        print(f"\n[demo] energy profiling report: {report.resolve()}")
     return 0
 
 

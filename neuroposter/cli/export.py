@@ -39,11 +39,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=ONNX_MODELS, default=None,
                    help="onnx: which ANN baseline run to export when --run is not given (default: cnn)")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="bundle folder (default: export/<target>/<run>/ in the current directory)")
+                   help="bundle folder (default: EXPORT_ROOT/<target>/<run>/)")
+    p.add_argument("--export-root", metavar="DIR", default="export",
+                   help="folder holding all bundles when --out is not given (default: ./export)")
     p.add_argument("--samples", type=int, default=None,
                    help="test samples used for verification (default: 32 for nir, 8 for onnx; per target)")
     p.add_argument("--min-agreement", type=float, default=0.99,
                    help="minimum spike/prediction agreement with the reference (default 0.99)")
+    p.add_argument("--floating-pt", action="store_true",
+                   help="loihi: run Lava's floating-point models instead of the bit-accurate fixed-point ones "
+                        "(debugging)")
     p.add_argument("--opt", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="target-specific option passed through (repeatable), e.g. --opt dtype=float32")
     add_common(p)
@@ -56,17 +61,24 @@ def run(args: argparse.Namespace) -> int:
 
     from neuroposter.cli._common import workspace_of, write_resolved_config
     from neuroposter.targets import ExportRequest, get_exporter
-    from neuroposter.targets._bundle import default_run, resolve_out_dir
+    from neuroposter.targets._bundle import default_run
 
     if args.model is not None and args.target != "onnx":
         print(f"neuroposter: note: --model applies to --target onnx only; exporting run "
               f"{args.run or default_run(args.target)!r}")
     ws = workspace_of(args)
     run_name = args.run or default_run(args.target, args.model)
-    out_dir = resolve_out_dir(args.target, run_name, args.out)
+    out_dir = Path(args.out) if args.out else Path(args.export_root) / args.target / run_name
     options: dict[str, Any] = {"samples": args.samples, "min_agreement": args.min_agreement}
     if args.model is not None:
         options["model"] = args.model
+    if args.floating_pt:
+        if args.target != "loihi":
+            import sys
+
+            print("neuroposter: error: --floating-pt applies to --target loihi only", file=sys.stderr)
+            return 2
+        options["floating_pt"] = True
     options.update(dict(args.opt))
     options = {k: v for k, v in options.items() if v is not None}
     exporter = get_exporter(args.target)

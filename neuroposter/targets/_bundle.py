@@ -19,7 +19,6 @@ from neuroposter.manifest import write_manifest
 __all__ = [
     "DEFAULT_RUNS",
     "default_run",
-    "resolve_out_dir",
     "bundle_dir",
     "write_bundle",
     "run_inputs",
@@ -35,14 +34,6 @@ def default_run(target: str, model: str | None = None) -> str:
     if target == "onnx":
         return model or DEFAULT_RUNS["onnx"]
     return "sdt"
-
-
-def resolve_out_dir(target: str, run: str, out: str | os.PathLike[str] | None = None,
-                    cwd: str | os.PathLike[str] | None = None) -> Path:
-    """``out`` if given, else ``export/<target>/<run>/`` relative to ``cwd`` (default: the current directory)."""
-    if out is not None:
-        return Path(out)
-    return Path(cwd or ".") / "export" / target / run
 
 
 @contextlib.contextmanager

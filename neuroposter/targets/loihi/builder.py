@@ -543,6 +543,9 @@ def build_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, s
     Returns:
         The :class:`LavaNetwork` (not yet run).
     """
+    from neuroposter.targets.loihi._mp import prepare_lava
+
+    prepare_lava()
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
@@ -673,6 +676,9 @@ def run_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, sel
     """
     import time
 
+    from neuroposter.targets.loihi._mp import prepare_lava
+
+    prepare_lava()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 

@@ -141,6 +141,9 @@ def export_and_check(graph: nir.NIRGraph, x: np.ndarray, *, select_tag: str = "f
     import os
     import tempfile
 
+    from neuroposter.targets.loihi._mp import prepare_lava
+
+    prepare_lava()
     from lava.lib.dl.netx import hdf5 as netx_hdf5
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
