@@ -916,8 +916,9 @@ def quantize_nbit(graph: nir.NIRGraph, *, weight_bits: int | None, state_bits: i
                   ) -> tuple[nir.NIRGraph, QuantReport]:
     """Fake-quantises a graph to ``weight_bits`` weights and ``state_bits`` neuron parameters.
 
-    Weights (and biases, on the same grid) of every connection get a symmetric per-tensor grid of
-    ``2**(weight_bits-1) - 1`` levels over ``max|W|``; with ``state_bits`` every neuron's threshold
+    Weights of every connection get a symmetric per-tensor grid of ``2**(weight_bits-1) - 1`` levels
+    over ``max|W|``; connection biases are neuron offsets and get the ``state_bits`` grid over their own
+    range (left float when ``state_bits`` is None); with ``state_bits`` every neuron's threshold
     and leak are put on the grid of ``2**(state_bits-1) - 1`` levels over ``threshold * 8``
     (membranes up to 8x threshold representable). ``weight_bits=1`` is binary ``{-a, +a}`` weights
     with one magnitude ``a = mean|W|`` per connection (TrueNorth-like sign + shared weight).
@@ -946,7 +947,11 @@ def quantize_nbit(graph: nir.NIRGraph, *, weight_bits: int | None, state_bits: i
                 wq = _grid(w, weight_bits, ref)
             new.weight = wq
             if hasattr(node, "bias") and not isinstance(node, nir.Linear):
-                new.bias = _grid(node.bias, max(weight_bits, 2), ref) if weight_bits > 1 else np.asarray(node.bias)
+                # A bias is a per-neuron offset on these chips (py-spinnaker2 ``i_offset``, TrueNorth's
+                # leak), i.e. neuron-state precision over its own range -- not the weight grid, which
+                # would clip BN-folded biases (often several times max|W|) to max|W|.
+                b = np.asarray(node.bias, dtype=np.float64)
+                new.bias = _grid(b, state_bits, float(np.max(np.abs(b)))) if (state_bits and b.size) else b.copy()
             nrm = float(np.linalg.norm(w))
             report.layers.append(LayerError(name, "connection",
                                             rel_weight_error=float(np.linalg.norm(wq - w) / nrm) if nrm else 0.0))

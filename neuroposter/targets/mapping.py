@@ -18,11 +18,18 @@ Counting rules (what ``mapping.json`` reports):
 * **Cores** per population: ``max(ceil(neurons / neurons_per_core), ceil(stored / synapses_per_core))``
   (synapses are stored at the destination core); **chips**: ``ceil(cores / cores_per_chip)``, also
   bounded by the per-chip neuron and synapse totals.
+* **Synapse memory** (only when ``weight_bits`` is known): a *lower bound* of ``weight_bits`` per
+  stored synapse (indices, delays, row headers and neuron state are not counted). With
+  ``memory_per_chip_mb`` the synapses live in a chip-wide store (SpiNNaker's SDRAM) and the total is
+  checked against it; otherwise, with ``memory_per_core_kb``, they live in core memory (SpiNNaker 2's
+  PE SRAM) and each population needs at least ``ceil(bytes / memory_per_core)`` cores, which then
+  count against ``cores_per_chip``.
 
 Verdict: ``fits`` is True when no limit is violated on one chip. Every violation is a sentence
 naming the node, the quantity and the limit (e.g. ``"fan-in 2560 of node 'head_sn' exceeds the
-fan_in limit 256"``). Unknown limits (null in the profile) are not checked and are listed under
-``unchecked``.
+fan_in limit 256"``); every violated limit is also summarised once in ``violated_limits``
+(``{limit: {"needed": worst value, "available": limit, "nodes": [...]}}``). Unknown limits (null in
+the profile) are not checked and are listed under ``unchecked``.
 """
 
 from __future__ import annotations
@@ -85,6 +92,8 @@ class MappingResult:
         violations: sentences naming node, quantity and limit.
         unchecked: limits that are unknown (null) in the profile.
         notes: counting conventions applied.
+        violated_limits: per violated limit, the worst needed value, the available value and the
+            nodes that violate it.
     """
 
     profile: str
@@ -94,21 +103,29 @@ class MappingResult:
     violations: list[str]
     unchecked: list[str]
     notes: list[str]
+    violated_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``mapping.json``)."""
         return {"profile": self.profile, "fits": self.fits, "violations": self.violations,
-                "totals": self.totals, "unchecked": self.unchecked, "notes": self.notes,
+                "violated_limits": self.violated_limits, "totals": self.totals, "unchecked": self.unchecked, "notes": self.notes,
                 "layers": {l.node: l.to_dict() for l in self.layers}}
 
     @property
     def verdict(self) -> str:
-        """One line: ``"fits on 1 chip (...)"`` or ``"does not fit: <first violation>"``."""
+        """One line: ``"fits on 1 chip (...)"`` or ``"does not fit: <every violated limit, needed vs available>"``."""
         t = self.totals
         if self.fits:
             return (f"fits on {t['chips']} chip ({t['neurons']} neurons, {t['stored_synapses']} stored synapses, "
                     f"{t['cores']} cores)")
-        return "does not fit: " + "; ".join(self.violations[:3])
+        def one(k: str, v: dict[str, Any]) -> str:
+            nodes = v["nodes"]
+            where = f" ({len(nodes)} nodes, e.g. {nodes[0]!r})" if len(nodes) > 1 else (f" ({nodes[0]!r})" if nodes else "")
+            if isinstance(v["needed"], (int, float)):
+                return f"{k}: needs {v['needed']} > available {v['available']}{where}"
+            return f"{k}: {v['needed']} not in {v['available']}{where}"
+
+        return "does not fit: " + "; ".join(one(k, v) for k, v in self.violated_limits.items())
 
 
 def _lim(profile: Any, name: str) -> Any:
@@ -163,6 +180,16 @@ def map_graph(graph: nir.NIRGraph, profile: Any, *, delays: dict[tuple[str, str]
     cpc = _lim(profile, "cores_per_chip")
     sharing = bool(_lim(profile, "supports_weight_sharing"))
     violations: list[str] = []
+    violated: dict[str, dict[str, Any]] = {}
+
+    def flag(limit: str, needed: Any, available: Any, node: str | None, msg: str) -> None:
+        violations.append(msg)
+        v = violated.setdefault(limit, {"needed": needed, "available": available, "nodes": []})
+        if isinstance(needed, (int, float)) and isinstance(v["needed"], (int, float)) and needed > v["needed"]:
+            v["needed"] = needed
+        if node is not None and node not in v["nodes"]:
+            v["nodes"].append(node)
+
     notes = [
         "Conv1d/Conv2d/Scale on a chip without them: realised as expanded Linear connectivity",
         "synapses expanded to neuron-to-neuron connectivity; stored = as the chip keeps them",
@@ -178,11 +205,11 @@ def map_graph(graph: nir.NIRGraph, profile: Any, *, delays: dict[tuple[str, str]
         if t in expandable and t not in nir_nodes:
             continue   # realised as an expanded (block-diagonal) Linear on a chip without this type
         if nir_nodes and t not in nir_nodes:
-            violations.append(f"node {n!r} ({t}): node type {t} is not supported by {name} "
-                              f"(supported: {', '.join(sorted(nir_nodes))})")
+            flag("nir_nodes", t, sorted(nir_nodes), n, f"node {n!r} ({t}): node type {t} is not supported by {name} "
+                 f"(supported: {', '.join(sorted(nir_nodes))})")
         elif models and isinstance(node, NEURON_NODE_TYPES) and t not in set(models):
-            violations.append(f"node {n!r} ({t}): neuron model {t} is not hosted by {name} "
-                              f"(neuron_models: {', '.join(models)})")
+            flag("neuron_models", t, list(models), n, f"node {n!r} ({t}): neuron model {t} is not hosted by {name} "
+                 f"(neuron_models: {', '.join(models)})")
 
     projs = projections(fg)
     pops = [n for n, node in fg.nodes.items() if isinstance(node, NEURON_NODE_TYPES)]
@@ -215,20 +242,29 @@ def map_graph(graph: nir.NIRGraph, profile: Any, *, delays: dict[tuple[str, str]
                 u.stored += int(m.nnz)
         else:
             out_fan_in = max(out_fan_in, int(rows.max(initial=0)))
+    wbits = _lim(profile, "weight_bits")
+    mem_core_kb, mem_chip_mb = _lim(profile, "memory_per_core_kb"), _lim(profile, "memory_per_chip_mb")
+    core_mem = (not mem_chip_mb) and bool(mem_core_kb) and bool(wbits)
+    if wbits and (mem_chip_mb or mem_core_kb):
+        notes.append(f"synapse memory: lower bound of {wbits} bits (weight_bits) per stored synapse, in "
+                     + (f"the chip-wide {mem_chip_mb} MB store" if mem_chip_mb else f"{mem_core_kb} KB per core"))
     for n, u in usage.items():
         u.fan_in = int(fan_in_vec[n].max(initial=0))
         u.fan_out = int(fan_out[n].max(initial=0))
         c_n = math.ceil(u.neurons / npc) if npc else 1
         c_s = math.ceil(u.stored / spc) if spc else 1
-        u.cores = max(1, c_n, c_s)
+        c_m = math.ceil(u.stored * wbits / 8 / (mem_core_kb * 1024)) if core_mem else 1
+        u.cores = max(1, c_n, c_s, c_m)
 
     # limits
     fi, fo = _lim(profile, "fan_in"), _lim(profile, "fan_out")
     for u in usage.values():
         if fi is not None and u.fan_in > fi:
-            violations.append(f"fan-in {u.fan_in} of node {u.node!r} ({u.node_type}) exceeds the fan_in limit {fi}")
+            flag("fan_in", u.fan_in, fi, u.node,
+                 f"fan-in {u.fan_in} of node {u.node!r} ({u.node_type}) exceeds the fan_in limit {fi}")
         if fo is not None and u.fan_out > fo:
-            violations.append(f"fan-out {u.fan_out} of node {u.node!r} ({u.node_type}) exceeds the fan_out limit {fo}")
+            flag("fan_out", u.fan_out, fo, u.node,
+                 f"fan-out {u.fan_out} of node {u.node!r} ({u.node_type}) exceeds the fan_out limit {fo}")
     total_neurons = sum(u.neurons for u in usage.values())
     total_syn = sum(u.synapses for u in usage.values())
     total_stored = sum(u.stored for u in usage.values())
@@ -240,28 +276,46 @@ def map_graph(graph: nir.NIRGraph, profile: Any, *, delays: dict[tuple[str, str]
     if spch:
         chips = max(chips, math.ceil(total_stored / spch))
     if cpc and cores > cpc:
-        violations.append(f"needs {cores} cores > cores_per_chip {cpc} (largest: "
-                          f"{max(usage.values(), key=lambda u: u.cores).node!r})")
+        big = max(usage.values(), key=lambda u: u.cores)
+        why = " by neurons_per_core / synapses_per_core" + (" / synapse memory per core" if core_mem else "")
+        flag("cores_per_chip", cores, cpc, None, f"needs {cores} cores > cores_per_chip {cpc} (counted{why}; "
+             f"largest: {big.node!r} with {big.cores})")
     if npch and total_neurons > npch:
-        violations.append(f"needs {total_neurons} neurons > neurons_per_chip {npch}")
+        flag("neurons_per_chip", total_neurons, npch, None, f"needs {total_neurons} neurons > neurons_per_chip {npch}")
     if spch and total_stored > spch:
-        violations.append(f"needs {total_stored} stored synapses > synapses_per_chip {spch}")
+        flag("synapses_per_chip", total_stored, spch, None,
+             f"needs {total_stored} stored synapses > synapses_per_chip {spch}")
+    syn_bytes = int(math.ceil(total_stored * wbits / 8)) if wbits else None
+    if syn_bytes is not None and mem_chip_mb:
+        avail = int(mem_chip_mb * 2 ** 20)
+        if syn_bytes > avail:
+            flag("memory_per_chip_mb", syn_bytes, avail, None,
+                 f"needs at least {syn_bytes} bytes of synapse memory ({total_stored} stored synapses x {wbits}-bit "
+                 f"weights) > memory_per_chip_mb {mem_chip_mb} ({avail} bytes)")
+    elif syn_bytes is not None and core_mem and cpc:
+        avail = int(mem_core_kb * 1024 * cpc)
+        if syn_bytes > avail:
+            flag("memory_per_core_kb", syn_bytes, avail, None,
+                 f"needs at least {syn_bytes} bytes of synapse memory ({total_stored} stored synapses x {wbits}-bit "
+                 f"weights) > memory_per_core_kb {mem_core_kb} x cores_per_chip {cpc} ({avail} bytes)")
     inputs = [int(np.prod(_shape_of(fg.nodes[i], "output"))) for i in fg.inputs()]
     outputs = [int(np.prod(_shape_of(fg.nodes[o], "input"))) for o in fg.outputs()]
     ipc, opc = _lim(profile, "inputs_per_chip"), _lim(profile, "outputs_per_chip")
     if ipc and inputs and max(inputs) > ipc:
-        violations.append(f"input {fg.inputs()[0]!r} has {max(inputs)} channels > inputs_per_chip {ipc}")
+        flag("inputs_per_chip", max(inputs), ipc, fg.inputs()[0],
+             f"input {fg.inputs()[0]!r} has {max(inputs)} channels > inputs_per_chip {ipc}")
     if opc and outputs and max(outputs) > opc:
-        violations.append(f"output {fg.outputs()[0]!r} has {max(outputs)} channels > outputs_per_chip {opc}")
+        flag("outputs_per_chip", max(outputs), opc, fg.outputs()[0],
+             f"output {fg.outputs()[0]!r} has {max(outputs)} channels > outputs_per_chip {opc}")
     ml = _lim(profile, "max_layers")
     if ml and len(usage) > ml:
-        violations.append(f"{len(usage)} neuron layers > max_layers {ml}")
+        flag("max_layers", len(usage), ml, None, f"{len(usage)} neuron layers > max_layers {ml}")
     md = _lim(profile, "max_delay")
     if md is not None and delays:
         worst = max(delays.items(), key=lambda kv: kv[1])
         if worst[1] > md:
-            violations.append(f"re-timing delay {worst[1]} on edge {worst[0][0]!r} -> {worst[0][1]!r} exceeds "
-                              f"max_delay {md}")
+            flag("max_delay", worst[1], md, f"{worst[0][0]} -> {worst[0][1]}",
+                 f"re-timing delay {worst[1]} on edge {worst[0][0]!r} -> {worst[0][1]!r} exceeds max_delay {md}")
     mk = _lim(profile, "max_kernel_size")
     mc = _lim(profile, "max_channels")
     for n, node in fg.nodes.items():
@@ -269,16 +323,19 @@ def map_graph(graph: nir.NIRGraph, profile: Any, *, delays: dict[tuple[str, str]
             k = max(np.asarray(node.weight).shape[2:])
             c = max(np.asarray(node.weight).shape[:2])
             if mk and k > mk:
-                violations.append(f"node {n!r} kernel {k} > max_kernel_size {mk}")
+                flag("max_kernel_size", k, mk, n, f"node {n!r} kernel {k} > max_kernel_size {mk}")
             if mc and c > mc:
-                violations.append(f"node {n!r} has {c} channels > max_channels {mc}")
+                flag("max_channels", c, mc, n, f"node {n!r} has {c} channels > max_channels {mc}")
     unchecked = [k for k in ("neurons_per_core", "synapses_per_core", "cores_per_chip", "neurons_per_chip",
-                             "synapses_per_chip", "fan_in", "fan_out", "max_delay") if _lim(profile, k) is None]
+                             "synapses_per_chip", "fan_in", "fan_out", "max_delay", "weight_bits") if _lim(profile, k) is None]
+    if not wbits or not (mem_chip_mb or mem_core_kb):
+        unchecked.append("synapse memory (needs weight_bits and memory_per_chip_mb or memory_per_core_kb)")
     big_in = max(usage.values(), key=lambda u: u.fan_in) if usage else None
     big_out = max(usage.values(), key=lambda u: u.fan_out) if usage else None
     totals = {"neurons": total_neurons, "synapses": total_syn, "stored_synapses": total_stored, "cores": cores,
               "chips": chips, "populations": len(usage),
               "max_fan_in": {"value": big_in.fan_in, "node": big_in.node} if big_in else None,
               "max_fan_out": {"value": big_out.fan_out, "node": big_out.node} if big_out else None,
-              "readout_fan_in": out_fan_in, "inputs": inputs, "outputs": outputs}
-    return MappingResult(name, list(usage.values()), totals, not violations, violations, unchecked, notes)
+              "readout_fan_in": out_fan_in, "inputs": inputs, "outputs": outputs,
+              "synapse_bytes_min": syn_bytes}
+    return MappingResult(name, list(usage.values()), totals, not violations, violations, unchecked, notes, violated)

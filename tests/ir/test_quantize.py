@@ -39,8 +39,8 @@ def test_mantissa_in_signed_8bit_range_and_error_within_half_step(w: np.ndarray)
 def test_exponent_is_the_smallest_that_fits(w: np.ndarray) -> None:
     q = quantize_weights(w)
     amax = np.abs(w).max()
-    if amax < 1e-30:
-        assert q.exp == 0 and not q.mantissa.any()
+    if not q.mantissa.any():  # only vanishing weights (at the 1e-30 floor) quantise to all zeros
+        assert q.exp == 0 and amax < 2e-30
     else:
         assert amax / 2.0 ** q.exp <= 127
         assert amax / 2.0 ** (q.exp - 1) > 127
@@ -125,3 +125,19 @@ def test_nbit_quantisation_reduces_levels() -> None:
     w = np.asarray(fg.nodes["fc0"].weight)
     assert len(np.unique(np.round(w / (np.abs(w).max() / 7), 6))) <= 15
     assert all(l.rel_weight_error is None or l.rel_weight_error < 0.2 for l in rep.layers)
+
+
+def test_nbit_biases_are_neuron_offsets_not_clipped_to_the_weight_grid() -> None:
+    g = chain_graph()
+    fc = flatten_graph(g).nodes["fc0"]
+    big = np.abs(np.asarray(fc.weight)).max() * 20  # BN-folded biases are often much larger than weights
+    g_big = chain_graph()
+    for name, node in g_big.nodes.items():
+        if name == "fc0":
+            node.bias = np.linspace(-big, big, np.asarray(node.bias).size)
+    gq, _ = quantize_nbit(g_big, weight_bits=4, state_bits=8)
+    b = np.asarray(flatten_graph(gq).nodes["fc0"].bias)
+    b0 = np.asarray(flatten_graph(g_big).nodes["fc0"].bias)
+    assert np.max(np.abs(b - b0)) <= big / 127 / 2 + 1e-12  # within half a state_bits step, not clipped
+    gq_float, _ = quantize_nbit(g_big, weight_bits=4, state_bits=None)
+    np.testing.assert_array_equal(np.asarray(flatten_graph(gq_float).nodes["fc0"].bias), b0)

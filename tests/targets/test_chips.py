@@ -37,11 +37,11 @@ def test_spinnaker_hosts_a_small_chain() -> None:
     assert ok, violations
 
 
-def _stub(monkeypatch, model, name, x):
+def _stub(monkeypatch, model, name, x, n_classes=3):
     import neuroposter.targets.loihi as loihi
     import neuroposter.train as train
 
-    labels = (np.random.default_rng(0).random((x.shape[1], 3)) < 0.4).astype(np.uint8)
+    labels = (np.random.default_rng(0).random((x.shape[1], n_classes)) < 0.4).astype(np.uint8)
     run = SimpleNamespace(model=model.eval(), model_name=name, manifest={"key": "k"}, metrics={}, config={})
     monkeypatch.setattr(train, "load_run", lambda run_dir: run)
     monkeypatch.setattr(loihi, "_load_inputs", lambda req, loaded, samples, split, seed: (
@@ -80,3 +80,172 @@ def test_chip_export_of_a_hostable_mlp(monkeypatch, tmp_path) -> None:
     assert res.ok, res.lines
     assert (tmp_path / "sp" / "graph_q.nir").is_file()
     assert res.summary["precision"]["weight_bits"] == 16
+
+
+# ---------------------------------------------------------------------------------------------
+# Threshold -> LIF(tau=dt) lowering and per-chip verdicts on the demo-sized SDT
+# (d=64, depth 2, N=40 tokens, D_in=1664, T=4; random weights with perturbed BatchNorm so that every layer spikes)
+
+DEMO_T = 4
+
+
+@pytest.fixture(scope="module")
+def demo_sdt():
+    from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+
+    torch.manual_seed(0)
+    model = SpikeDrivenTransformer(SDTConfig(d_in=1664, n_tokens=40, d_model=64, depth=2, heads=4, mlp_hidden=128,
+                                             n_classes=10))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_mean.normal_(0.0, 0.1, generator=g)
+                mod.running_var.uniform_(0.2, 1.0, generator=g)
+                mod.weight.uniform_(0.8, 2.5, generator=g)
+                mod.bias.uniform_(0.2, 1.0, generator=g)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def demo_graph(demo_sdt):
+    from neuroposter.ir import lower_model
+
+    return lower_model(demo_sdt, T=DEMO_T)
+
+
+@pytest.fixture(scope="module")
+def demo_input(demo_sdt):
+    from neuroposter.ir.lower import to_graph_input
+
+    g = torch.Generator().manual_seed(2)
+    return (torch.rand(DEMO_T, 6, 40, 1664, generator=g) < 0.1).float().numpy()
+
+
+def test_threshold_lowers_to_full_leak_lif_exactly(demo_graph, demo_input) -> None:
+    import nir
+
+    from neuroposter.ir import simulate
+    from neuroposter.ir.lower import to_graph_input
+    from neuroposter.ir.quantize import flatten_graph
+    from neuroposter.targets.chips import lower_for_profile
+
+    lowered, applied, refused = lower_for_profile(demo_graph, load_profile("spinnaker2"))
+    assert [e["node"] for e in applied] == ["blocks.0.attn.and_kv", "blocks.0.attn.and_qkv",
+                                            "blocks.1.attn.and_kv", "blocks.1.attn.and_qkv"] and not refused
+    flat = flatten_graph(lowered).nodes
+    assert not any(isinstance(n, nir.Threshold) for n in flat.values())
+    lif = flat["blocks.0.attn.and_kv"]
+    assert isinstance(lif, nir.LIF) and np.all(lif.tau == 1.0) and np.all(lif.r == 1.0)
+    assert np.all(lif.v_leak == 0.0) and np.all(lif.v_reset == 0.0) and np.all(lif.v_threshold == 1.5)
+    assert not any(isinstance(n, nir.LIF) and "lowered_from" in n.metadata
+                   for n in flatten_graph(demo_graph).nodes.values())          # the input graph is untouched
+    x = to_graph_input(demo_input, demo_graph)
+    a = simulate(demo_graph, x, mode="same_step", arithmetic="float")
+    b = simulate(lowered, x, mode="same_step", arithmetic="float")
+    assert set(a.records) == set(b.records)
+    for k in a.records:                                        # spike for spike, every population
+        np.testing.assert_array_equal(a.records[k], b.records[k], err_msg=k)
+    np.testing.assert_array_equal(a.output, b.output)
+    for k in ("blocks.0.attn.and_kv", "blocks.0.attn.and_qkv", "blocks.1.attn.and_qkv"):
+        assert 0 < a.records[k].mean() < 1, k                 # the ANDs do fire (and not everywhere)
+
+
+def test_lowering_only_where_exact() -> None:
+    from neuroposter.targets.chips import lower_for_profile
+
+    g = sdt_like_graph()
+    for chip, n_lowered, n_refused in (("spinnaker", 2, 0), ("spinnaker2", 2, 0), ("xylo", 0, 2), ("speck", 0, 2),
+                                       ("truenorth", 0, 0), ("loihi2", 0, 0)):
+        _, applied, refused = lower_for_profile(g, load_profile(chip))
+        assert (len(applied), len(refused)) == (n_lowered, n_refused), chip
+    _, _, refused = lower_for_profile(g, load_profile("xylo"))
+    assert "dash_syn = 0" in refused[0]["reason"]
+    _, _, refused = lower_for_profile(g, load_profile("speck"))
+    assert "IAF only" in refused[0]["reason"]
+
+
+EXPECTED = {   # chip -> (Threshold nodes lowered, fragments every one of which the violations must contain)
+    "spinnaker": (4, ["fan-in 2048 of node 'head_sn' (LIF) exceeds the fan_in limit 1000",
+                      "fan-in 1664 of node 'blocks.0.attn.sn_in'", "needs 59 cores > cores_per_chip 16"]),
+    "spinnaker2": (4, ["needs 206 cores > cores_per_chip 152",
+                       "needs at least 25256960 bytes of synapse memory (25256960 stored synapses x 8-bit weights) > "
+                       "memory_per_core_kb 128.0 x cores_per_chip 152 (19922944 bytes)"]),
+    "truenorth": (0, ["fan-in 2048 of node 'head_sn' (LIF) exceeds the fan_in limit 256",
+                      "fan-out 256 of node 'blocks.0.attn.and_qkv' (Threshold) exceeds the fan_out limit 1"]),
+    "xylo": (0, ["node 'blocks.0.attn.and_kv' (Threshold): node type Threshold is not supported by xylo",
+                 "not lowered to LIF(tau=dt): Xylo's neuron", "needs 48768 neurons > neurons_per_chip 1000",
+                 "fan-in 1664 of node 'blocks.0.attn.sn_in' (LIF) exceeds the fan_in limit 63",
+                 "fan-out 256 of node 'blocks.0.attn.and_qkv' (Threshold) exceeds the fan_out limit 64",
+                 "input 'input' has 66560 channels > inputs_per_chip 16",
+                 "output 'output' has 10 channels > outputs_per_chip 8"]),
+    "speck": (0, ["node 'blocks.0.attn.sn_in' (LIF): node type LIF is not supported by speck",
+                  "node 'blocks.0.attn.and_kv' (Threshold)", "IAF only", "19 neuron layers > max_layers 9",
+                  "fan-out 256 of node 'blocks.0.attn.and_qkv' (Threshold) exceeds the fan_out limit 2"]),
+}
+
+
+@pytest.mark.parametrize("chip", sorted(EXPECTED))
+def test_demo_sdt_verdict_per_chip(demo_graph, chip) -> None:
+    ok, violations, m = check_chip(demo_graph, load_profile(chip))
+    n_lowered, fragments = EXPECTED[chip]
+    assert len(m["lowerings"]) == n_lowered
+    assert not ok                                              # the demo SDT fits none of these five chips
+    for f in fragments:
+        assert any(f in v for v in violations), (f, violations)
+    if n_lowered:                                              # decided by limits, no longer by the node type
+        assert not any("Threshold" in v and "not hosted" in v for v in violations)
+        assert set(m["violated_limits"]) <= {"fan_in", "cores_per_chip", "memory_per_core_kb"}
+    assert m["verdict"].startswith("does not fit: ") and all(k in m["verdict"] for k in m["violated_limits"])
+
+
+def test_spinnaker_verdict_reports_unknown_limits(demo_graph) -> None:
+    from neuroposter.targets.chips import limits_report
+
+    _, _, m = check_chip(demo_graph, load_profile("spinnaker2"))
+    assert {"neurons_per_core", "fan_in", "fan_out"} <= set(m["unchecked"])
+    rep = limits_report(load_profile("spinnaker2"))
+    assert {"neurons_per_core", "fan_in", "fan_out", "state_bits"} <= set(rep["unknown"])
+    assert "py-spinnaker2" in rep["values"]["weight_bits"]["source"]
+    rep1 = limits_report(load_profile("spinnaker"))
+    assert "throughput budget" in rep1["values"]["fan_in"]["note"]
+
+
+@pytest.mark.slow
+def test_demo_sdt_export_on_spinnaker2_is_refused_with_precision_figures(monkeypatch, tmp_path, demo_sdt,
+                                                                         demo_input) -> None:
+    from neuroposter.targets.chips import export
+
+    _stub(monkeypatch, demo_sdt, "sdt", demo_input, n_classes=10)
+    res = export(ExportRequest("spinnaker2", tmp_path / "r", tmp_path / "s2", tmp_path, {}))
+    s = json.loads((tmp_path / "s2" / "summary.json").read_text())
+    assert not res.ok and not (tmp_path / "s2" / "graph_q.nir").exists()
+    assert [e["node"] for e in s["lowerings"]][0] == "blocks.0.attn.and_kv"
+    assert set(s["mapping"]["violated_limits"]) == {"cores_per_chip", "memory_per_core_kb"}
+    assert s["mapping"]["violated_limits"]["memory_per_core_kb"]["note"].startswith("approximate")
+    v = s["verification"]
+    assert v["lowering"]["exact"] and v["lowering"]["mismatched_spikes"] == 0
+    assert 0.0 <= v["vs_float_graph"]["prediction_agreement"] <= 1.0
+    assert set(v["vs_float_graph"]["layers"]) >= {"blocks.0.attn.and_kv", "head_sn"}
+    # 8-bit weights with biases as (float) neuron offsets: most spikes survive (weight-grid biases flipped ~half)
+    assert "left float" in v["bias_precision"] and v["vs_float_graph"]["spike_agreement_min"] > 0.9
+    assert "neurons_per_core" in s["limits"]["unknown"]
+    assert any("REFUSED" in line for line in res.lines) and any("memory_per_core_kb" in line for line in res.lines)
+
+
+@pytest.mark.slow
+def test_small_sdt_exports_on_spinnaker2_after_lowering(monkeypatch, tmp_path) -> None:
+    from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+    from neuroposter.targets.chips import export
+
+    torch.manual_seed(0)
+    model = SpikeDrivenTransformer(SDTConfig(d_in=8, n_tokens=3, d_model=8, depth=1, heads=2, mlp_hidden=8,
+                                             n_classes=3))
+    _stub(monkeypatch, model, "sdt", (np.random.default_rng(1).random((4, 3, 3, 8)) < 0.4).astype(np.uint8))
+    res = export(ExportRequest("spinnaker2", tmp_path / "r", tmp_path / "s2", tmp_path, {}))
+    assert res.ok, res.lines
+    s = res.summary
+    assert len(s["lowerings"]) == 2 and s["verification"]["lowering"]["exact"]
+    assert s["precision"]["weight_bits"] == 8
+    assert 0.0 <= s["verification"]["vs_float_graph"]["prediction_agreement"] <= 1.0
+    assert (tmp_path / "s2" / "graph_q.nir").is_file()

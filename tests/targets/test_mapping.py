@@ -48,3 +48,29 @@ def test_real_loihi2_profile() -> None:
 
     m = map_graph(sdt_like_graph(), load_profile("loihi2"))
     assert m.fits and m.totals["chips"] == 1
+
+
+def test_verdict_names_every_violated_limit_with_numbers() -> None:
+    m = map_graph(sdt_like_graph(), _profile(neurons_per_core=8, cores_per_chip=4, neurons_per_chip=50, fan_in=3,
+                                             fan_out=2, weight_bits=8, memory_per_core_kb=0.01,
+                                             supports_weight_sharing=False))
+    assert not m.fits
+    assert set(m.violated_limits) == {"fan_in", "fan_out", "cores_per_chip", "neurons_per_chip", "memory_per_core_kb"}
+    vl = m.violated_limits
+    assert vl["neurons_per_chip"]["needed"] == 88 and vl["neurons_per_chip"]["available"] == 50
+    assert vl["fan_in"]["available"] == 3 and vl["fan_in"]["needed"] == max(l.fan_in for l in m.layers)
+    for k, e in vl.items():
+        assert f"{k}: needs {e['needed']} > available {e['available']}" in m.verdict
+    assert sum("fan-in" in v for v in m.violations) == len(vl["fan_in"]["nodes"]) > 1
+
+
+def test_synapse_memory_lower_bound() -> None:
+    # chip-wide store (SpiNNaker SDRAM style): total weight bytes against memory_per_chip_mb
+    m = map_graph(sdt_like_graph(), _profile(weight_bits=16, memory_per_chip_mb=1e-4, supports_weight_sharing=False))
+    need = m.totals["stored_synapses"] * 2
+    assert m.totals["synapse_bytes_min"] == need
+    assert any(f"needs at least {need} bytes of synapse memory" in v and "memory_per_chip_mb" in v
+               for v in m.violations)
+    # unknown weight width: not checked, and said so
+    m = map_graph(sdt_like_graph(), _profile(memory_per_chip_mb=1e-4))
+    assert m.fits and any(u.startswith("synapse memory") for u in m.unchecked) and "weight_bits" in m.unchecked
