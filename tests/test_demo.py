@@ -43,3 +43,14 @@ def test_tiny_demo_runs_every_stage(tmp_path, capsys):
 
     html = (ws / "reports/default/report.html").read_text()
     assert "<img" in html and (ws / "reports/default/energy.csv").is_file()
+
+    # the Python API example runs on the demo's workspace
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "python_api.py"
+    proc = subprocess.run([sys.executable, str(example), "--workspace", str(ws), "--samples", "4"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "synaptic ops" in proc.stdout and "mJ" in proc.stdout
