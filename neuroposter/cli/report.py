@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Builds the report and prints where it is, with its headline numbers."""
+    """Builds the report and prints where it is, with its headline sentences."""
     from neuroposter.cli._common import workspace_of
     from neuroposter.profiling.profiles import list_profiles, load_profile
 
@@ -57,12 +57,8 @@ def run(args: argparse.Namespace) -> int:
                        frontend_profile=args.frontend_profile, latency=not args.no_latency,
                        allow_export=not args.no_export, resolved_config=cfg)
     print(f"report written to {res.out_dir}/report.html (+ report.md, energy.csv, {len(res.files)} files)")
-    e = res.energy
-    if e is not None and not e.empty:
-        head = e[(e["component"] == "pipeline") & e["available"]
-                 & e["evaluation"].isin(["sdt_paper/horowitz_45nm_fp32 (first layer once)", "memory/lemaire_45nm"])]
-        for row in head.itertuples(index=False):
-            print(f"  {row.run:18s} {row.evaluation:48s} {row.energy_mj:10.4g} mJ/inference")
+    for line in res.summary:
+        print(f"  {line}")
     for w in res.warnings:
         print(f"  warning: {w}")
     return 0

@@ -15,7 +15,7 @@ from neuroposter.errors import DataError
 from neuroposter.manifest import write_manifest
 from neuroposter.profiling.counts import OpCounts
 from neuroposter.profiling.profiles import HardwareProfile, list_profiles, load_profile
-from neuroposter.report import collect, figures, tables
+from neuroposter.report import collect, figures, headline, tables
 from neuroposter.report.writers import Section, to_html, to_markdown
 
 __all__ = ["ReportResult", "build_report"]
@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 # Device profiles shown by default (every profile that is not a generic 45 nm arithmetic table).
 _GENERIC = {"horowitz_45nm_fp32", "horowitz_45nm_fp16", "horowitz_45nm_int8", "lemaire_45nm"}
+# onnxruntime timing per batch size: one warm-up run (the first run pays the allocations), up to 10 timed runs
+# but at most ~3 s of them (at least 3 runs): a DenseNet-169 at batch 8 takes ~1 s per run on a small CPU.
+_LATENCY = {"warmup": 1, "repeats": 10, "max_seconds": 3.0}
 
 
 @dataclass
@@ -36,6 +39,8 @@ class ReportResult:
         warnings: problems met (missing counts, unavailable constants, ...), also in the report.
         energy: the energy table.
         accuracy: the accuracy table.
+        headline: one row per run: accuracy, best constant baseline, key-view energies (``headline.csv``).
+        summary: the headline sentences generated from those numbers.
     """
 
     out_dir: Path
@@ -43,6 +48,8 @@ class ReportResult:
     warnings: list[str] = field(default_factory=list)
     energy: pd.DataFrame | None = None
     accuracy: pd.DataFrame | None = None
+    headline: pd.DataFrame | None = None
+    summary: list[str] = field(default_factory=list)
 
 
 def build_report(
@@ -120,7 +127,7 @@ def build_report(
         fe_counts, fe_source = frontend, str(frontend.meta.get("source", "precomputed front-end counts"))
     elif frontend == "auto" and any(r.model in collect.FEATURE_MODELS for r in run_infos):
         try:
-            fe_counts, fe_source = collect.frontend_counts(ws, run_infos)
+            fe_counts, fe_source = collect.frontend_counts(ws, run_infos, exports_p)
         except Exception as exc:  # noqa: BLE001
             msg = f"front end not counted ({type(exc).__name__}: {exc}); feature-model totals exclude it"
             warnings.append(msg)
@@ -139,18 +146,23 @@ def build_report(
 
         for rn, p in onnx_paths.items():
             try:
-                for lr in measure_latency(p, batches=(1, 8), warmup=3, repeats=10, max_seconds=20):
+                for lr in measure_latency(p, batches=(1, 8), **_LATENCY):
                     lat_rows.append({"run": rn, "onnx": str(p), **lr.to_dict()})
             except Exception as exc:  # noqa: BLE001
                 warnings.append(f"{rn}: latency not measured ({type(exc).__name__}: {exc})")
     latency_df = pd.DataFrame(lat_rows)
 
     target = Path(out_dir) if out_dir is not None else ws / "reports" / name
-    result = ReportResult(target, warnings=warnings, energy=energy, accuracy=accuracy)
+    views = headline.key_views(energy, frontend_profile)
+    head = headline.headline_table(run_infos, energy, views)
+    summary = headline.headline_text(head, views, run_infos)
+    result = ReportResult(target, warnings=warnings, energy=energy, accuracy=accuracy, headline=head, summary=summary)
     with atomic_dir(target) as tmp:
         files: list[str] = []
         figs = {
-            "acc": figures.accuracy_vs_energy(energy, accuracy, tmp / "accuracy_vs_energy.png"),
+            "acc": figures.accuracy_vs_energy(head, views, tmp / "accuracy_vs_energy.png"),
+            "acc_all": figures.accuracy_vs_energy_all(energy, accuracy, tmp / "accuracy_vs_energy_all_profiles.png"),
+            "head_fe": figures.head_vs_frontend(head, views, tmp / "head_vs_frontend.png"),
             "bd_paper": figures.energy_breakdown(breakdowns, tables.Evaluation("sdt_paper", tables.PAPER_PROFILE).label,
                                                  tmp / "breakdown_sdt_paper.png",
                                                  "SDT-paper view (E_MAC 4.6 / E_AC 0.9 pJ, first layer once)"),
@@ -172,7 +184,8 @@ def build_report(
         energy.to_csv(tmp / "energy.csv", index=False)
         accuracy.to_csv(tmp / "accuracy.csv", index=False)
         layers.to_csv(tmp / "layers.csv", index=False)
-        files += ["energy.csv", "accuracy.csv", "layers.csv"]
+        head.to_csv(tmp / "headline.csv", index=False)
+        files += ["energy.csv", "accuracy.csv", "layers.csv", "headline.csv"]
         if not latency_df.empty:
             latency_df.to_csv(tmp / "latency.csv", index=False)
             files.append("latency.csv")
@@ -183,7 +196,7 @@ def build_report(
         provenance.to_csv(tmp / "provenance.csv", index=False)
         files.append("provenance.csv")
         sections = _sections(run_infos, energy, accuracy, latency_df, verdicts, provenance, figs, device_bd,
-                             fe_counts, fe_source, frontend_profile, samples, warnings, breakdowns)
+                             fe_counts, fe_source, frontend_profile, samples, warnings, breakdowns, head, views, summary)
         title = "neuroposter energy profiling report"
         intro = ("Energy per inference of each trained model under several accounting views and hardware "
                  "profiles, with accuracy and the constant-predictor baselines beside it. Every number is traceable "
@@ -232,8 +245,23 @@ def _provenance(runs: list[Any], profiles: Mapping[str, HardwareProfile], fe_sou
 
 
 def _sections(runs, energy, accuracy, latency_df, verdicts, provenance, figs, device_bd, fe_counts, fe_source,
-              frontend_profile, samples, warnings, breakdowns) -> list[Section]:
+              frontend_profile, samples, warnings, breakdowns, head, views, summary) -> list[Section]:
     secs: list[Section] = []
+    s = Section("Headline: is the spiking transformer worth deploying?")
+    s.p("One row per model. Accuracy on the test split beside the best constant predictor; energy per inference "
+        "(mJ) of the model alone and of the whole pipeline including the DenseNet-169 front end where the model "
+        "consumes its features (sdt, snn-mlp, ann-transformer; cnn and vit read images, so both numbers are the "
+        "same). Each column names its view and profile; the device column names the chip per cell. 'n/a': a "
+        "needed constant is not published; 'not priced': the view does not apply. Ranges and every other profile: "
+        "see 'Energy per view and profile'; exact rows: headline.csv / energy.csv.")
+    s.table(headline.headline_display(head, views))
+    if summary:
+        s.items(summary)
+    s.figure(figs["acc"], "Test mAP vs energy per inference, one panel per headline view: filled marker = pipeline "
+                          "with the front end, hollow = model alone; dashed: best constant-predictor baseline")
+    s.figure(figs["head_fe"], "Model alone vs DenseNet-169 front end (hatched) per model, headline views, linear mJ")
+    secs.append(s)
+
     s = Section("What the estimates include and exclude")
     s.items([
         "SDT-paper view: E_MAC = 4.6 pJ, E_AC = 0.9 pJ (Horowitz 45 nm fp32). The first connection layer of an SNN "
@@ -246,8 +274,8 @@ def _sections(runs, energy, accuracy, latency_df, verdicts, provenance, figs, de
         "priced by memory size; ANNs with one weight and one input read per MAC (no reuse, pessimistic). Routing, "
         "DRAM and static power excluded.",
         "Device view: per-term chip constants (synops, neuron updates, spikes) or one all-in constant (TrueNorth, "
-        "ODIN) never combined with extras; GPU/edge-GPU constants are peak-derived LOWER bounds (high end shown as "
-        "'-'); chips without published per-op energy (Loihi 2, Xylo, Speck, Akida) are marked unavailable rather "
+        "ODIN) never combined with extras; GPU/edge-GPU constants are peak-derived LOWER bounds (shown as '>= x'; "
+        "high end '-' in the CSV); chips without published per-op energy (Loihi 2, Xylo, Speck, Akida) are marked unavailable rather "
         "than guessed. Static power, routing hops and host I/O are excluded.",
         "Front end: the SNN pipeline (and the ANN transformer on features) needs the DenseNet-169 feature extractor; "
         "its energy is shown as its own component and included in every pipeline total "
@@ -260,48 +288,38 @@ def _sections(runs, energy, accuracy, latency_df, verdicts, provenance, figs, de
         s.items(warnings)
     secs.append(s)
 
-    s = Section("Accuracy (test set) beside energy")
-    pipe = energy[energy["component"] == "pipeline"]
-    head_evals = ["sdt_paper/horowitz_45nm_fp32 (first layer once)", "precision/horowitz_45nm_int8",
-                  "memory/lemaire_45nm"]
-    summary = accuracy.copy()
-    for ev in head_evals:
-        col = {r: v for r, v in pipe[pipe["evaluation"] == ev][["run", "energy_mj"]].itertuples(index=False)}
-        summary[f"mJ {ev.split(' ')[0]}"] = [col.get(r) if not p.startswith("baseline") else None
-                                             for r, p in zip(summary["run"], summary["predictor"])]
-    s.p("Test metrics of each model, followed by the constant-predictor baselines of the same run; energies are "
-        "pipeline totals (model + front end where it applies), in mJ per inference.")
-    s.table(summary)
-    s.figure(figs["acc"], "Accuracy (test mAP) vs pipeline energy per inference, one panel per view; dashed: best "
-                          "constant-predictor baseline")
+    s = Section("Accuracy (test set) and constant-predictor baselines")
+    s.p("Test metrics of each model, followed by the constant-predictor baselines of the same run (accuracy.csv).")
+    s.table(accuracy)
     secs.append(s)
 
     s = Section("Energy per view and profile")
-    s.p("Pipeline totals per run (mJ per inference). 'low'/'high' come from the ranges of the constants; a '-' high "
-        "end means the constant is only a lower bound. Unavailable: a needed constant is not published.")
-    show = pipe[["run", "evaluation", "priced_on", "scope", "evidence", "energy_mj", "low_mj", "high_mj",
-                 "available", "reason"]]
-    s.table(show)
-    comp = energy[energy["component"] != "pipeline"][["run", "component", "evaluation", "priced_on", "energy_mj"]]
-    s.p("Components (the model itself vs the DenseNet-169 front end):")
-    s.table(comp)
+    s.p("mJ per inference; rows = run, columns = view/profile. 'x (lo-hi)': range from the constants' ranges; "
+        "'>= x': the constant is only a lower bound (peak-derived); 'n/a': a needed constant is not published; "
+        "'-': not priced (ANNs are not priced on neuromorphic chips; the SDT first-layer xT variant applies to "
+        "SNNs only). Long form with scope, evidence and sources: energy.csv and 'Full energy table' below.")
+    s.p("Pipeline totals (model + DenseNet-169 front end where the model consumes features), accounting views:")
+    s.table(tables.energy_pivot(energy, "pipeline", ["sdt_paper", "precision", "memory"]))
+    s.p("Model alone (no front end), accounting views:")
+    s.table(tables.energy_pivot(energy, "model", ["sdt_paper", "precision", "memory"]))
+    s.p(f"Pipeline totals, device views (an SNN's front end priced on {frontend_profile} when the chip is "
+        "neuromorphic):")
+    s.table(tables.energy_pivot(energy, "pipeline", ["device"], strip_view=True))
+    s.p("Model alone, device views:")
+    s.table(tables.energy_pivot(energy, "model", ["device"], strip_view=True))
+    s.figure(figs["acc_all"], "Secondary: test mAP vs pipeline energy for every profile of each view (one colour "
+                              "per model)")
     secs.append(s)
 
     s = Section("Energy breakdown per term")
-    s.figure(figs["bd_paper"], "SDT-paper view: terms per run, front end hatched")
+    s.p("Each bar splits one model's own energy into its terms (100 % = the model alone); the model's total and "
+        "the front end's are given in mJ beside the bar.")
+    s.figure(figs["bd_paper"], "SDT-paper view (first layer once)")
     s.figure(figs["bd_int8"], "Precision-matched int8 view")
     s.figure(figs["bd_memory"], "Memory-aware view")
     for pname, f in device_bd.items():
         s.figure(f, f"Device view on {pname}")
-    rows = []
-    for (run, key), b in breakdowns.items():
-        if not key.endswith("|model") or not b.available:
-            continue
-        for t in b.terms:
-            rows.append({"run": run, "evaluation": key[:-6], "term": t.term, "count": t.count, "constant": t.constant,
-                         "mJ": t.pj * 1e-9, "evidence": t.evidence, "source": t.source[:90]})
-    s.p("Every term with its count, constant, evidence grade and source:")
-    s.table(pd.DataFrame(rows))
+    s.p("Every term with its count, constant, evidence grade and source: see 'Energy terms' near the end.")
     secs.append(s)
 
     s = Section("Activity: firing rates and ops per layer")
@@ -349,6 +367,24 @@ def _sections(runs, energy, accuracy, latency_df, verdicts, provenance, figs, de
         "ANN MACs from ONNX: Conv, ConvTranspose, Gemm and MatMul (incl. attention QK^T and AV); other arithmetic per "
         "element with fixed factors (softmax 3, LayerNorm 8, BatchNorm 2); data movement not counted.",
     ])
+    secs.append(s)
+
+    s = Section("Full energy table (every run, view, profile and component)")
+    s.p("The long form of the tables above (energy.csv has it with the profile and counts sources).")
+    s.table(energy[["run", "component", "evaluation", "priced_on", "scope", "evidence", "energy_mj", "low_mj",
+                    "high_mj", "available", "reason"]])
+    secs.append(s)
+
+    rows = []
+    for (run, key), b in breakdowns.items():
+        if not key.endswith("|model") or not b.available:
+            continue
+        for t in b.terms:
+            rows.append({"run": run, "evaluation": key[:-6], "term": t.term, "count": t.count, "constant": t.constant,
+                         "mJ": t.pj * 1e-9, "evidence": t.evidence, "source": t.source[:90]})
+    s = Section("Energy terms (every model, evaluation and term)")
+    s.p("Every term with its count, constant, evidence grade and source:")
+    s.table(pd.DataFrame(rows))
     secs.append(s)
 
     s = Section("Provenance")

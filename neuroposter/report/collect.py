@@ -11,7 +11,8 @@ Sources, in order of preference:
   when it is missing the report exports the run itself with the project's ONNX target
   (``neuroposter.targets.get_exporter("onnx")``) into a temporary folder (nothing is written under
   ``export/``), and says so in the provenance table.
-* **Front end**: the DenseNet-169 backbone that produced the features (``neuroposter.features.build_backbone``
+* **Front end**: the DenseNet-169 backbone that produced the features: cut out of a CNN run's ONNX bundle when one
+  holds the same backbone at the features' image size, else (``neuroposter.features.build_backbone``
   with the feature store's weights id and image size), exported to ONNX in a temporary folder and counted;
   the SNN pipeline's total (and the ANN transformer's) includes it as its own bar.
 * **Mapping verdicts**: ``<exports>/<target>/<run>/summary.json`` (and ``mapping.json``) when present.
@@ -206,8 +207,62 @@ def _image_size(workspace: Path, features_path: Path | None) -> tuple[int, int]:
     return 224, 224
 
 
-def frontend_counts(workspace: Path, runs: list[RunInfo]) -> tuple[OpCounts, str]:
-    """ONNX counts of the DenseNet-169 feature front end (backbone only, one image per inference)."""
+def _frontend_from_bundle(exports: Path, runs: list[RunInfo], h: int, w: int) -> tuple[OpCounts, str] | None:
+    """The front end cut out of a CNN run's ONNX bundle (DenseNet-169 backbone + pool + head on images of the
+    same size): the sub-graph from the image input to the backbone output, counted like any ONNX graph. Saves
+    exporting the backbone again; None when no such bundle exists."""
+    import onnx
+
+    from neuroposter.profiling.onnx_counts import count_onnx
+
+    for r in runs:
+        p = _onnx_bundle(exports, r) if r.model == "cnn" else None
+        if p is None:
+            continue
+        model = onnx.load(str(p), load_external_data=False)
+        inits = {t.name for t in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in inits]
+        dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim] if len(inputs) == 1 else []
+        backbone = [n for n in model.graph.node if n.name.startswith("/backbone/")]
+        if len(dims) != 4 or tuple(dims[2:]) != (h, w) or not backbone:
+            continue
+        sub = _onnx_subgraph(model, inputs[0], backbone[-1].output[0])
+        digest = sha256_file(p)[:12]
+        how = f"backbone sub-graph ({inputs[0].name} -> {backbone[-1].output[0]}) of the {r.name} bundle {p} " \
+              f"(sha256 {digest})"
+        counts = count_onnx(sub, name="densenet169-frontend", source=f"{how}, {h}x{w} input")
+        return counts, f"DenseNet-169 front end: {how}; {h}x{w} input; counted without re-exporting"
+    return None
+
+
+def _onnx_subgraph(model: Any, graph_input: Any, output: str) -> Any:
+    """The nodes of ``model`` that ``output`` depends on (original order), as a model with that one output."""
+    import onnx
+
+    producer = {o: n for n in model.graph.node for o in n.output}
+    keep: set[int] = set()
+    todo = [output]
+    while todo:
+        n = producer.get(todo.pop())
+        if n is None or id(n) in keep:
+            continue
+        keep.add(id(n))
+        todo += [i for i in n.input if i]
+    nodes = [n for n in model.graph.node if id(n) in keep]
+    used = {i for n in nodes for i in n.input}
+    graph = onnx.helper.make_graph(
+        nodes, f"{model.graph.name}-sub", [graph_input],
+        [onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)],
+        initializer=[t for t in model.graph.initializer if t.name in used],
+        value_info=[v for v in model.graph.value_info if v.name in used])
+    return onnx.helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+
+
+def frontend_counts(workspace: Path, runs: list[RunInfo], exports: Path | None = None) -> tuple[OpCounts, str]:
+    """ONNX counts of the DenseNet-169 feature front end (backbone only, one image per inference).
+
+    Taken from a CNN run's ONNX bundle under ``exports`` when one holds the same backbone at the features' image
+    size (:func:`_frontend_from_bundle`); otherwise the backbone is exported to a temporary ONNX file."""
     import torch
 
     from neuroposter.profiling.onnx_counts import count_onnx
@@ -221,6 +276,10 @@ def frontend_counts(workspace: Path, runs: list[RunInfo]) -> tuple[OpCounts, str
     if feats is None and (workspace / "features" / "default").is_dir():
         feats = workspace / "features" / "default"
     h, w = _image_size(workspace, feats)
+    if exports is not None:
+        found = _frontend_from_bundle(exports, runs, h, w)
+        if found is not None:
+            return found
     weights = "random"
     if feats is not None:
         weights = str((_maybe_json(feats / "manifest.json").get("extra") or {}).get("weights") or "random")

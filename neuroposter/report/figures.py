@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from neuroposter.profiling.energy import EnergyBreakdown
 
-__all__ = ["accuracy_vs_energy", "energy_breakdown", "firing_rates", "ops_per_layer", "mapping_verdicts_fig"]
+__all__ = ["accuracy_vs_energy", "accuracy_vs_energy_all", "head_vs_frontend", "energy_breakdown", "firing_rates", "ops_per_layer", "mapping_verdicts_fig"]
 
 
 def _plt() -> Any:
@@ -22,53 +22,172 @@ def _plt() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> str:
-    fig.tight_layout()
+def _save(fig: Any, path: Path, *, layout: bool = True) -> str:
+    if layout:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     _plt().close(fig)
     return path.name
 
 
-def accuracy_vs_energy(energy: pd.DataFrame, accuracy: pd.DataFrame, path: Path, *, metric: str = "map") -> str | None:
-    """Scatter of pipeline energy (log x) against a test metric, one panel per view; baselines dashed."""
+_MARKERS = "osD^vP*Xph<>"
+
+
+def _style(runs: list[str]) -> dict[str, tuple[Any, str]]:
+    """A fixed (colour, marker) per run, shared by every figure."""
+    cmap = _plt().get_cmap("tab10")
+    return {r: (cmap(i % 10), _MARKERS[i % len(_MARKERS)]) for i, r in enumerate(runs)}
+
+
+def _log_x(ax: Any, label: str) -> None:
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(label, fontsize=8)
+    ax.grid(True, which="major", ls=":", lw=0.6, alpha=0.7)
+
+
+def _baseline(ax: Any, value: float | None, metric: str) -> None:
+    if value is None:
+        return
+    ax.axhline(value, ls="--", c="grey", lw=1)
+    ax.annotate(f"best constant baseline ({metric} {value:.3f})", xy=(0.01, value), xycoords=("axes fraction", "data"),
+                xytext=(0, 3), textcoords="offset points", fontsize=7, color="dimgrey")
+
+
+def _metric_of(accuracy: pd.DataFrame, metric: str) -> tuple[pd.Series, float | None]:
+    acc = accuracy[~accuracy["predictor"].str.startswith("baseline")].set_index("run")[metric].dropna()
+    base = accuracy[accuracy["predictor"].str.startswith("baseline")][metric].dropna()
+    return acc, (float(base.max()) if not base.empty else None)
+
+
+def accuracy_vs_energy(headline: pd.DataFrame, views: Sequence[Any], path: Path, *, metric: str = "map") -> str | None:
+    """Test metric against energy per inference, one panel per headline view, one marker per model: filled =
+    pipeline with the front end, hollow = the model alone (joined by a line); legend, log x in mJ; the best
+    constant baseline dashed and labelled."""
+    plt = _plt()
+    if headline.empty or headline[metric].dropna().empty or not views:
+        return None
+    style = _style(list(headline["run"]))
+    base = headline["baseline_map" if metric == "map" else f"baseline_{metric}"].dropna()
+    fig, axes = plt.subplots(1, len(views), figsize=(3.6 * len(views), 3.9), squeeze=False, sharey=True)
+    for ax, v in zip(axes[0], views):
+        for _, r in headline.iterrows():
+            y = r[metric]
+            p, h = r[f"{v.key}_pipeline_mj"], r[f"{v.key}_head_mj"]
+            if pd.isna(y) or pd.isna(p):
+                continue
+            c, m = style[r["run"]]
+            ax.scatter([p], [y], color=c, marker=m, s=45, zorder=3)
+            if pd.notna(h) and h != p:
+                ax.plot([h, p], [y, y], color=c, lw=0.8, alpha=0.6, zorder=2)
+                ax.scatter([h], [y], facecolors="none", edgecolors=[c], marker=m, s=45, zorder=3)
+        _baseline(ax, float(base.max()) if not base.empty else None, metric)
+        _log_x(ax, "energy per inference (mJ, log)")
+        ax.set_title("\n".join(_wrap(v.title, 34)), fontsize=8)
+    axes[0][0].set_ylabel(f"test {metric}")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=style[r][0], marker=style[r][1], ls="", label=f"{m} ({r})" if m != r else r)
+               for r, m in zip(headline["run"], headline["model"])]
+    handles += [Line2D([], [], color="k", marker="o", ls="", label="with DenseNet-169 front end"),
+                Line2D([], [], color="k", marker="o", ls="", markerfacecolor="none", label="model alone")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return _save(fig, path, layout=False)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [text]
+
+
+def accuracy_vs_energy_all(energy: pd.DataFrame, accuracy: pd.DataFrame, path: Path, *,
+                           metric: str = "map") -> str | None:
+    """Secondary figure: every profile of every view (pipeline totals), one panel per view, one colour and marker
+    per model (legend, no text labels)."""
     plt = _plt()
     pipe = energy[(energy["component"] == "pipeline") & energy["available"]]
-    acc = accuracy[~accuracy["predictor"].str.startswith("baseline")].set_index("run")[metric]
-    if pipe.empty or acc.dropna().empty:
+    acc, base = _metric_of(accuracy, metric)
+    if pipe.empty or acc.empty:
         return None
     views = [v for v in ("sdt_paper", "precision", "memory", "device") if v in set(pipe["view"])]
-    fig, axes = plt.subplots(1, len(views), figsize=(4.2 * len(views), 3.8), squeeze=False)
-    base = accuracy[accuracy["predictor"].str.startswith("baseline")][metric].dropna()
-    markers = "osD^v<>pP*X"
+    style = _style(list(dict.fromkeys(energy["run"])))
+    fig, axes = plt.subplots(1, len(views), figsize=(3.6 * len(views), 3.9), squeeze=False, sharey=True)
     for ax, view in zip(axes[0], views):
         sub = pipe[pipe["view"] == view]
-        for i, (label, grp) in enumerate(sub.groupby("evaluation")):
-            xs, ys, names = [], [], []
-            for _, row in grp.iterrows():
-                if row["run"] in acc.index and pd.notna(acc[row["run"]]):
-                    xs.append(row["energy_mj"])
-                    ys.append(float(acc[row["run"]]))
-                    names.append(row["run"])
-            if xs:
-                ax.scatter(xs, ys, marker=markers[i % len(markers)], label=label.split("/", 1)[-1], alpha=0.8)
-                for x, y, n in zip(xs, ys, names):
-                    ax.annotate(n, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        if not base.empty:
-            ax.axhline(float(base.max()), ls="--", c="grey", lw=1, label="best constant baseline")
-        ax.set_xscale("log")
-        from matplotlib.ticker import NullFormatter
+        for run, grp in sub.groupby("run", sort=False):
+            if run not in acc.index:
+                continue
+            c, m = style[run]
+            ax.scatter(grp["energy_mj"], [float(acc[run])] * len(grp), color=c, marker=m, s=22, alpha=0.7)
+        _baseline(ax, base, metric)
+        _log_x(ax, "energy per inference incl. front end (mJ, log)")
+        n = sub["evaluation"].nunique()
+        ax.set_title(f"{view} ({n} profile{'s' if n != 1 else ''})", fontsize=8)
+    axes[0][0].set_ylabel(f"test {metric}")
+    from matplotlib.lines import Line2D
 
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("energy per inference incl. front end (mJ)")
-        ax.set_ylabel(f"test {metric}")
-        ax.set_title(view)
-        ax.legend(fontsize=6)
+    handles = [Line2D([], [], color=c, marker=m, ls="", label=r) for r, (c, m) in style.items() if r in acc.index]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return _save(fig, path, layout=False)
+
+
+def head_vs_frontend(headline: pd.DataFrame, views: Sequence[Any], path: Path) -> str | None:
+    """Stacked horizontal bars per model and headline view: the model alone plus the DenseNet-169 front end
+    (hatched), linear mJ, each bar labelled with the model's own energy and its share of the pipeline."""
+    plt = _plt()
+    if headline.empty or not views:
+        return None
+    runs = list(headline["run"])
+    style = _style(runs)
+    fig, axes = plt.subplots(len(views), 1, figsize=(9, 0.9 + 0.42 * len(runs) * len(views) + 0.5 * len(views)),
+                             squeeze=False)
+    for ax, v in zip(axes[:, 0], views):
+        y = np.arange(len(runs))
+        heads = np.array([_f(x) for x in headline[f"{v.key}_head_mj"]])
+        fes = np.array([_f(x) for x in headline[f"{v.key}_frontend_mj"]])
+        ax.barh(y, np.nan_to_num(heads), color=[style[r][0] for r in runs])
+        ax.barh(y, np.nan_to_num(fes), left=np.nan_to_num(heads), color="lightgrey", hatch="//", edgecolor="grey")
+        xmax = float(np.nanmax(np.nan_to_num(heads) + np.nan_to_num(fes))) if len(runs) else 0.0
+        for i, (h, f, ev) in enumerate(zip(heads, fes, headline[f"{v.key}_evaluation"])):
+            if not ev:
+                txt = "not priced in this view"
+            elif np.isnan(h):
+                txt = "n/a (constant not published)"
+            else:
+                tot = h + (0.0 if np.isnan(f) else f)
+                txt = f"model {h:.3g} mJ" + (f" = {100 * h / tot:.2g} % of {tot:.3g} mJ" if not np.isnan(f) else "")
+                if v.key == "device":
+                    txt += f" [{ev.split('/', 1)[1]}]"
+            ax.annotate(txt, xy=(np.nan_to_num(h) + np.nan_to_num(f), i), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=7)
+        ax.set_yticks(y)
+        ax.set_yticklabels(runs, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, xmax * 1.6 if xmax > 0 else 1)
+        ax.set_xlabel("energy per inference (mJ, linear)", fontsize=8)
+        ax.set_title(v.title, fontsize=8)
+    from matplotlib.patches import Patch
+
+    axes[0, 0].legend(handles=[Patch(color="dimgrey", label="model alone (colour per model)"),
+                               Patch(facecolor="lightgrey", hatch="//", edgecolor="grey",
+                                     label="DenseNet-169 front end")], fontsize=7, loc="lower right")
     return _save(fig, path)
+
+
+def _f(x: Any) -> float:
+    return float("nan") if x is None or pd.isna(x) else float(x)
 
 
 def energy_breakdown(breakdowns: Mapping[tuple[str, str], EnergyBreakdown], label: str, path: Path,
                      title: str) -> str | None:
-    """Stacked bars per run: the terms of one evaluation, plus the front end as its own bar segment."""
+    """Per run, the share of each term in the model's own energy (100 % stacked bars, so small models stay
+    legible next to large ones); each bar is labelled with the model's total and the front end's, in mJ."""
     plt = _plt()
     runs = sorted({r for (r, k) in breakdowns if k == label + "|model" and breakdowns[(r, k)].available})
     if not runs:
@@ -78,20 +197,26 @@ def energy_breakdown(breakdowns: Mapping[tuple[str, str], EnergyBreakdown], labe
         for t in breakdowns[(r, label + "|model")].terms:
             if t.term not in terms:
                 terms.append(t.term)
-    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.55 * len(runs)))
+    fig, ax = plt.subplots(figsize=(10, 1.4 + 0.45 * len(runs)))
     left = np.zeros(len(runs))
+    totals = np.array([breakdowns[(r, label + "|model")].total_pj or 0.0 for r in runs])
     cmap = plt.get_cmap("tab20")
     for i, term in enumerate(terms):
-        vals = np.array([breakdowns[(r, label + "|model")].term_pj(term) * 1e-9 for r in runs])
-        ax.barh(runs, vals, left=left, color=cmap(i % 20), label=term)
-        left += vals
-    fe = np.array([(breakdowns.get((r, label + "|frontend")).total_pj or 0.0) * 1e-9
-                   if breakdowns.get((r, label + "|frontend")) is not None else 0.0 for r in runs])
-    if fe.any():
-        ax.barh(runs, fe, left=left, color="lightgrey", hatch="//", edgecolor="grey", label="DenseNet-169 front end")
-    ax.set_xlabel("energy per inference (mJ)")
+        vals = np.array([breakdowns[(r, label + "|model")].term_pj(term) for r in runs])
+        share = np.divide(100 * vals, totals, out=np.zeros_like(vals), where=totals > 0)
+        ax.barh(runs, share, left=left, color=cmap(i % 20), label=term)
+        left += share
+    for i, r in enumerate(runs):
+        fe = breakdowns.get((r, label + "|frontend"))
+        txt = f"model {totals[i] * 1e-9:.3g} mJ"
+        if fe is not None and fe.total_pj is not None:
+            txt += f" + front end {fe.total_pj * 1e-9:.3g} mJ"
+        ax.annotate(txt, xy=(100, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of the model's own energy per inference (%)", fontsize=8)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.tick_params(axis="y", labelsize=8)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.42, 1.0), title="term", title_fontsize=7)
     return _save(fig, path)
 
 
@@ -118,7 +243,7 @@ def ops_per_layer(runs: Iterable[Any], path: Path) -> str | None:
     rs = [r for r in runs if r.counts is not None]
     if not rs:
         return None
-    fig, axes = plt.subplots(len(rs), 1, figsize=(9, 2.6 * len(rs)), squeeze=False)
+    fig, axes = plt.subplots(len(rs), 1, figsize=(10, 3.4 * len(rs)), squeeze=False)
     for ax, r in zip(axes[:, 0], rs):
         layers = [lc for lc in r.counts.layers if lc.kind in ("synapse", "mac")]
         if len(layers) > 60:  # big CNNs: keep the 60 largest
@@ -127,12 +252,20 @@ def ops_per_layer(runs: Iterable[Any], path: Path) -> str | None:
         ax.bar(x - 0.2, [max(lc.dense_ops, 1e-9) for lc in layers], width=0.4, label="dense (all inputs active)")
         ax.bar(x + 0.2, [max(lc.synops, 1e-9) for lc in layers], width=0.4, label="effective (measured)")
         ax.set_yscale("log")
+        ax.set_ylim(bottom=0.5)
         ax.set_xticks(x)
-        ax.set_xticklabels([lc.name for lc in layers], rotation=60, ha="right", fontsize=5)
+        ax.set_xticklabels([_short(lc.name) for lc in layers], rotation=60, ha="right", fontsize=5)
         ax.set_ylabel("ops / inference")
         ax.set_title(f"{r.name}: ops per layer", fontsize=9)
         ax.legend(fontsize=6)
     return _save(fig, path)
+
+
+def _short(name: str, width: int = 26) -> str:
+    """The last two path parts of a layer name, cut to ``width`` characters (tick labels)."""
+    parts = [p for p in name.replace(".", "/").split("/") if p]
+    tail = "/".join(parts[-2:]) if parts else name
+    return tail if len(tail) <= width else "..." + tail[-(width - 3):]
 
 
 def mapping_verdicts_fig(rows: list[dict[str, Any]], path: Path) -> str | None:
@@ -149,11 +282,13 @@ def mapping_verdicts_fig(rows: list[dict[str, Any]], path: Path) -> str | None:
         v = str(r["verdict"]).lower()
         grid[i, j] = 1.0 if v in ("fits", "ok", "true", "pass", "maps") else (0.0 if ("not" in v or v in ("false", "fail")) else 0.5)
         text[i][j] = str(r["verdict"])[:14]
-    fig, ax = plt.subplots(figsize=(1.4 * len(targets) + 2, 0.6 * len(runs) + 1.5))
-    ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1)
+    fig, ax = plt.subplots(figsize=(1.1 * len(targets) + 2, 0.45 * len(runs) + 1.4))
+    ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=-0.3, vmax=1.3, aspect="auto")
+    ax.set_facecolor("whitesmoke")
     for i in range(len(runs)):
         for j in range(len(targets)):
-            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7)
+            ax.text(j, i, text[i][j] or "no bundle", ha="center", va="center", fontsize=7,
+                    color="black" if text[i][j] else "grey")
     ax.set_xticks(range(len(targets)))
     ax.set_xticklabels(targets, rotation=30, ha="right")
     ax.set_yticks(range(len(runs)))

@@ -11,8 +11,8 @@ from neuroposter.profiling.counts import OpCounts
 from neuroposter.profiling.energy import EnergyBreakdown, estimate_energy
 from neuroposter.profiling.profiles import HardwareProfile
 
-__all__ = ["Evaluation", "plan_evaluations", "energy_table", "accuracy_table", "layer_table", "METRIC_COLUMNS",
-           "PAPER_PROFILE", "PRECISION_PROFILES", "MEMORY_PROFILE", "DEFAULT_FRONTEND_PROFILE"]
+__all__ = ["Evaluation", "plan_evaluations", "energy_table", "energy_pivot", "accuracy_table", "layer_table",
+           "METRIC_COLUMNS", "PAPER_PROFILE", "PRECISION_PROFILES", "MEMORY_PROFILE", "DEFAULT_FRONTEND_PROFILE"]
 
 METRIC_COLUMNS = ("micro_f1", "macro_f1", "samples_f1", "map", "p_at_1", "hamming")
 PAPER_PROFILE = "horowitz_45nm_fp32"
@@ -141,3 +141,36 @@ def layer_table(runs: Iterable[Any]) -> pd.DataFrame:
                          "updates_effective": lc.updates_effective, "sdsa_core": lc.sdsa and lc.kind == "synapse",
                          "weights": lc.n_weights})
     return pd.DataFrame(rows)
+
+
+def _cell(point: Any, low: Any, high: Any, available: Any) -> str:
+    """``"x"``, ``"x (lo-hi)"`` when the range differs, ``">= x"`` for a lower bound, ``"n/a"`` when unavailable."""
+    if not bool(available) or pd.isna(point):
+        return "n/a"
+    f = "{:.3g}".format
+    if pd.isna(high):
+        return f">=\u00a0{f(point)}" if pd.isna(low) or f(low) == f(point) else f"{f(point)} (>=\u00a0{f(low)})"
+    if pd.isna(low) or (f(low) == f(point) == f(high)):
+        return f(point)
+    return f"{f(point)} ({f(low)}-{f(high)})"
+
+
+def energy_pivot(energy: pd.DataFrame, component: str, views: Sequence[str] | None = None,
+                 strip_view: bool = False) -> pd.DataFrame:
+    """Wide form of the energy table for one component: rows = run, columns = evaluation, cells = mJ per
+    inference (with the low-high range when it differs; ``>=`` for a lower bound; ``n/a`` unpublished constant;
+    ``-`` not priced). ``views`` keeps only those views; ``strip_view`` drops the ``view/`` prefix of column names."""
+    sub = energy[energy["component"] == component]
+    if views is not None:
+        sub = sub[sub["view"].isin(views)]
+    if sub.empty:
+        return pd.DataFrame()
+    runs = list(dict.fromkeys(sub["run"]))
+    widest = max(runs, key=lambda r: (sub["run"] == r).sum())  # its evaluations in plan order (SNNs have them all)
+    cols = list(dict.fromkeys([*sub.loc[sub["run"] == widest, "evaluation"], *sub["evaluation"]]))
+    cells = {(r.run, r.evaluation): _cell(r.energy_mj, r.low_mj, r.high_mj, r.available)
+             for r in sub.itertuples(index=False)}
+    out = pd.DataFrame({"run": runs})
+    for c in cols:
+        out[c.split("/", 1)[1] if strip_view else c] = [cells.get((r, c), "-") for r in runs]
+    return out

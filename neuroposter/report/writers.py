@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,9 +70,15 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _anchor(title: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
 def to_markdown(title: str, intro: str, sections: list[Section]) -> str:
     """Renders the sections as GitHub-flavoured Markdown (figures as relative PNG links)."""
-    out = [f"# {title}", "", intro, ""]
+    out = [f"# {title}", "", intro, "", "Contents:", ""]
+    out += [f"{i + 1}. [{s.title}](#{_anchor(s.title)})" for i, s in enumerate(sections)] + [""]
     for s in sections:
         out += [f"## {s.title}", ""]
         for kind, val in s.blocks:
@@ -87,13 +94,13 @@ def to_markdown(title: str, intro: str, sections: list[Section]) -> str:
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1400px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;font-size:12px;margin:0.6em 0 1.2em}th,td{border:1px solid #ccc;padding:3px 6px;
 text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:12px;color:#555}
 h2{border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:1.8em}code{background:#f5f5f5;padding:0 3px}
-.note{color:#555;font-size:13px}
+.note{color:#555;font-size:13px}.wide{overflow-x:auto}
 """
 
 
@@ -102,7 +109,7 @@ def to_html(title: str, intro: str, sections: list[Section]) -> str:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
     toc = "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a></li>" for i, s in enumerate(sections))
-    parts.append(f"<ul class='note'>{toc}</ul>")
+    parts.append(f"<nav><b>Contents</b><ol class='note'>{toc}</ol></nav>")
     for i, s in enumerate(sections):
         parts.append(f"<h2 id='s{i}'>{html.escape(s.title)}</h2>")
         for kind, val in s.blocks:
@@ -114,7 +121,8 @@ def to_html(title: str, intro: str, sections: list[Section]) -> str:
                 if val.empty:
                     parts.append("<p class='note'>(empty)</p>")
                 else:
-                    parts.append(val.to_html(index=False, na_rep="-", float_format=_fmt, border=0, escape=True))
+                    parts.append("<div class='wide'>" + val.to_html(index=False, na_rep="-", float_format=_fmt,
+                                                                     border=0, escape=True) + "</div>")
             elif kind == "figure":
                 parts.append(f"<figure><img src='{html.escape(val[0])}' alt='{html.escape(val[1])}'>"
                              f"<figcaption>{html.escape(val[1])}</figcaption></figure>")

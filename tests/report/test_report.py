@@ -134,3 +134,124 @@ def test_list_profiles_cli(capsys):
 
     assert main(["report", "--list-profiles"]) == 0
     assert "loihi2" in capsys.readouterr().out
+
+
+@pytest.fixture
+def twin_ws(fake_ws):
+    """The fake workspace plus an ``ann-transformer`` run (the SDT's ANN twin) with its own tiny ONNX bundle."""
+    ws, exports, counts, frontend = fake_ws
+    _run(ws, "ann-transformer", "ann-transformer", 1.2)
+    (exports / "onnx" / "ann-transformer").mkdir(parents=True)
+    (exports / "onnx" / "ann-transformer" / "model.onnx").write_bytes(
+        (exports / "onnx" / "cnn" / "model.onnx").read_bytes())
+    return ws, exports, counts, frontend
+
+
+def _row(e, run, evaluation, component):
+    r = e[(e.run == run) & (e.evaluation == evaluation) & (e.component == component)]
+    assert len(r) == 1, (run, evaluation, component)
+    return r.iloc[0]
+
+
+def test_headline_equals_energy_rows_and_ratio(twin_ws):
+    from neuroposter.report import build_report
+    from neuroposter.report.headline import key_views
+
+    ws, exports, counts, frontend = twin_ws
+    res = build_report(ws, name="h", exports=exports, counts=counts, frontend=frontend, latency=False,
+                       profiles=["loihi", "jetson_agx_orin", "truenorth"])
+    out = ws / "reports" / "h"
+    e = pd.read_csv(out / "energy.csv")
+    h = pd.read_csv(out / "headline.csv").set_index("run")
+    assert list(h.index) == ["ann-transformer", "cnn", "sdt"]   # one row per run
+    views = key_views(e, "jetson_agx_orin")
+    assert [v.key for v in views] == ["sdt_paper", "int8", "memory", "device"]
+    assert h.loc["sdt", "device_evaluation"] == "device/loihi"
+    assert h.loc["ann-transformer", "device_evaluation"] == "device/jetson_agx_orin"
+    assert h.loc["sdt", "sdt_paper_evaluation"] == "sdt_paper/horowitz_45nm_fp32 (first layer once)"
+    for run in h.index:
+        for v in views:
+            ev = h.loc[run, f"{v.key}_evaluation"]
+            for col, comp in (("head", "model"), ("pipeline", "pipeline")):
+                assert h.loc[run, f"{v.key}_{col}_mj"] == pytest.approx(_row(e, run, ev, comp)["energy_mj"], rel=1e-12)
+    # accuracy beside the best constant baseline
+    assert h.loc["sdt", "map"] == pytest.approx(METRICS["map"])
+    assert h.loc["sdt", "baseline_map"] == pytest.approx(METRICS["map"] * 0.5)
+    assert h.loc["sdt", "baseline_map_name"] == "prior"
+    # the generated text: SDT / ANN-twin ratio per view, from the energy rows
+    text = " ".join(res.summary)
+    for v in views[:3]:
+        ev = v.snn
+        ratio = _row(e, "sdt", ev, "model")["energy_mj"] / _row(e, "ann-transformer", ev, "model")["energy_mj"]
+        assert f"{v.title}: model alone {ratio:.3g}x" in text
+        pr = _row(e, "sdt", ev, "pipeline")["energy_mj"] / _row(e, "ann-transformer", ev, "pipeline")["energy_mj"]
+        assert f"pipeline with front end {pr:.3g}x" in text
+    fe, pipe = (_row(e, "sdt", views[2].snn, c)["energy_mj"] for c in ("frontend", "pipeline"))
+    assert f"{100 * fe / pipe:.5g} % (memory)" in text
+    assert "Seed noise NOT assessed" in text   # one seed per model: no noise claim is made
+    md = (out / "report.md").read_text()
+    assert md.index("## Headline") < md.index("## Energy per view and profile") < md.index("## Provenance")
+
+
+def test_seed_noise_is_assessed_with_several_seeds():
+    from types import SimpleNamespace
+
+    from neuroposter.report.headline import headline_text
+
+    def run(name, model, seed, m):
+        return SimpleNamespace(name=name, model=model, kind="snn" if model == "sdt" else "ann",
+                               metrics={"test": {"map": m}, "split_sizes": {"test": 100}},
+                               manifest={"config": {"train": {"seed": seed}}})
+    runs = [run("sdt-0", "sdt", 0, 0.50), run("sdt-1", "sdt", 1, 0.52), run("sdt-2", "sdt", 2, 0.51),
+            run("ann-0", "ann-transformer", 0, 0.70), run("ann-1", "ann-transformer", 1, 0.71),
+            run("ann-2", "ann-transformer", 2, 0.69)]
+    head = pd.DataFrame([{"run": r.name, "model": r.model, "kind": r.kind, "map": r.metrics["test"]["map"],
+                          "baseline_map": 0.2} for r in runs])
+    text = " ".join(headline_text(head, [], runs))
+    assert "3 seeds" in text and "is larger than twice its standard error" in text
+    runs[3].metrics["test"]["map"], runs[4].metrics["test"]["map"] = 0.40, 0.62
+    head.loc[3, "map"] = 0.40
+    text = " ".join(headline_text(head, [], runs))
+    assert "is not larger than twice its standard error" in text
+
+
+def test_energy_pivot_cells():
+    from neuroposter.report.tables import energy_pivot
+
+    e = pd.DataFrame([
+        {"run": "a", "component": "model", "view": "memory", "evaluation": "memory/x", "energy_mj": 1.0,
+         "low_mj": 0.5, "high_mj": 2.0, "available": True},
+        {"run": "a", "component": "model", "view": "device", "evaluation": "device/y", "energy_mj": 3.0,
+         "low_mj": 3.0, "high_mj": None, "available": True},
+        {"run": "b", "component": "model", "view": "memory", "evaluation": "memory/x", "energy_mj": 4.0,
+         "low_mj": 4.0, "high_mj": 4.0, "available": True},
+        {"run": "b", "component": "model", "view": "device", "evaluation": "device/y", "energy_mj": None,
+         "low_mj": None, "high_mj": None, "available": False}])
+    p = energy_pivot(e, "model").set_index("run")
+    assert p.loc["a", "memory/x"] == "1 (0.5-2)" and p.loc["b", "memory/x"] == "4"
+    assert p.loc["a", "device/y"] == ">=\u00a03" and p.loc["b", "device/y"] == "n/a"
+    assert list(energy_pivot(e, "model", ["device"], strip_view=True).columns) == ["run", "y"]
+
+
+def test_html_references_every_figure(twin_ws):
+    from neuroposter.report import build_report
+
+    ws, exports, counts, frontend = twin_ws
+    res = build_report(ws, name="f", exports=exports, counts=counts, frontend=frontend, latency=False,
+                       profiles=["loihi", "jetson_agx_orin"])
+    out = ws / "reports" / "f"
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    imgs = re.findall(r"<img src='([^']+)'", html)
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert sorted(imgs) == pngs                       # every figure written is shown, every figure shown exists
+    assert sorted(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)) == pngs
+    assert sorted(f for f in res.files if f.endswith(".png")) == pngs
+    for f in ("accuracy_vs_energy.png", "accuracy_vs_energy_all_profiles.png", "head_vs_frontend.png",
+              "breakdown_device_loihi.png"):
+        assert f in pngs
+    for img in imgs:
+        assert (out / img).stat().st_size > 1000
+    assert "no data for" not in html
+    # the table of contents links every section
+    assert len(re.findall(r"<h2 id='(s\d+)'", html)) == len(re.findall(r"<li><a href='#s\d+'", html))
