@@ -19,6 +19,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_path",
     "atomic_dir",
+    "swap_dir",
     "read_json",
     "sha256_file",
     "sha256_bytes",
@@ -108,18 +109,28 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = True) -> Itera
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        swap_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def swap_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Replaces folder ``dst`` by the finished folder ``src`` (same filesystem).
+
+    The old ``dst`` is moved aside first and removed only after ``src`` is in place, so at every
+    moment ``dst`` is either the complete old or the complete new folder.
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
 
 
 def sha256_bytes(data: bytes) -> str:

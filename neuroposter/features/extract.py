@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from neuroposter._io import atomic_write_json, read_json, sha256_json
+from neuroposter._io import atomic_write_json, read_json, sha256_json, swap_dir
 from neuroposter._progress import progress
 from neuroposter.errors import NeuroposterError
 from neuroposter.features.backbone import (
@@ -132,19 +132,6 @@ def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
             else:
                 diffs.append(f"{k} ({old.get(k)!r} -> {new.get(k)!r})")
     return ", ".join(diffs) or "its inputs"
-
-
-def _swap_in(src: Path, dst: Path) -> None:
-    """Replaces ``dst`` with the finished folder ``src`` (the old one removed only afterwards)."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
 
 
 def extract_features(
@@ -331,7 +318,7 @@ def extract_features(
         extra={**fields, "identity": identity, "extra": dict(fields)},
     )
     (part / _PROGRESS).unlink()
-    _swap_in(part, out)
+    swap_dir(part, out)
     log.info("features written to %s (%d rows, grid %s, weights %s)", out, n, grid, spec.id)
     return ExtractionResult(out, status, int(n), computed, seconds, spec.id, spec.note, grid, key, manifest,
                             cpu_seconds)
