@@ -1,6 +1,7 @@
 """Flattened view of a (nested) NIR graph: the structure the simulator and the re-timing pass share.
 
-A NIR graph may hold sub-``NIRGraph`` nodes. :func:`flatten` inlines them recursively: every
+A NIR graph may hold sub-``NIRGraph`` nodes. :func:`flatten` inlines them recursively (with
+:mod:`neuroposter.ir.graph`, which quantisation and the op counts use as well): every
 computational node gets a *path* (``"blocks.0.attn.and_kv"``: the names of the enclosing
 sub-graph nodes and its own name, joined with ``.``), the ``Input``/``Output`` nodes of
 sub-graphs disappear (edges are identity maps and fan-in is summed, so an edge ``a -> sub`` and
@@ -28,6 +29,8 @@ from typing import Iterable
 import nir
 import numpy as np
 
+from neuroposter.ir.graph import Edge, EndpointError, bypass_junctions, flatten_nested, topo_sort
+
 __all__ = [
     "CONNECTION_TYPES",
     "NEURON_TYPES",
@@ -44,9 +47,6 @@ CONNECTION_TYPES: tuple[type, ...] = (
 )
 NEURON_TYPES: tuple[type, ...] = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.I, nir.Threshold)
 SPIKING_TYPES: tuple[type, ...] = (nir.LIF, nir.CubaLIF, nir.IF, nir.Threshold)
-
-Edge = tuple[str, str]
-
 
 class GraphStructureError(ValueError):
     """The graph cannot be executed as given; the message names the node."""
@@ -162,7 +162,8 @@ def _shape(types: dict | None, key: str, where: str) -> tuple[int, ...]:
 
 
 def flatten(graph: nir.NIRGraph) -> FlatGraph:
-    """Inlines sub-graphs and removes their Input/Output pass-through nodes.
+    """Inlines sub-graphs and removes their Input/Output pass-through nodes
+    (:func:`neuroposter.ir.graph.flatten_nested`, then :func:`~neuroposter.ir.graph.bypass_junctions`).
 
     Args:
         graph: a type-checked NIR graph with exactly one ``Input`` and one ``Output`` at top level.
@@ -174,59 +175,30 @@ def flatten(graph: nir.NIRGraph) -> FlatGraph:
         GraphStructureError: several or no top-level inputs/outputs, dangling edges, missing types.
     """
     units: dict[str, Unit] = {}
-    passthrough: set[str] = set()
-    edges: list[Edge] = []
-    subgraphs: dict[str, dict] = {}
 
-    def resolve(g: nir.NIRGraph, prefix: str, ref: str, side: str) -> str:
-        """Full path of an edge endpoint ``ref`` in graph ``g`` (``side`` is 'src' or 'dst')."""
-        node = g.nodes.get(ref)
-        if node is None and "." in ref:  # "sub.inner" style reference into a sub-graph
-            head, rest = ref.split(".", 1)
-            sub = g.nodes.get(head)
-            if isinstance(sub, nir.NIRGraph):
-                return resolve(sub, f"{prefix}{head}.", rest, side)
-        if node is None:
-            raise GraphStructureError(f"edge endpoint {prefix}{ref!r} is not a node of the graph")
-        if isinstance(node, nir.NIRGraph):
-            inner = node.outputs if side == "src" else node.inputs
-            if len(inner) != 1:
-                what = "Output" if side == "src" else "Input"
-                raise GraphStructureError(
-                    f"sub-graph {prefix}{ref!r} has {len(inner)} {what} nodes; the simulator needs exactly one")
-            return f"{prefix}{ref}.{next(iter(inner))}"
-        return f"{prefix}{ref}"
+    def unit(path: str, node: nir.NIRNode, parent: str) -> None:
+        kind = kind_of(node)
+        if kind == "input":
+            shape = _shape(node.output_type, "output", path)
+            units[path] = Unit(path, node, kind, shape, shape)
+        elif kind == "output":
+            shape = _shape(node.input_type, "input", path)
+            units[path] = Unit(path, node, kind, shape, shape)
+        else:
+            units[path] = Unit(path, node, kind, _shape(node.input_type, "input", path),
+                               _shape(node.output_type, "output", path))
 
-    def visit(g: nir.NIRGraph, prefix: str, top: bool) -> None:
-        for name, node in g.nodes.items():
-            path = f"{prefix}{name}"
-            if isinstance(node, nir.NIRGraph):
-                subgraphs[path] = dict(node.metadata or {})
-                visit(node, f"{path}.", top=False)
-                continue
-            kind = kind_of(node)
-            if kind in ("input", "output") and not top:
-                passthrough.add(path)
-            if kind == "input":
-                shape = _shape(node.output_type, "output", path)
-                units[path] = Unit(path, node, kind, shape, shape)
-            elif kind == "output":
-                shape = _shape(node.input_type, "input", path)
-                units[path] = Unit(path, node, kind, shape, shape)
-            else:
-                units[path] = Unit(path, node, kind, _shape(node.input_type, "input", path),
-                                   _shape(node.output_type, "output", path))
-        for src, dst in g.edges:
-            edges.append((resolve(g, prefix, src, "src"), resolve(g, prefix, dst, "dst")))
-
-    visit(graph, "", top=True)
-    # Remove the sub-graph Input/Output nodes: connect every source to every destination.
-    for p in passthrough:
-        ins = [s for s, d in edges if d == p]
-        outs = [d for s, d in edges if s == p]
-        edges = [e for e in edges if p not in e]
-        edges.extend((s, d) for s in ins for d in outs)
-        del units[p]
+    try:
+        nested = flatten_nested(graph, sub_ends="one", on_node=unit)
+    except EndpointError as exc:
+        where = f"{exc.prefix}{exc.ref!r}"
+        if exc.count is None:
+            raise GraphStructureError(f"edge endpoint {where} is not a node of the graph") from None
+        what = "Output" if exc.side == "src" else "Input"
+        raise GraphStructureError(
+            f"sub-graph {where} has {exc.count} {what} nodes; the simulator needs exactly one") from None
+    nodes, edges = bypass_junctions(nested)
+    units = {n: units[n] for n in nodes}
     inputs = [n for n, u in units.items() if u.kind == "input"]
     outputs = [n for n, u in units.items() if u.kind == "output"]
     if len(inputs) != 1 or len(outputs) != 1:
@@ -234,7 +206,8 @@ def flatten(graph: nir.NIRGraph) -> FlatGraph:
             f"the graph needs exactly one Input and one Output at top level, found inputs={inputs}, outputs={outputs}")
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
     dt = float(np.asarray(meta.get("dt", 1.0)).reshape(-1)[0])
-    return FlatGraph(units=units, edges=edges, input=inputs[0], output=outputs[0], dt=dt, subgraphs=subgraphs)
+    return FlatGraph(units=units, edges=edges, input=inputs[0], output=outputs[0], dt=dt,
+                     subgraphs=nested.subgraphs)
 
 
 def topo_order(flat: FlatGraph, instant: Iterable[Edge]) -> list[str]:
@@ -243,25 +216,10 @@ def topo_order(flat: FlatGraph, instant: Iterable[Edge]) -> list[str]:
     Raises:
         GraphStructureError: the instant edges form a cycle (named).
     """
-    instant = list(instant)
-    indeg = {n: 0 for n in flat.units}
-    out: dict[str, list[str]] = {n: [] for n in flat.units}
-    for s, d in instant:
-        indeg[d] += 1
-        out[s].append(d)
-    ready = [n for n in flat.units if indeg[n] == 0]
-    order: list[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for d in out[n]:
-            indeg[d] -= 1
-            if indeg[d] == 0:
-                ready.append(d)
-    if len(order) != len(flat.units):
-        cyc = sorted(n for n, k in indeg.items() if k > 0)
+    order, cyclic = topo_sort(flat.units, instant)
+    if cyclic:
         raise GraphStructureError(
-            f"nodes {cyc[:6]} form a zero-delay cycle; add a Delay or a connection node (per_hop) to break it")
+            f"nodes {sorted(cyclic)[:6]} form a zero-delay cycle; add a Delay or a connection node (per_hop) to break it")
     return order
 
 

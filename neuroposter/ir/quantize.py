@@ -80,12 +80,13 @@ import copy
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Mapping
 
 import nir
 import numpy as np
 
 from neuroposter.errors import NeuroposterError
+from neuroposter.ir.graph import EndpointError, bypass_junctions, flatten_nested, topo_sort
 
 __all__ = [
     "QuantizationError",
@@ -302,48 +303,17 @@ class FlatGraph:
 
     def topo_order(self) -> list[str]:
         """Nodes in a topological order (raises on a cycle, which the targets do not support)."""
-        indeg = {k: 0 for k in self.nodes}
-        for _, d in self.edges:
-            indeg[d] += 1
-        ready = [k for k in self.nodes if indeg[k] == 0]
-        order: list[str] = []
-        succ: dict[str, list[str]] = {k: [] for k in self.nodes}
-        for s, d in self.edges:
-            succ[s].append(d)
-        while ready:
-            k = ready.pop(0)
-            order.append(k)
-            for d in succ[k]:
-                indeg[d] -= 1
-                if indeg[d] == 0:
-                    ready.append(d)
-        if len(order) != len(self.nodes):
-            cyc = sorted(k for k, v in indeg.items() if v > 0)
-            raise QuantizationError(cyc[0], type(self.nodes[cyc[0]]).__name__,
+        order, cyclic = topo_sort(self.nodes, self.edges)
+        if cyclic:
+            first = min(cyclic)
+            raise QuantizationError(first, type(self.nodes[first]).__name__,
                                     "recurrent connections are not supported by this target")
         return order
 
 
-def _resolve(g: nir.NIRGraph, ref: str, *, as_src: bool) -> list[str]:
-    """Resolves an edge end inside ``g`` to leaf paths (descending into sub-graphs)."""
-    if ref in g.nodes:
-        node = g.nodes[ref]
-        if isinstance(node, nir.NIRGraph):
-            kind = nir.Output if as_src else nir.Input
-            ends = [k for k, n in node.nodes.items() if isinstance(n, kind)]
-            if not ends:
-                raise QuantizationError(ref, "NIRGraph", f"sub-graph has no {kind.__name__} node")
-            return [f"{ref}.{e}" for e in ends]
-        return [ref]
-    if "." in ref:
-        head, rest = ref.split(".", 1)
-        if head in g.nodes and isinstance(g.nodes[head], nir.NIRGraph):
-            return [f"{head}.{p}" for p in _resolve(g.nodes[head], rest, as_src=as_src)]
-    raise QuantizationError(ref, "?", "edge refers to a node that does not exist")
-
-
 def flatten_graph(graph: nir.NIRGraph) -> FlatGraph:
-    """Inlines every sub-``NIRGraph``; its ``Input``/``Output`` nodes become plain junctions.
+    """Inlines every sub-``NIRGraph``; its ``Input``/``Output`` nodes become plain junctions, bypassed
+    (:func:`neuroposter.ir.graph.flatten_nested`; repeated edges are kept once).
 
     Args:
         graph: a NIR graph, possibly nested.
@@ -351,42 +321,15 @@ def flatten_graph(graph: nir.NIRGraph) -> FlatGraph:
     Returns:
         The :class:`FlatGraph` (top-level ``Input``/``Output`` nodes kept).
     """
-    nodes: dict[str, nir.NIRNode] = {}
-    edges: list[tuple[str, str]] = []
-    groups: dict[str, dict[str, Any]] = {}
-    junctions: set[str] = set()
-
-    def visit(g: nir.NIRGraph, prefix: str) -> None:
-        for name, node in g.nodes.items():
-            path = f"{prefix}{name}"
-            if isinstance(node, nir.NIRGraph):
-                groups[path] = dict(node.metadata or {})
-                visit(node, path + ".")
-            else:
-                nodes[path] = node
-                if prefix and isinstance(node, (nir.Input, nir.Output)):
-                    junctions.add(path)
-        for s, d in g.edges:
-            for ss in _resolve(g, s, as_src=True):
-                for dd in _resolve(g, d, as_src=False):
-                    edges.append((f"{prefix}{ss}", f"{prefix}{dd}"))
-
-    visit(graph, "")
-    # bypass the junctions of inlined sub-graphs
-    for j in sorted(junctions):
-        ins = [s for s, d in edges if d == j]
-        outs = [d for s, d in edges if s == j]
-        edges = [(s, d) for s, d in edges if s != j and d != j]
-        edges.extend((s, d) for s in ins for d in outs)
-        del nodes[j]
-    # drop duplicates while keeping order
-    seen: set[tuple[str, str]] = set()
-    uniq = []
-    for e in edges:
-        if e not in seen:
-            seen.add(e)
-            uniq.append(e)
-    return FlatGraph(nodes, uniq, groups, dict(graph.metadata or {}))
+    try:
+        nested = flatten_nested(graph, sub_ends="some")
+    except EndpointError as exc:
+        if exc.count is None:
+            raise QuantizationError(exc.ref, "?", "edge refers to a node that does not exist") from None
+        what = "Output" if exc.side == "src" else "Input"
+        raise QuantizationError(exc.ref, "NIRGraph", f"sub-graph has no {what} node") from None
+    nodes, edges = bypass_junctions(nested)
+    return FlatGraph(nodes, list(dict.fromkeys(edges)), nested.subgraphs, dict(graph.metadata or {}))
 
 
 def _is_unit(node: nir.NIRNode) -> bool:

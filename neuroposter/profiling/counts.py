@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -260,51 +260,26 @@ class OpCounts:
 
 
 def flatten_graph(graph: Any) -> tuple[dict[str, Any], list[tuple[str, str]], dict[str, dict[str, Any]]]:
-    """Flattens nested NIR graphs.
+    """Flattens nested NIR graphs (:func:`neuroposter.ir.graph.flatten_nested`).
 
     Returns:
         ``(nodes, edges, tags)``: node path -> node (sub-graph nodes replaced by their contents, paths
-        joined with ``.``), edges between paths, and path -> metadata of the innermost enclosing sub-graph.
+        joined with ``.``, the sub-graphs' ``Input``/``Output`` nodes kept), edges between paths, and
+        path -> metadata of the innermost enclosing sub-graph that has metadata.
     """
-    import nir
+    from neuroposter.ir.graph import EndpointError, flatten_nested
 
-    nodes: dict[str, Any] = {}
-    edges: list[tuple[str, str]] = []
-    tags: dict[str, dict[str, Any]] = {}
+    try:
+        flat = flatten_nested(graph)
+    except EndpointError as exc:
+        raise ValueError(f"NIR edge endpoint {exc.prefix + exc.ref!r} names no node") from None
 
-    def ends(g: Any, name: str, prefix: str, side: str) -> list[str]:
-        if name in g.nodes:
-            node = g.nodes[name]
-            if isinstance(node, nir.NIRGraph):
-                inner = node.outputs if side == "src" else node.inputs
-                out: list[str] = []
-                for k in inner:
-                    out.extend(ends(node, k, prefix + name + ".", side))
-                return out
-            return [prefix + name]
-        # dotted reference into a sub-graph ("sub.inner")
-        parts = name.split(".")
-        for i in range(1, len(parts)):
-            head, rest = ".".join(parts[:i]), ".".join(parts[i:])
-            sub = g.nodes.get(head)
-            if isinstance(sub, nir.NIRGraph):
-                return ends(sub, rest, prefix + head + ".", side)
-        raise ValueError(f"NIR edge endpoint {prefix + name!r} names no node")
+    def tag(sub: str) -> dict[str, Any]:
+        while sub and not flat.subgraphs[sub]:
+            sub = flat.parent[sub]
+        return flat.subgraphs[sub] if sub else {}
 
-    def walk(g: Any, prefix: str, meta: dict[str, Any]) -> None:
-        for name, node in g.nodes.items():
-            if isinstance(node, nir.NIRGraph):
-                walk(node, prefix + name + ".", dict(node.metadata or {}) or meta)
-            else:
-                nodes[prefix + name] = node
-                tags[prefix + name] = meta
-        for src, dst in g.edges:
-            for s in ends(g, src, prefix, "src"):
-                for d in ends(g, dst, prefix, "dst"):
-                    edges.append((s, d))
-
-    walk(graph, "", {})
-    return nodes, edges, tags
+    return flat.nodes, flat.edges, {p: tag(flat.parent[p]) for p in flat.nodes}
 
 
 def _np(a: Any) -> np.ndarray:
@@ -412,6 +387,8 @@ def count_snn(
     """
     import torch
 
+    from neuroposter.ir.graph import topo_sort
+
     records = getattr(result, "records", result) or {}
     ins = dict(getattr(result, "inputs", None) or {})
     ins.update(inputs or {})
@@ -435,7 +412,8 @@ def count_snn(
     if any(s[1] != B for s in shapes):
         raise ValueError(f"records disagree on the batch size: {sorted({s[1] for s in shapes})}")
 
-    order = _topo(nodes, edges)
+    order, recurrent = topo_sort(nodes, edges)
+    order += recurrent  # nodes on or behind a cycle follow in graph order: recurrence is not ordered
     events: dict[str, np.ndarray | None] = {}  # path -> bool events [T, B, *shape] of the node's output
     values: dict[str, np.ndarray | None] = {}  # path -> actual output values when known (spikes / graph input)
     layers: list[LayerCounts] = []
@@ -626,26 +604,3 @@ def _node_shape(node: Any) -> tuple[int, ...]:
     it = getattr(node, "input_type", None) or {}
     v = it.get("input") if isinstance(it, dict) else None
     return tuple(int(s) for s in v) if v is not None else ()
-
-
-def _topo(nodes: Mapping[str, Any], edges: Sequence[tuple[str, str]]) -> list[str]:
-    """Topological order; edges closing a cycle (recurrence) are ignored for ordering."""
-    indeg = {p: 0 for p in nodes}
-    succ: dict[str, list[str]] = {p: [] for p in nodes}
-    for s, d in edges:
-        if s in succ and d in indeg:
-            succ[s].append(d)
-            indeg[d] += 1
-    ready = [p for p in nodes if indeg[p] == 0]
-    order: list[str] = []
-    while ready:
-        p = ready.pop(0)
-        order.append(p)
-        for d in succ[p]:
-            indeg[d] -= 1
-            if indeg[d] == 0:
-                ready.append(d)
-    rest = [p for p in nodes if p not in set(order)]
-    return order + rest
-
-
