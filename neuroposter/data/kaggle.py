@@ -71,7 +71,7 @@ def read_kaggle_csv(path: str | os.PathLike[str]):  # -> pandas.DataFrame
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: CSV file not found")
+        raise DataError(f"{path}: CSV file not found (pass --csv FILE, or run `neuroposter data synth` for the built-in set)")
     try:
         df = pd.read_csv(path, encoding="latin-1", dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.EmptyDataError:

@@ -248,7 +248,7 @@ def export(request: ExportRequest) -> ExportResult:
     from neuroposter.ir.lower import lower_model, to_graph_input
     from neuroposter.manifest import write_manifest
     from neuroposter.profiling.profiles import load_profile
-    from neuroposter.targets.loihi import _float_model_logits, _load_inputs, _micro_f1, prediction_agreement, predictions
+    from neuroposter.targets.loihi import _float_model_logits, _load_inputs, agreement_vs_float
     from neuroposter.train import load_run
 
     opts = {"samples": 16, "split": "test", "seed": 0, **dict(request.options or {})}
@@ -289,12 +289,7 @@ def export(request: ExportRequest) -> ExportResult:
     if _expressible(mapping):
         graph_q, qrep, ver, q_mean, _ = _precision_run(graph, graph_l, x, wb, sb, lowered)
         n_mean = _float_model_logits(loaded.model, xs).mean(axis=0).reshape(x.shape[1], -1)
-        _, dq = predictions(q_mean)
-        _, dn = predictions(n_mean)
-        ver["vs_float_model"] = {"prediction_agreement": prediction_agreement(q_mean, n_mean),
-                                 "micro_f1_chip": _micro_f1(dq, labels), "micro_f1_float": _micro_f1(dn, labels),
-                                 "micro_f1_diff": _micro_f1(dq, labels) - _micro_f1(dn, labels),
-                                 "max_abs_logit_diff": float(np.max(np.abs(q_mean - n_mean)))}
+        ver["vs_float_model"] = agreement_vs_float(q_mean, n_mean, labels, "chip")
         summary.update(quantization=qrep.to_dict(), verification=ver)
         if wb is None:
             summary["precision"]["note"] = "weight precision unknown in the profile: weights left in float"

@@ -13,6 +13,7 @@ difference (and the same relative to the largest logit magnitude) goes into ``su
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,10 @@ def export_onnx(model: Any, example: Any, path: str | Path, *, input_name: str) 
     try:
         for p in model.parameters():
             p.requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), warnings.catch_warnings():
+            # shape checks in the models' forward become constants in the trace; the dynamic batch
+            # axis is verified against onnxruntime below, so the tracer's notes are noise here
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(model, (example,), str(path), opset_version=OPSET, input_names=[input_name],
                               output_names=["logits"], dynamic_axes={input_name: {0: "batch"}, "logits": {0: "batch"}},
                               do_constant_folding=True)

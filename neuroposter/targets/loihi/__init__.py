@@ -58,6 +58,24 @@ def prediction_agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(same.mean()) if same.size else 1.0
 
 
+def agreement_vs_float(deployed: np.ndarray, float_model: np.ndarray, labels: np.ndarray,
+                       name: str) -> dict[str, float]:
+    """How a deployed network's predictions compare with the float model's (mean logits ``[B, C]``).
+
+    ``prediction_agreement`` is strict (top-1 class and the whole positive-class set equal); the
+    top-1 and per-label (sample x genre decision) agreements say how far apart disagreeing samples are,
+    and the micro-F1 of both against the labels says what the disagreement costs.
+    """
+    ta, da = predictions(deployed)
+    tb, db = predictions(float_model)
+    f1_dep, f1_float = _micro_f1(da, labels), _micro_f1(db, labels)
+    return {"prediction_agreement": prediction_agreement(deployed, float_model),
+            "top1_agreement": float((ta == tb).mean()) if ta.size else 1.0,
+            "label_agreement": float((da == db).mean()) if da.size else 1.0,
+            "max_abs_logit_diff": float(np.max(np.abs(np.asarray(deployed) - np.asarray(float_model)))),
+            f"micro_f1_{name}": f1_dep, "micro_f1_float": f1_float, "micro_f1_diff": f1_dep - f1_float}
+
+
 def _micro_f1(decisions: np.ndarray, labels: np.ndarray) -> float:
     tp = float(np.sum(decisions & (labels > 0)))
     fp = float(np.sum(decisions & (labels == 0)))
@@ -215,15 +233,8 @@ def export(request: ExportRequest) -> ExportResult:
     float_logits = _float_model_logits(loaded.model, xs)
     float_mean = float_logits.mean(axis=0).reshape(x.shape[1], -1)
     ref_float_mean = np.asarray(ref_float.aligned_output(), dtype=np.float64).mean(axis=0).reshape(x.shape[1], -1)
-    _, d_lava = predictions(lava_mean)
-    _, d_float = predictions(float_mean)
-    vs_float = {
-        "prediction_agreement": prediction_agreement(lava_mean, float_mean),
-        "reference_float_vs_norse_prediction_agreement": prediction_agreement(ref_float_mean, float_mean),
-        "max_abs_logit_diff": float(np.max(np.abs(lava_mean - float_mean))),
-        "micro_f1_lava": _micro_f1(d_lava, labels), "micro_f1_float": _micro_f1(d_float, labels),
-    }
-    vs_float["micro_f1_diff"] = vs_float["micro_f1_lava"] - vs_float["micro_f1_float"]
+    vs_float = {**agreement_vs_float(lava_mean, float_mean, labels, "lava"),
+                "reference_float_vs_norse_prediction_agreement": prediction_agreement(ref_float_mean, float_mean)}
     ok = ver["prediction_agreement"] >= min_agree
     summary.update({
         "ok": ok,
@@ -286,8 +297,9 @@ def export(request: ExportRequest) -> ExportResult:
         f"  vs reference (int, per hop): prediction agreement {ver['prediction_agreement']:.3f}, "
         f"min layer spike agreement {ver['min_layer_agreement'] if ver['min_layer_agreement'] is not None else 'n/a'}, "
         f"outputs exact: {ver['output_exact']}",
-        f"  vs float model: prediction agreement {vs_float['prediction_agreement']:.3f}, "
-        f"micro-F1 diff {vs_float['micro_f1_diff']:+.3f}",
+        f"  vs float model (quantisation effect): prediction agreement {vs_float['prediction_agreement']:.3f} "
+        f"(top-1 {vs_float['top1_agreement']:.3f}, per-label decisions {vs_float['label_agreement']:.3f}), "
+        f"micro-F1 {vs_float['micro_f1_lava']:.3f} vs {vs_float['micro_f1_float']:.3f}",
         f"  mapping (loihi2): {mapping.get('fits')} " + ("; ".join(mapping.get("violations", [])[:2]) if mapping.get("violations") else ""),
     ]
     if netx_info is not None:

@@ -144,7 +144,11 @@ def export_and_check(graph: nir.NIRGraph, x: np.ndarray, *, select_tag: str = "f
     from neuroposter.targets.loihi._mp import prepare_lava
 
     prepare_lava()
-    from lava.lib.dl.netx import hdf5 as netx_hdf5
+    import contextlib
+
+    # lava-dl prints an unrelated dataset-toolbox warning to stdout (and torch a CUDA note) on import
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        from lava.lib.dl.netx import hdf5 as netx_hdf5
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer as Sink
