@@ -18,6 +18,7 @@ def test_tiny_demo_runs_every_stage(tmp_path, capsys):
     assert main(["demo", "--size", "tiny", "--workspace", str(ws), "--export-root", str(exp)]) == 0
     out = capsys.readouterr().out
     assert "stage times" in out and "energy profiling report" in out
+    assert "constant: most_frequent" in out and all(f"  {m} " in out for m in MODELS)
 
     for d in (ws / "datasets/default", ws / "features/default", ws / "encoded/default", ws / "encoded/pooled"):
         assert json.loads((d / "manifest.json").read_text())["kind"]

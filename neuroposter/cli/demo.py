@@ -113,6 +113,32 @@ def _command_available(command: str) -> bool:
     return True
 
 
+_METRICS = ("map", "micro_f1", "micro_f1_tuned", "macro_f1", "samples_f1", "p_at_1", "hamming")
+
+
+def _print_comparison(workspace: Path) -> None:
+    """One table: every trained model's test metrics beside the constant-predictor baselines."""
+    from neuroposter._io import read_json
+
+    rows: list[tuple[str, dict]] = []
+    baselines: dict[str, dict] = {}
+    for model, _ in _MODELS:
+        path = workspace / "runs" / model / "metrics.json"
+        if path.is_file():
+            metrics = read_json(path)
+            rows.append((model, metrics.get("test", metrics)))
+            baselines = baselines or metrics.get("baselines", {})
+    if not rows:
+        return
+    rows += [(f"constant: {name}", values) for name, values in baselines.items()]
+    print("\n[demo] test metrics (hamming: lower is better; never read 1 - hamming as accuracy)")
+    print(f"  {'model':<28s}" + "".join(f"{m:>15s}" for m in _METRICS))
+    for name, values in rows:
+        cells = "".join(f"{values[m]:>15.3f}" if isinstance(values.get(m), (int, float)) else f"{'-':>15s}"
+                        for m in _METRICS)
+        print(f"  {name:<28s}{cells}")
+
+
 def _refused(argv: list[str]) -> bool:
     """True when an export bundle records a deliberate refusal (a named violated limit)."""
     from neuroposter._io import read_json
@@ -152,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[demo] stage {stage.name!r} failed (exit {code}) after {dt:.1f} s", file=sys.stderr)
             return code
     total = time.perf_counter() - t_all
+    _print_comparison(Path(args.workspace))
     print("\n[demo] stage times")
     for name, dt in timings:
         print(f"  {name:<34s} {dt:7.1f} s")
