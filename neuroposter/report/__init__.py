@@ -2,7 +2,8 @@
 
 ``build_report(workspace, name=..., runs=..., profiles=..., samples=...)`` writes
 ``WORKSPACE/reports/<name>/`` atomically: ``report.html``, ``report.md``, ``energy.csv``, ``accuracy.csv``,
-``layers.csv``, ``provenance.csv``, ``counts.json``, PNG figures and ``manifest.json``.
+``accuracy_ci.csv`` (paired-bootstrap intervals over the test posters), ``layers.csv``, ``provenance.csv``,
+``counts.json``, PNG figures and ``manifest.json``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from neuroposter.errors import DataError
 from neuroposter.manifest import write_manifest
 from neuroposter.profiling.counts import OpCounts
 from neuroposter.profiling.profiles import HardwareProfile, list_profiles, load_profile
-from neuroposter.report import collect, figures, headline, tables
+from neuroposter.report import collect, figures, headline, tables, uncertainty
 from neuroposter.report.writers import Section, to_html, to_markdown
 
 __all__ = ["ReportResult", "build_report"]
@@ -41,6 +41,8 @@ class ReportResult:
         accuracy: the accuracy table.
         headline: one row per run: accuracy, best constant baseline, key-view energies (``headline.csv``).
         summary: the headline sentences generated from those numbers.
+        accuracy_ci: paired-bootstrap intervals of the test metrics and of the SDT's differences
+            (``accuracy_ci.csv``).
     """
 
     out_dir: Path
@@ -50,6 +52,7 @@ class ReportResult:
     accuracy: pd.DataFrame | None = None
     headline: pd.DataFrame | None = None
     summary: list[str] = field(default_factory=list)
+    accuracy_ci: pd.DataFrame | None = None
 
 
 def build_report(
@@ -67,6 +70,8 @@ def build_report(
     counts: Mapping[str, OpCounts] | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     resolved_config: Mapping[str, Any] | None = None,
+    bootstrap: int = 1000,
+    bootstrap_seed: int = 0,
 ) -> ReportResult:
     """Builds the report from the workspace's runs, export bundles and hardware profiles.
 
@@ -85,6 +90,8 @@ def build_report(
         counts: precomputed counts per run name (skips lowering/simulation or ONNX for those runs).
         out_dir: write here instead of ``WORKSPACE/reports/<name>``.
         resolved_config: options to save as ``resolved_config.yaml``.
+        bootstrap: resamples of the paired bootstrap over test posters (0: no intervals).
+        bootstrap_seed: its seed.
 
     Returns:
         :class:`ReportResult`.
@@ -138,6 +145,10 @@ def build_report(
     energy, breakdowns = tables.energy_table(run_infos, evals, all_profiles, fe_counts, collect.FEATURE_MODELS,
                                              frontend_profile)
     accuracy = tables.accuracy_table(run_infos)
+    ci = pd.DataFrame(columns=uncertainty.CI_COLUMNS)
+    if bootstrap > 0:
+        ci, ci_warnings = uncertainty.accuracy_ci(run_infos, headline.SNN_MODEL, B=bootstrap, seed=bootstrap_seed)
+        warnings += ci_warnings
     layers = tables.layer_table(run_infos)
     verdicts = collect.mapping_verdicts(exports_p, run_infos)
     lat_rows: list[dict[str, Any]] = []
@@ -155,8 +166,9 @@ def build_report(
     target = Path(out_dir) if out_dir is not None else ws / "reports" / name
     views = headline.key_views(energy, frontend_profile)
     head = headline.headline_table(run_infos, energy, views)
-    summary = headline.headline_text(head, views, run_infos)
-    result = ReportResult(target, warnings=warnings, energy=energy, accuracy=accuracy, headline=head, summary=summary)
+    summary = headline.headline_text(head, views, run_infos, ci=ci)
+    result = ReportResult(target, warnings=warnings, energy=energy, accuracy=accuracy, headline=head, summary=summary,
+                          accuracy_ci=ci)
     with atomic_dir(target) as tmp:
         files: list[str] = []
         figs = {
@@ -173,6 +185,7 @@ def build_report(
             "fr": figures.firing_rates(run_infos, tmp / "firing_rates.png"),
             "ops": figures.ops_per_layer(run_infos, tmp / "ops_per_layer.png"),
             "map": figures.mapping_verdicts_fig(verdicts, tmp / "mapping_verdicts.png"),
+            "ci": figures.bootstrap_forest(ci, tmp / "accuracy_ci.png"),
         }
         device_bd: dict[str, str | None] = {}
         for p in device_profiles:
@@ -183,9 +196,10 @@ def build_report(
         files += [f for f in list(figs.values()) + list(device_bd.values()) if f]
         energy.to_csv(tmp / "energy.csv", index=False)
         accuracy.to_csv(tmp / "accuracy.csv", index=False)
+        ci.to_csv(tmp / "accuracy_ci.csv", index=False)
         layers.to_csv(tmp / "layers.csv", index=False)
         head.to_csv(tmp / "headline.csv", index=False)
-        files += ["energy.csv", "accuracy.csv", "layers.csv", "headline.csv"]
+        files += ["energy.csv", "accuracy.csv", "accuracy_ci.csv", "layers.csv", "headline.csv"]
         if not latency_df.empty:
             latency_df.to_csv(tmp / "latency.csv", index=False)
             files.append("latency.csv")
@@ -196,7 +210,8 @@ def build_report(
         provenance.to_csv(tmp / "provenance.csv", index=False)
         files.append("provenance.csv")
         sections = _sections(run_infos, energy, accuracy, latency_df, verdicts, provenance, figs, device_bd,
-                             fe_counts, fe_source, frontend_profile, samples, warnings, breakdowns, head, views, summary)
+                             fe_counts, fe_source, frontend_profile, samples, warnings, breakdowns, head, views,
+                             summary, ci)
         title = "neuroposter energy profiling report"
         intro = ("Energy per inference of each trained model under several accounting views and hardware "
                  "profiles, with accuracy and the constant-predictor baselines beside it. Every number is traceable "
@@ -215,11 +230,34 @@ def build_report(
         write_manifest(tmp, "report",
                        inputs={r.name: {"path": str(r.path), "key": r.manifest.get("key")} for r in run_infos},
                        config={"profiles": [p.name for p in device_profiles], "samples": samples,
-                               "exports": str(exports_p), "frontend_profile": frontend_profile},
+                               "exports": str(exports_p), "frontend_profile": frontend_profile,
+                               "bootstrap": {"B": bootstrap, "seed": bootstrap_seed, "level": 0.95}},
                        extra={"files": sorted(files)})
         files.append("manifest.json")
     result.files = sorted(files)
     return result
+
+
+def _ci_block(s: Section, ci: pd.DataFrame, fig: str | None) -> None:
+    """The bootstrap intervals in the accuracy section: how they were made, the table, the forest plot."""
+    if ci.empty:
+        s.p("No bootstrap intervals (bootstrap disabled or no runs).")
+        return
+    ref = ci["reference"].iloc[0] or headline.SNN_MODEL
+    n = ci["n_test"].dropna()
+    s.p(f"Uncertainty from test-set sampling (accuracy_ci.csv): a paired bootstrap over the "
+        f"{int(n.iloc[0]) if not n.empty else '?'} test posters (resampled with replacement, "
+        f"B = {int(ci['bootstrap_B'].iloc[0])}, seed {int(ci['bootstrap_seed'].iloc[0])}; every model sees the same "
+        f"resamples), recomputing each model's macro mAP and micro-F1 (at 0.5 and at its validation-tuned "
+        f"thresholds) from predictions_test.npz. Brackets: 95% percentile intervals; the difference is {ref} - "
+        "model on the same resamples, 'excl. 0' when its interval excludes 0. A model whose test labels differ "
+        f"from {ref}'s (not the same posters in the same order) gets no paired difference. These intervals capture "
+        "test-set sampling noise only, NOT seed-to-seed training noise (the models are held fixed); genres without "
+        "a positive in a resample are left out of that resample's mAP.")
+    s.table(uncertainty.ci_display(ci))
+    if fig is not None:
+        s.figure(fig, f"Paired-bootstrap differences {ref} - model (point and 95% percentile interval; left of 0: "
+                      f"{ref} is worse). Test-set sampling noise only, not seed-to-seed training noise")
 
 
 def _provenance(runs: list[Any], profiles: Mapping[str, HardwareProfile], fe_source: str,
@@ -245,7 +283,7 @@ def _provenance(runs: list[Any], profiles: Mapping[str, HardwareProfile], fe_sou
 
 
 def _sections(runs, energy, accuracy, latency_df, verdicts, provenance, figs, device_bd, fe_counts, fe_source,
-              frontend_profile, samples, warnings, breakdowns, head, views, summary) -> list[Section]:
+              frontend_profile, samples, warnings, breakdowns, head, views, summary, ci) -> list[Section]:
     secs: list[Section] = []
     s = Section("Headline: is the spiking transformer worth deploying?")
     s.p("One row per model. Accuracy on the test split beside the best constant predictor; energy per inference "
@@ -291,6 +329,7 @@ def _sections(runs, energy, accuracy, latency_df, verdicts, provenance, figs, de
     s = Section("Accuracy (test set) and constant-predictor baselines")
     s.p("Test metrics of each model, followed by the constant-predictor baselines of the same run (accuracy.csv).")
     s.table(accuracy)
+    _ci_block(s, ci, figs.get("ci"))
     secs.append(s)
 
     s = Section("Energy per view and profile")

@@ -10,7 +10,8 @@ import pandas as pd
 
 from neuroposter.profiling.energy import EnergyBreakdown
 
-__all__ = ["accuracy_vs_energy", "accuracy_vs_energy_all", "head_vs_frontend", "energy_breakdown", "firing_rates", "ops_per_layer", "mapping_verdicts_fig"]
+__all__ = ["accuracy_vs_energy", "accuracy_vs_energy_all", "head_vs_frontend", "energy_breakdown", "firing_rates",
+           "ops_per_layer", "mapping_verdicts_fig", "bootstrap_forest"]
 
 
 def _plt() -> Any:
@@ -294,4 +295,43 @@ def mapping_verdicts_fig(rows: list[dict[str, Any]], path: Path) -> str | None:
     ax.set_yticks(range(len(runs)))
     ax.set_yticklabels(runs)
     ax.set_title("mapping verdicts (export bundles)", fontsize=9)
+    return _save(fig, path)
+
+
+def bootstrap_forest(ci: pd.DataFrame, path: Path) -> str | None:
+    """Forest plot of the paired-bootstrap differences ``reference - model`` (one row per paired run, one panel per
+    metric: point and percentile interval, a dashed line at 0; red when the interval excludes 0)."""
+    from neuroposter.report.uncertainty import METRIC_TITLES
+
+    plt = _plt()
+    if ci is None or ci.empty:
+        return None
+    rows = ci[ci["paired"].astype(str) == "yes"]
+    metrics = [m for m in METRIC_TITLES
+               if rows[[f"diff_{m}", f"diff_{m}_low", f"diff_{m}_high"]].notna().all(axis=1).any()]
+    if rows.empty or not metrics:
+        return None
+    ref = str(ci["reference"].iloc[0])
+    pct = f"{100 * float(ci['level'].iloc[0]):.0f}%"
+    labels = list(rows["run"])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.9 * len(metrics) + 0.6, 0.55 * len(labels) + 1.6),
+                             squeeze=False, sharey=True)
+    y = np.arange(len(labels))[::-1]
+    for ax, m in zip(axes[0], metrics):
+        for yi, (_, r) in zip(y, rows.iterrows()):
+            p, lo, hi = r[f"diff_{m}"], r[f"diff_{m}_low"], r[f"diff_{m}_high"]
+            if pd.isna(p) or pd.isna(lo) or pd.isna(hi):
+                continue
+            col = "C3" if (lo > 0 or hi < 0) else "C0"
+            ax.errorbar([p], [yi], xerr=[[p - lo], [hi - p]], fmt="o", color=col, capsize=3, ms=5, lw=1.4)
+            ax.annotate(f"{p:+.3f} [{lo:+.3f}, {hi:+.3f}]", xy=(p, yi), xytext=(0, 6), textcoords="offset points",
+                        ha="center", fontsize=7)
+        ax.axvline(0, ls="--", c="grey", lw=1)
+        ax.set_title(f"{METRIC_TITLES[m]}: {ref} - model", fontsize=9)
+        ax.set_xlabel(f"difference ({pct} bootstrap interval)", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(True, axis="x", ls=":", lw=0.6, alpha=0.7)
+        ax.set_ylim(-0.7, len(labels) - 0.3)
+    axes[0][0].set_yticks(y)
+    axes[0][0].set_yticklabels(labels)
     return _save(fig, path)

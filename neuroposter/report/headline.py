@@ -176,9 +176,11 @@ def seed_spread(runs: Sequence[Any], model: str, metric: str = "map") -> tuple[l
 
 
 def headline_text(head: pd.DataFrame, views: Sequence[KeyView], runs: Sequence[Any],
-                  snn: str = SNN_MODEL, twin: str = ANN_TWIN) -> list[str]:
+                  snn: str = SNN_MODEL, twin: str = ANN_TWIN, ci: pd.DataFrame | None = None) -> list[str]:
     """Sentences computed from the headline numbers: the SDT vs ANN-twin ratio per view (model alone and
-    pipeline), the front end's share of the SNN pipeline, and the accuracy difference against the seed noise."""
+    pipeline), the front end's share of the SNN pipeline, the accuracy difference against the seed noise, and
+    (with ``ci``, the table of :func:`neuroposter.report.uncertainty.accuracy_ci`) the paired-bootstrap intervals
+    of the SDT's differences to its twin and to every other model (test-set sampling noise only)."""
     out: list[str] = []
     by_model = {m: g.iloc[0] for m, g in head.groupby("model", sort=False)}
     s, a = by_model.get(snn), by_model.get(twin)
@@ -220,6 +222,54 @@ def headline_text(head: pd.DataFrame, views: Sequence[KeyView], runs: Sequence[A
         out.append("The front end was not counted: SNN pipeline totals exclude it and no share can be stated.")
     if s is not None and a is not None and _ok(s["map"]) and _ok(a["map"]):
         out.append(_accuracy_sentence(s, a, runs, snn, twin))
+    if ci is not None and not ci.empty:
+        out += _ci_sentences(ci, twin_run=None if a is None else str(a["run"]), snn=snn)
+    return out
+
+
+def _diff_phrase(row: Any, metric: str) -> str:
+    from neuroposter.report.uncertainty import METRIC_TITLES, is_true
+
+    vals = [row[f"diff_{metric}{sfx}"] for sfx in ("", "_low", "_high")]
+    if not all(_ok(v) for v in vals):
+        return f"{METRIC_TITLES[metric]} n/a"
+    verdict = "CI excludes 0" if is_true(row[f"diff_{metric}_excludes_0"]) else "CI includes 0"
+    return (f"{METRIC_TITLES[metric]} {vals[0]:+.3f} [{100 * float(row['level']):.0f}% CI {vals[1]:+.3f}, "
+            f"{vals[2]:+.3f}] ({verdict})")
+
+
+def _pair_phrase(row: Any, ref: str) -> str:
+    paired = str(row["paired"])
+    if paired != "yes":
+        return f"{ref} - {row['run']}: no paired difference ({paired.removeprefix('no: ')})"
+    return f"{ref} - {row['run']}: " + ", ".join(_diff_phrase(row, m) for m in ("map", "micro_f1", "micro_f1_tuned"))
+
+
+def _ci_sentences(ci: pd.DataFrame, twin_run: str | None, snn: str) -> list[str]:
+    """The bootstrap sentences: the fair pair first, then the reference against every other run."""
+    ref = str(ci["reference"].iloc[0] or "")
+    if not ref:
+        return [f"Test-set bootstrap intervals of the differences: not possible, no {snn} run in this report."]
+    refrow = ci[ci["run"] == ref]
+    n = refrow["n_test"].iloc[0] if not refrow.empty else None
+    posters = f"the {int(n)} test posters" if _ok(n) else "the test posters"
+    how = (f"paired bootstrap over {posters}, B = {int(ci['bootstrap_B'].iloc[0])} resamples, "
+           f"seed {int(ci['bootstrap_seed'].iloc[0])}, {100 * float(ci['level'].iloc[0]):.0f}% percentile intervals, "
+           f"difference = {ref} - model; this captures test-set sampling noise only, NOT seed-to-seed training noise")
+    if _ok(n) and int(n) < 30:
+        how += (f"; with only {int(n)} test posters these percentile intervals are rough (a resample repeats few "
+                "posters and drops genres from its mAP)")
+    out = []
+    others = ci[(ci["run"] != ref) & (ci["run"] != twin_run)]
+    if twin_run is not None and (ci["run"] == twin_run).any():
+        out.append(f"Test-set sampling uncertainty of the fair pair ({how}): "
+                   f"{_pair_phrase(ci[ci['run'] == twin_run].iloc[0], ref)}.")
+        if not others.empty:
+            out.append(f"{ref} against every other model (same bootstrap): "
+                       + "; ".join(_pair_phrase(r, ref) for _, r in others.iterrows()) + ".")
+    elif not others.empty:
+        out.append(f"Test-set sampling uncertainty, {ref} against every other model ({how}): "
+                   + "; ".join(_pair_phrase(r, ref) for _, r in others.iterrows()) + ".")
     return out
 
 
