@@ -29,7 +29,6 @@ Definitions (per sample = totals over the batch divided by B; totals are over al
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable, Mapping
 

@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from neuroposter.profiling.counts import LayerCounts, OpCounts
+from neuroposter.profiling.counts import OpCounts
 from neuroposter.profiling.profiles import HardwareProfile, load_profile
 
 __all__ = ["VIEWS", "EnergyTerm", "EnergyBreakdown", "estimate_energy", "UnavailableConstant", "memory_access_pj"]

@@ -19,7 +19,7 @@ Shapes come from ``onnx.shape_inference.infer_shapes``. What is counted:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 

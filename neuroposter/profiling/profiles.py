@@ -450,9 +450,7 @@ def _parse_limits(raw: Any, where: str) -> Limits:
         k = f"limits.{key}"
         if key not in _LIMIT_TYPES:
             raise _err(where, k, f"unknown key; known: {', '.join(_LIMIT_TYPES)}")
-        unbounded = False
         if isinstance(val, dict):
-            unbounded = "max" in val and val["max"] is None and val.get("min") is not None
             unknown = set(val) - {"value", "source", "evidence", "note"}
             if unknown or "value" not in val:
                 raise _err(where, k, "a limit mapping takes {value, source, evidence, note} and needs value")

@@ -116,7 +116,6 @@ def demo_graph(demo_sdt):
 
 @pytest.fixture(scope="module")
 def demo_input(demo_sdt):
-    from neuroposter.ir.lower import to_graph_input
 
     g = torch.Generator().manual_seed(2)
     return (torch.rand(DEMO_T, 6, 40, 1664, generator=g) < 0.1).float().numpy()

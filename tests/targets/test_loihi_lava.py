@@ -8,7 +8,7 @@ import pytest
 from neuroposter.ir.quantize import quantize_loihi
 from neuroposter.ir.retime import retime
 from neuroposter.ir.simulate import simulate
-from neuroposter.targets.loihi import reference_readout_int, verify_plan
+from neuroposter.targets.loihi import verify_plan
 from neuroposter.targets.loihi.examples import chain_graph, random_spikes, sdt_like_graph, threshold_and_graph
 
 pytestmark = [pytest.mark.lava, pytest.mark.slow]

@@ -31,7 +31,6 @@ Lava and as the fast path of the benchmark).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
