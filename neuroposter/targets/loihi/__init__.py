@@ -76,6 +76,18 @@ def agreement_vs_float(deployed: np.ndarray, float_model: np.ndarray, labels: np
             f"micro_f1_{name}": f1_dep, "micro_f1_float": f1_float, "micro_f1_diff": f1_dep - f1_float}
 
 
+def _mapping_line(mapping: dict[str, Any]) -> str:
+    """One line: does it fit the profile, with what resources, or which limits it violates."""
+    t = mapping.get("totals", {})
+    head = f"  mapping on {mapping.get('profile', 'loihi2')}: "
+    if mapping.get("fits"):
+        return (head + f"fits -- {t.get('neurons', 0):,} neurons, {t.get('stored_synapses', 0):,} stored synapses, "
+                f"{t.get('cores', '?')} cores, {t.get('chips', '?')} chip(s)"
+                + (f"; unchecked (unknown in the profile): {', '.join(mapping['unchecked'])}" if mapping.get("unchecked")
+                   else ""))
+    return head + "DOES NOT FIT -- " + "; ".join(mapping.get("violations", [])[:3])
+
+
 def _micro_f1(decisions: np.ndarray, labels: np.ndarray) -> float:
     tp = float(np.sum(decisions & (labels > 0)))
     fp = float(np.sum(decisions & (labels == 0)))
@@ -300,7 +312,7 @@ def export(request: ExportRequest) -> ExportResult:
         f"  vs float model (quantisation effect): prediction agreement {vs_float['prediction_agreement']:.3f} "
         f"(top-1 {vs_float['top1_agreement']:.3f}, per-label decisions {vs_float['label_agreement']:.3f}), "
         f"micro-F1 {vs_float['micro_f1_lava']:.3f} vs {vs_float['micro_f1_float']:.3f}",
-        f"  mapping (loihi2): {mapping.get('fits')} " + ("; ".join(mapping.get("violations", [])[:2]) if mapping.get("violations") else ""),
+        _mapping_line(mapping),
     ]
     if netx_info is not None:
         lines.append(f"  netx: ok={netx_info.get('ok')} prediction agreement "
