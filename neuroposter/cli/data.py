@@ -14,7 +14,7 @@ __all__ = ["add_parser", "run"]
 
 # Mirrors neuroposter.data.SYNTH_SIZES / POLICY_MODES (kept literal so `--help` imports nothing
 # heavy; tests/cli/test_data_cli.py checks they agree).
-_SYNTH_SIZES = {"tiny": 48, "default": 480}
+_SYNTH_SIZES = {"tiny": 48, "default": 800}
 _POLICY_MODES = ("native", "fit", "crop", "squash")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _PARSERS: dict[str, argparse.ArgumentParser] = {}  # sub-command -> its parser (for re-checking config values)
@@ -68,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--n", type=_int_at_least(1), default=None, metavar="N",
                    help="number of posters (default: from --size)")
     s.add_argument("--size", choices=list(_SYNTH_SIZES), default="default",
-                   help="preset size: tiny = 48 posters, default = 480 (default: %(default)s)")
+                   help="preset size: tiny = 48 posters, default = 800 (default: %(default)s)")
     s.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: %(default)s)")
     s.add_argument("--width", type=_int_at_least(32), default=182, help="poster width (default: %(default)s)")
     s.add_argument("--height", type=_int_at_least(32), default=268, help="poster height (default: %(default)s)")

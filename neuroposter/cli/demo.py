@@ -21,7 +21,7 @@ __all__ = ["add_parser", "run", "SIZES", "stages"]
 # Size presets: how much data and how much training each stage gets.
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"posters": 48, "epochs": 3, "samples": 8},
-    "default": {"posters": 480, "epochs": 12, "samples": 16},
+    "default": {"posters": 800, "epochs": 12, "samples": 16},
 }
 
 # The five models the demo trains, with the encoded set each one reads.

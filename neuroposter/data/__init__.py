@@ -4,7 +4,7 @@ Public API::
 
     load_dataset(path) -> PosterDataset           # read an imported dataset (contract section 2)
     import_kaggle(csv, posters, out, ...)         # MovieGenre.csv + posters -> dataset folder
-    generate_synth(out, n=480, seed=0)            # synthetic posters in the Kaggle on-disk format
+    generate_synth(out, n=800, seed=0)            # synthetic posters in the Kaggle on-disk format
     download_posters(csv, posters, ...)           # fetch poster URLs (resumable, bounded, atomic)
     ImagePolicy(mode, height, width)              # how posters are resized later
 """

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 SYNTH_GENRES: tuple[str, ...] = ("Drama", "Comedy", "Romance", "Action", "Crime", "Thriller", "Horror",
                                  "Adventure")
-SYNTH_SIZES: dict[str, int] = {"tiny": 48, "default": 480}
+SYNTH_SIZES: dict[str, int] = {"tiny": 48, "default": 800}
 SYNTH_KIND = "raw"
 JPEG_QUALITY = 90
 LABEL_NOISE = 0.08
