@@ -91,15 +91,24 @@ def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
             raise ConfigError(f"config {path}: unknown option {key!r} for `{command}`; "
                               f"valid: {', '.join(sorted(dests))}")
     for dest, value in values.items():
+        # a config value passes the same checks as the same value given as a flag (type, range, choices)
         action = dests[dest]
-        if action.choices is not None and value not in action.choices and not isinstance(value, list):
-            raise ConfigError(f"config {path}: {dest}={value!r} is not one of {list(action.choices)}")
-        if action.type is not None and isinstance(value, str):
+        if value is None:
+            continue
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if isinstance(action.nargs, int) and isinstance(value, (list, tuple)) and len(items) != action.nargs:
+            raise ConfigError(f"config {path}: {dest} needs {action.nargs} values, got {len(items)}")
+        if action.type is not None:
             try:
-                value = action.type(value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"config {path}: bad value for {dest}: {exc}") from None
-        values[dest] = value
+                items = [action.type(str(v)) for v in items]
+            except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+                flag = max(action.option_strings, key=len)
+                raise ConfigError(f"config {path}: argument {flag}: {exc}") from None
+        if action.choices is not None:
+            bad = [v for v in items if v not in action.choices]
+            if bad:
+                raise ConfigError(f"config {path}: {dest}={bad[0]!r} is not one of {list(action.choices)}")
+        values[dest] = items if isinstance(value, (list, tuple)) else items[0]
     leaf.set_defaults(**values)
     return parser.parse_args(list(argv))
 

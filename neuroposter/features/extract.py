@@ -208,6 +208,8 @@ def extract_features(
         prog = read_json(part / _PROGRESS) if (part / _PROGRESS).is_file() else None
         if prog is not None and prog.get("key") == key and not force:
             status = "resumed"
+            # keep the interrupted run's batch boundaries (the docstring's promise), whatever --batch-size says now
+            batch_size = int(prog.get("batch_size", batch_size))
         elif prog is not None and not force:
             raise NeuroposterError(
                 f"an interrupted extraction with different inputs ({_describe_difference(prog, identity)}) "
@@ -215,7 +217,11 @@ def extract_features(
             )
         else:
             shutil.rmtree(part)
+    model = None
     if status == "built":
+        # Build (and so validate) the backbone before anything is written: unusable weights must not
+        # leave behind a partial store that later runs would take for an interrupted extraction.
+        model = build_backbone(spec)
         part.mkdir(parents=True)
         n = len(rows)
         np.lib.format.open_memmap(part / "pooled.npy", mode="w+", dtype=np.float16,
@@ -243,7 +249,8 @@ def extract_features(
 
     computed = 0
     max_value = 0.0
-    model = build_backbone(spec) if todo else None
+    if todo and model is None:
+        model = build_backbone(spec)
     t0 = time.perf_counter()  # throughput excludes building the network
     c0 = time.process_time()
     if todo:

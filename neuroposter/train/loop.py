@@ -191,6 +191,8 @@ def fit(model: nn.Module, task: TaskData, cfg: TrainConfig, *, device: torch.dev
     cfg_dict = asdict(cfg)
     if resume and state_path is not None and Path(state_path).is_file():
         st = load_torch(state_path)
+        if not isinstance(st, dict) or not {"model", "optimizer", "scheduler", "rng", "epoch"} <= set(st):
+            raise DataError(f"{state_path}: not a training state of this project; rerun without --resume")
         if st.get("version") != STATE_VERSION or st.get("config") != cfg_dict:
             raise DataError(f"{state_path}: the interrupted run used other settings ({st.get('config')}); "
                             "rerun without --resume, or with the same settings")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuroposter._io import atomic_dir, atomic_path, atomic_write_json, read_json, sha256_json
+from neuroposter._io import atomic_dir, atomic_path, atomic_write_json, read_json, sha256_json, to_jsonable
 from neuroposter.errors import DataError
 from neuroposter.manifest import require_manifest, write_manifest
 from neuroposter.models import MODELS, build_model, model_class
@@ -34,6 +34,8 @@ __all__ = ["MODEL_TRAIN_DEFAULTS", "RunResult", "LoadedRun", "default_model_kwar
            "partial_run_dir", "train_run", "load_run"]
 
 log = logging.getLogger(__name__)
+
+_IDENTITY = "identity.json"  # in the partial folder: the model and inputs a --resume must match
 
 # Per-model optimisation defaults (CLI flags override them). Sized so the demo's five models train
 # in a few minutes on 2 CPU cores; the demo passes its own --epochs.
@@ -192,10 +194,21 @@ def train_run(model: str, task: TaskData, run_dir: str | os.PathLike[str], cfg: 
     device = torch.device(device)
     kwargs = {**default_model_kwargs(model, task), **dict(model_kwargs or {})}
     partial = partial_run_dir(run_dir)
+    identity = to_jsonable({"model": model, "model_kwargs": kwargs,
+                            "inputs": {k: v.get("key") for k, v in task.inputs_manifest.items()}})
+    if resume and (partial / "train_state.pt").is_file():  # every rank checks, so all of them stop together
+        # the training state only knows the optimisation settings: the model and its inputs must match too
+        old = read_json(partial / _IDENTITY) if (partial / _IDENTITY).is_file() else None
+        if old != identity:
+            what = "an unknown model or inputs" if not isinstance(old, dict) else ", ".join(
+                k for k in ("model", "model_kwargs", "inputs") if old.get(k) != identity[k])
+            raise DataError(f"{partial}: the interrupted run differs in {what}; rerun without --resume, "
+                            "or with the same model and inputs")
     if dist.is_main:
         if not resume and partial.exists():
             shutil.rmtree(partial)
         partial.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(partial / _IDENTITY, identity)
     if dist.distributed:
         import torch.distributed as tdist
 
@@ -250,7 +263,7 @@ def train_run(model: str, task: TaskData, run_dir: str | os.PathLike[str], cfg: 
         else:
             import yaml
 
-            from neuroposter._io import atomic_write_text, to_jsonable
+            from neuroposter._io import atomic_write_text
 
             atomic_write_text(tmp / "resolved_config.yaml", yaml.safe_dump(
                 to_jsonable({"model": model, "model_kwargs": kwargs, **asdict(cfg)}), sort_keys=True))
@@ -285,10 +298,14 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     else:
         model = cls(**kwargs)
     state = load_torch(run_dir / "checkpoint.pt")
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"{run_dir}/checkpoint.pt is not a state dict (got {type(state).__name__}); "
+                        "run `neuroposter train` again")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise DataError(f"{run_dir}/checkpoint.pt does not fit model.json: {str(exc).splitlines()[0]}") from None
+        detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2])[:300]
+        raise DataError(f"{run_dir}/checkpoint.pt does not fit model.json: {detail}") from None
     model.eval()
     config: dict[str, Any] = {}
     cfg_path = run_dir / "resolved_config.yaml"

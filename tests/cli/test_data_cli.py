@@ -106,11 +106,11 @@ def test_config_overrides_defaults_and_flags_override_config(synth_ws, tmp_path)
 def test_bad_config_values_are_usage_errors(synth_ws, tmp_path, capsys):
     csv = synth_ws / "raw" / "synth" / "MovieGenre.csv"
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"min_count": 0}))
-    assert main(["data", "import", "-w", str(tmp_path), "--csv", str(csv), "-c", str(bad)]) == 2
-    assert "--min-count" in capsys.readouterr().err
-    bad.write_text(yaml.safe_dump({"split": [0.5, 0.5]}))
-    assert main(["data", "import", "-w", str(tmp_path), "--csv", str(csv), "-c", str(bad)]) == 2
+    for cfg, flag in (({"min_count": 0}, "--min-count"), ({"split": [0.5, 0.5]}, "split")):
+        bad.write_text(yaml.safe_dump(cfg))
+        with pytest.raises(SystemExit) as exc:  # the same usage error as the flag: argparse's exit 2
+            main(["data", "import", "-w", str(tmp_path), "--csv", str(csv), "-c", str(bad)])
+        assert exc.value.code == 2 and flag in capsys.readouterr().err
     bad.write_text(yaml.safe_dump({"no_such_option": 1}))
     with pytest.raises(SystemExit) as exc:
         main(["data", "import", "-w", str(tmp_path), "-c", str(bad)])
@@ -129,3 +129,31 @@ def test_cli_choices_match_the_library():
     from neuroposter.data import POLICY_MODES, SYNTH_SIZES
 
     assert cli_data._SYNTH_SIZES == SYNTH_SIZES and tuple(cli_data._POLICY_MODES) == POLICY_MODES
+
+
+@pytest.mark.parametrize("command, section, flag", [
+    ("features", "features:\n  batch_size: 0\n", "--batch-size"),
+    ("encode", "encode:\n  T: -3\n", "--T"),
+    ("train", "train:\n  epochs: 2.5\n", "--epochs"),
+])
+def test_bad_typed_config_values_are_usage_errors(tmp_path, capsys, command, section, flag):
+    """A config value passes the option's own type/range check, like the same flag (usage error, exit 2)."""
+    from neuroposter.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(section)
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--workspace", str(tmp_path / "ws"), "--config", str(cfg)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "-1"], ["--batch-size", "0"], ["--lr", "0"], ["--patience", "0"]])
+def test_train_rejects_out_of_range_flags_as_usage_errors(tmp_path, capsys, argv):
+    from neuroposter.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--workspace", str(tmp_path / "ws"), *argv])
+    assert exc.value.code == 2 and argv[0] in capsys.readouterr().err

@@ -149,3 +149,28 @@ def test_limit_spreads_rows_over_splits(tiny_posters, tmp_path):
 def test_open_store_errors(tmp_path):
     with pytest.raises(ManifestError, match="neuroposter features"):
         open_store(tmp_path / "nothing")
+
+
+def test_unusable_weights_leave_no_partial_store(tiny_posters, tmp_path):
+    bad = tmp_path / "not_a_state_dict.pt"
+    torch.save([1, 2, 3], bad)
+    out = tmp_path / "f"
+    with pytest.raises(NeuroposterError, match="does not hold a state dict"):
+        extract_features(tiny_posters, out, weights=str(bad), batch_size=4, show_progress=False)
+    assert not out.exists() and not partial_dir(out).exists()
+    # so other weights start cleanly instead of meeting an "interrupted extraction with different inputs"
+    res = extract_features(tiny_posters, out, weights="random", batch_size=4, show_progress=False)
+    assert res.status == "built" and res.computed == 10
+
+
+def test_resume_keeps_the_interrupted_runs_batch_boundaries(tiny_posters, tmp_path):
+    out = tmp_path / "f"
+    with pytest.raises(Interrupt):
+        extract_features(tiny_posters, out, weights="random", batch_size=4, show_progress=False,
+                         on_batch=_stop_after(1))
+    seen: list[int] = []
+    res = extract_features(tiny_posters, out, weights="random", batch_size=3, show_progress=False,
+                           on_batch=seen.append)
+    assert res.status == "resumed" and res.computed == 6
+    assert seen == [1, 2]  # batches 4..7 and 8..9 of size 4, not re-cut into batches of 3
+    assert read_manifest(out)["config"]["batch_size"] == 4

@@ -130,3 +130,40 @@ def test_fit_is_independent_of_the_model_output_layout(spike_task: TaskData) -> 
     net = SpikeDrivenTransformer(d_in=32, n_tokens=6, n_classes=4, **TINY_SDT)
     res = fit(net, spike_task, TrainConfig(epochs=1, batch_size=32))
     assert res.epochs_run == 1 and len(res.history["val_map"]) == 1
+
+
+def test_resume_refuses_another_model_or_other_inputs(tmp_path: Path, spike_task: TaskData) -> None:
+    from neuroposter.errors import DataError
+
+    cfg = TrainConfig(epochs=3, batch_size=16)
+    with pytest.raises(_Interrupt):
+        train_run("sdt", spike_task, tmp_path / "r", cfg, model_kwargs=TINY_SDT, on_epoch_end=_stop_after(1))
+    with pytest.raises(DataError, match="differs in model_kwargs"):
+        train_run("sdt", spike_task, tmp_path / "r", cfg, model_kwargs={**TINY_SDT, "d_model": 32}, resume=True)
+    other = make_spike_task(seed=5)  # same shapes, other encoded set (another input key)
+    with pytest.raises(DataError, match="differs in inputs"):
+        train_run("sdt", other, tmp_path / "r", cfg, model_kwargs=TINY_SDT, resume=True)
+    assert (tmp_path / ".r.partial" / "train_state.pt").is_file()  # refused, not discarded
+    resumed = train_run("sdt", spike_task, tmp_path / "r", cfg, model_kwargs=TINY_SDT, resume=True)
+    assert resumed is not None and resumed.fit.resumed_from == 1
+
+
+@pytest.mark.parametrize("bad", [[1, 2], torch.zeros(3), {"step": 1}])
+def test_load_run_refuses_a_checkpoint_that_is_not_a_state_dict(tmp_path: Path, spike_task: TaskData, bad) -> None:
+    from neuroposter.errors import DataError
+
+    train_run("sdt", spike_task, tmp_path / "r", TrainConfig(epochs=1, batch_size=32), model_kwargs=TINY_SDT)
+    torch.save(bad, tmp_path / "r" / "checkpoint.pt")
+    with pytest.raises(DataError, match="checkpoint.pt is not a state dict"):
+        load_run(tmp_path / "r")
+
+
+def test_resume_refuses_a_file_that_is_not_a_training_state(tmp_path: Path, spike_task: TaskData) -> None:
+    from neuroposter.errors import DataError
+
+    cfg = TrainConfig(epochs=3, batch_size=16)
+    with pytest.raises(_Interrupt):
+        train_run("sdt", spike_task, tmp_path / "r", cfg, model_kwargs=TINY_SDT, on_epoch_end=_stop_after(1))
+    torch.save([1, 2, 3], tmp_path / ".r.partial" / "train_state.pt")
+    with pytest.raises(DataError, match="not a training state"):
+        train_run("sdt", spike_task, tmp_path / "r", cfg, model_kwargs=TINY_SDT, resume=True)
