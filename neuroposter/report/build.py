@@ -177,7 +177,8 @@ def build_report(
             "head_fe": figures.head_vs_frontend(head, views, tmp / "head_vs_frontend.png"),
             "bd_paper": figures.energy_breakdown(breakdowns, tables.Evaluation("sdt_paper", tables.PAPER_PROFILE).label,
                                                  tmp / "breakdown_sdt_paper.png",
-                                                 "SDT-paper view (E_MAC 4.6 / E_AC 0.9 pJ, first layer once)"),
+                                                 f"SDT-paper view ({tables.paper_constants(all_profiles.get(tables.PAPER_PROFILE))}, "
+                                                 "first layer once)"),
             "bd_memory": figures.energy_breakdown(breakdowns, tables.Evaluation("memory", tables.MEMORY_PROFILE).label,
                                                   tmp / "breakdown_memory.png", "memory-aware view (Lemaire-style)"),
             "bd_int8": figures.energy_breakdown(breakdowns, tables.Evaluation("precision", "horowitz_45nm_int8").label,
@@ -282,6 +283,19 @@ def _provenance(runs: list[Any], profiles: Mapping[str, HardwareProfile], fe_sou
     return pd.DataFrame(rows, columns=["item", "what", "where", "id", "note"])
 
 
+def _device_profiles_where(energy: pd.DataFrame, *, scope: str | None = None, available: bool | None = None) -> str:
+    """Comma-separated device-view profiles of this report with the given scope / model-row availability."""
+    if energy.empty:
+        return "none in this report"
+    e = energy[(energy["view"] == "device") & (energy["component"] == "model")]
+    if scope is not None:
+        e = e[e["scope"] == scope]
+    if available is not None:
+        e = e[e["available"].astype(bool) == available]
+    names = sorted(set(e["profile"]))
+    return ", ".join(names) if names else "none in this report"
+
+
 def _sections(runs, energy, accuracy, latency_df, verdicts, provenance, figs, device_bd, fe_counts, fe_source,
               frontend_profile, samples, warnings, breakdowns, head, views, summary, ci) -> list[Section]:
     secs: list[Section] = []
@@ -302,7 +316,7 @@ def _sections(runs, energy, accuracy, latency_df, verdicts, provenance, figs, de
 
     s = Section("What the estimates include and exclude")
     s.items([
-        "SDT-paper view: E_MAC = 4.6 pJ, E_AC = 0.9 pJ (Horowitz 45 nm fp32). The first connection layer of an SNN "
+        f"SDT-paper view: {tables.paper_constants()} ({tables.PAPER_PROFILE}). The first connection layer of an SNN "
         "(the encoding layer) is priced as dense MACs, reported both once per inference and once per timestep (x T); "
         "every other layer as measured synaptic ops x E_AC. SDSA masks, neuron updates, memory and static power are "
         "NOT included (the papers' convention).",
@@ -311,9 +325,11 @@ def _sections(runs, energy, accuracy, latency_df, verdicts, provenance, figs, de
         "Memory-aware view (Lemaire et al. 2022): arithmetic plus weight, state, input-event and spike memory accesses "
         "priced by memory size; ANNs with one weight and one input read per MAC (no reuse, pessimistic). Routing, "
         "DRAM and static power excluded.",
-        "Device view: per-term chip constants (synops, neuron updates, spikes) or one all-in constant (TrueNorth, "
-        "ODIN) never combined with extras; GPU/edge-GPU constants are peak-derived LOWER bounds (shown as '>= x'; "
-        "high end '-' in the CSV); chips without published per-op energy (Loihi 2, Xylo, Speck, Akida) are marked unavailable rather "
+        "Device view: per-term chip constants (synops, neuron updates, spikes) or one all-in constant "
+        f"({_device_profiles_where(energy, scope='all-in')}) never combined with extras; constants known only as a "
+        "lower bound (e.g. peak-derived GPU figures) give LOWER bounds (shown as '>= x'; high end '-' in the CSV); "
+        "chips without published per-op energy "
+        f"({_device_profiles_where(energy, available=False)}) are marked unavailable rather "
         "than guessed. Static power, routing hops and host I/O are excluded.",
         "Front end: the SNN pipeline (and the ANN transformer on features) needs the DenseNet-169 feature extractor; "
         "its energy is shown as its own component and included in every pipeline total "

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from neuroposter.report.tables import MEMORY_PROFILE, PAPER_PROFILE, Evaluation
+from neuroposter.report.tables import MEMORY_PROFILE, PAPER_PROFILE, Evaluation, paper_constants
 
 __all__ = ["KeyView", "key_views", "headline_table", "headline_display", "headline_text", "SNN_MODEL",
            "ANN_TWIN", "DEVICE_PROFILE"]
@@ -50,7 +50,7 @@ def key_views(energy: pd.DataFrame, frontend_profile: str, device: str = DEVICE_
     """The headline views: SDT-paper fp32 (first layer once), Horowitz int8, Lemaire memory-aware, and a device
     view (SNNs on ``device``, ANNs on ``frontend_profile``) when the energy table holds ``device/<device>`` rows."""
     views = [
-        KeyView("sdt_paper", "SDT-paper fp32, E_MAC 4.6 / E_AC 0.9 pJ, first layer once [horowitz_45nm_fp32]",
+        KeyView("sdt_paper", f"SDT-paper fp32, {paper_constants()}, first layer once [{PAPER_PROFILE}]",
                 Evaluation("sdt_paper", PAPER_PROFILE, "once").label, Evaluation("sdt_paper", PAPER_PROFILE).label),
         KeyView("int8", "precision-matched int8 [horowitz_45nm_int8]",
                 Evaluation("precision", "horowitz_45nm_int8").label, Evaluation("precision", "horowitz_45nm_int8").label),

@@ -12,7 +12,8 @@ from neuroposter.profiling.energy import EnergyBreakdown, estimate_energy
 from neuroposter.profiling.profiles import HardwareProfile
 
 __all__ = ["Evaluation", "plan_evaluations", "energy_table", "energy_pivot", "accuracy_table", "layer_table",
-           "METRIC_COLUMNS", "PAPER_PROFILE", "PRECISION_PROFILES", "MEMORY_PROFILE", "DEFAULT_FRONTEND_PROFILE"]
+           "METRIC_COLUMNS", "PAPER_PROFILE", "PRECISION_PROFILES", "MEMORY_PROFILE", "DEFAULT_FRONTEND_PROFILE",
+           "paper_constants"]
 
 METRIC_COLUMNS = ("micro_f1", "macro_f1", "samples_f1", "map", "p_at_1", "hamming")
 PAPER_PROFILE = "horowitz_45nm_fp32"
@@ -43,6 +44,19 @@ def plan_evaluations(device_profiles: Sequence[HardwareProfile]) -> list[Evaluat
     ev.append(Evaluation("memory", MEMORY_PROFILE))
     ev += [Evaluation("device", p.name) for p in device_profiles]
     return ev
+
+
+def paper_constants(profile: HardwareProfile | None = None) -> str:
+    """``"E_MAC 4.6 / E_AC 0.9 pJ"`` as read from the SDT-paper profile (never written into the code)."""
+    from neuroposter.profiling.profiles import load_profile
+
+    p = profile if profile is not None else load_profile(PAPER_PROFILE)
+
+    def fmt(key: str) -> str:
+        v = p.energy.get(key)
+        return "n/a" if v is None else f"{v:g}"
+
+    return f"E_MAC {fmt('e_mac_pj')} / E_AC {fmt('e_ac_pj')} pJ"
 
 
 def _mj(v: float | None) -> float | None:
@@ -95,9 +109,21 @@ def energy_table(
                          "high_mj": _mj(b.high_pj), "available": b.available, "reason": b.reason,
                          "priced_on": prof.name})
             if fb is not None:
-                rows.append({**base, "component": "frontend", "energy_mj": _mj(fb.total_pj),
+                # the front end is traced to its own counts (the DenseNet-169 graph) and to the profile
+                # it was priced on, which differs from the chip's in the device view of a neuromorphic chip
+                fe_src = str((frontend.meta or {}).get("source") or f"ONNX front-end counts {frontend.name}")
+                fe_base = {**base, "scope": fprof.scope, "evidence": fprof.evidence,
+                           "profile_source": "; ".join(fprof.sources), "counts_source": fe_src}
+                rows.append({**fe_base, "component": "frontend", "energy_mj": _mj(fb.total_pj),
                              "low_mj": _mj(fb.low_pj), "high_mj": _mj(fb.high_pj), "available": fb.available,
                              "reason": fb.reason, "priced_on": fprof.name})
+                if fprof.name != prof.name:  # the pipeline total rests on both profiles and both counts
+                    base = {**base, "evidence": f"{prof.evidence}; front end: {fprof.evidence}",
+                            "profile_source": f"{base['profile_source']} | front end on {fprof.name}: "
+                                              f"{fe_base['profile_source']}",
+                            "counts_source": f"{base['counts_source']} | front end: {fe_src}"}
+                else:
+                    base = {**base, "counts_source": f"{base['counts_source']} | front end: {fe_src}"}
             both = b.available and (fb is None or fb.available)
             tot = None if not both else (b.total_pj or 0.0) + (fb.total_pj if fb else 0.0)
             low = None if not both else (b.low_pj or 0.0) + (fb.low_pj if fb else 0.0)

@@ -255,3 +255,59 @@ def test_html_references_every_figure(twin_ws):
     assert "no data for" not in html
     # the table of contents links every section
     assert len(re.findall(r"<h2 id='(s\d+)'", html)) == len(re.findall(r"<li><a href='#s\d+'", html))
+
+
+def test_front_end_rows_trace_to_their_own_profile_and_counts(fake_ws):
+    """On a neuromorphic chip the front end is priced on an ANN profile: its rows must cite that profile."""
+    from types import SimpleNamespace
+
+    from neuroposter.profiling.profiles import load_profile
+    from neuroposter.report.tables import Evaluation, energy_table
+
+    _, _, counts, frontend = fake_ws
+    profs = {n: load_profile(n) for n in ("loihi", "jetson_agx_orin", "lemaire_45nm")}
+    run = SimpleNamespace(name="sdt", model="sdt", counts=counts["sdt"], counts_source="SNN counts of sdt")
+    e, _ = energy_table([run], [Evaluation("device", "loihi"), Evaluation("memory", "lemaire_45nm")], profs,
+                        frontend, ("sdt",), "jetson_agx_orin")
+    dev = e[e.evaluation == "device/loihi"].set_index("component")
+    jet, loihi = profs["jetson_agx_orin"], profs["loihi"]
+    assert dev.loc["frontend", "priced_on"] == "jetson_agx_orin"
+    assert dev.loc["frontend", "evidence"] == jet.evidence and dev.loc["frontend", "scope"] == jet.scope
+    assert dev.loc["frontend", "profile_source"] == "; ".join(jet.sources)
+    assert dev.loc["frontend", "counts_source"] == "tiny stand-in"
+    assert dev.loc["model", "profile_source"] == "; ".join(loihi.sources)
+    assert dev.loc["model", "counts_source"] == "SNN counts of sdt"
+    pipe = dev.loc["pipeline"]  # rests on both profiles and both count sources
+    assert "; ".join(loihi.sources) in pipe.profile_source and "; ".join(jet.sources) in pipe.profile_source
+    assert "SNN counts of sdt" in pipe.counts_source and "tiny stand-in" in pipe.counts_source
+    mem = e[e.evaluation == "memory/lemaire_45nm"].set_index("component")
+    assert mem.loc["frontend", "counts_source"] == "tiny stand-in"
+    assert mem.loc["frontend", "profile_source"] == mem.loc["model", "profile_source"]
+
+
+def test_paper_constants_are_read_from_the_profile_not_the_code():
+    import dataclasses
+
+    from neuroposter.profiling.profiles import load_profile
+    from neuroposter.report.headline import key_views
+    from neuroposter.report.tables import PAPER_PROFILE, paper_constants
+
+    p = load_profile(PAPER_PROFILE)
+    assert paper_constants() == f"E_MAC {p.energy['e_mac_pj']:g} / E_AC {p.energy['e_ac_pj']:g} pJ"
+    other = dataclasses.replace(p, energy={**p.energy, "e_mac_pj": 3.1, "e_ac_pj": 0.1})
+    assert paper_constants(other) == "E_MAC 3.1 / E_AC 0.1 pJ"
+    assert paper_constants() in key_views(pd.DataFrame(columns=["evaluation"]), "jetson_agx_orin")[0].title
+
+
+def test_device_view_text_names_the_profiles_of_this_report():
+    from neuroposter.report.build import _device_profiles_where
+
+    e = pd.DataFrame([
+        {"view": "device", "component": "model", "profile": "truenorth", "scope": "all-in", "available": True},
+        {"view": "device", "component": "model", "profile": "mychip", "scope": "per-term", "available": False},
+        {"view": "device", "component": "frontend", "profile": "loihi2", "scope": "per-term", "available": False},
+        {"view": "memory", "component": "model", "profile": "lemaire_45nm", "scope": "per-term", "available": False},
+    ])
+    assert _device_profiles_where(e, scope="all-in") == "truenorth"
+    assert _device_profiles_where(e, available=False) == "mychip"
+    assert _device_profiles_where(e.iloc[:0], available=False) == "none in this report"

@@ -79,3 +79,31 @@ def test_export_snn_mlp_with_netx(monkeypatch, tmp_path) -> None:
     assert res.ok, res.lines
     assert (out / "network.net").is_file()
     assert res.summary["netx"]["ok"] and res.summary["netx"]["output_exact"]
+
+
+def test_rerun_entry_point_reports_a_bad_bundle_in_one_line(tmp_path, capsys) -> None:
+    import nir
+
+    from neuroposter.ir.graph_io import write_graph
+    from neuroposter.targets.loihi.run import main
+
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    assert main([str(bundle)]) == 2
+    assert "missing graph_int.nir, inputs.npz" in capsys.readouterr().err
+    (bundle / "graph_int.nir").write_text("garbage")
+    np.savez(bundle / "inputs.npz", x=np.zeros((2, 1, 3), np.uint8), reference_output=np.zeros((2, 1, 2)))
+    assert main([str(bundle)]) == 2
+    err = capsys.readouterr().err
+    assert "graph_int.nir: not a readable NIR graph" in err and "Traceback" not in err and err.count("\n") == 1
+    # a float (not quantised) graph where the integer graph belongs: refused by name, no traceback
+    g = nir.NIRGraph.from_list(nir.Affine(np.ones((2, 3)), np.zeros(2)))
+    write_graph(bundle / "graph_int.nir", g)
+    assert main([str(bundle)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m neuroposter.targets.loihi.run: error:") and err.count("\n") == 1
+    (bundle / "inputs.npz").write_bytes(b"not a zip")
+    assert main([str(bundle)]) == 2
+    assert "inputs.npz: not readable" in capsys.readouterr().err

@@ -38,11 +38,23 @@ def rerun(bundle: str | Path, *, select_tag: str = "fixed_pt", samples: int | No
     from neuroposter.targets.loihi import prediction_agreement
     from neuroposter.targets.loihi.builder import plan_network, run_lava
 
+    from neuroposter.errors import DataError
+
     bundle = Path(bundle)
+    if not bundle.is_dir():
+        raise DataError(f"{bundle}: not a folder; pass a bundle written by `neuroposter export --target loihi`")
+    missing = [f for f in ("graph_int.nir", "inputs.npz") if not (bundle / f).is_file()]
+    if missing:
+        raise DataError(f"{bundle}: not a complete Loihi bundle (missing {', '.join(missing)}); "
+                        "re-run `neuroposter export --target loihi`")
     graph_int = read_graph(bundle / "graph_int.nir")
-    data = np.load(bundle / "inputs.npz")
-    x = data["x"]
-    ref = data["reference_output"].astype(np.int64)
+    try:
+        with np.load(bundle / "inputs.npz") as data:
+            x = data["x"]
+            ref = data["reference_output"].astype(np.int64)
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise DataError(f"{bundle / 'inputs.npz'}: not readable as the bundle's stored inputs "
+                        f"({type(exc).__name__}: {exc})") from None
     if samples is not None:
         x, ref = x[:, :samples], ref[:, :samples]
     plan = plan_network(graph_int)
@@ -71,7 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="floating-point models (debugging)")
     ap.add_argument("--samples", type=int, default=None, help="run only the first N stored samples")
     args = ap.parse_args(argv)
-    res = rerun(args.bundle, select_tag=args.select_tag, samples=args.samples)
+    from neuroposter.errors import NeuroposterError
+    from neuroposter.targets.base import UnsupportedNodeError
+
+    try:
+        res = rerun(args.bundle, select_tag=args.select_tag, samples=args.samples)
+    except (NeuroposterError, UnsupportedNodeError) as exc:  # a bad or incomplete bundle: one line, no traceback
+        sys.stderr.write(f"{ap.prog}: error: {exc}\n")
+        return 2
     sys.stdout.write(f"loihi bundle {args.bundle}: {res['samples']} samples, {res['select_tag']}, latency {res['latency']}, "
           f"read-out identical to the reference: {res['output_exact']}, prediction agreement "
           f"{res['prediction_agreement']:.3f} ({res['run_s']:.1f} s) -> {'OK' if res['ok'] else 'MISMATCH'}\n")
