@@ -84,3 +84,13 @@ def test_read_json_errors_name_the_file(tmp_path):
         read_json(p)
     with pytest.raises(DataError, match="not found"):
         read_json(tmp_path / "missing.json")
+
+
+def test_artifacts_get_normal_permissions_not_temp_file_ones(tmp_path):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    atomic_write_text(tmp_path / "a.txt", "x")
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "f").write_text("y")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
