@@ -6,9 +6,9 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from neuroposter.cli._common import add_common, workspace_of, write_resolved_config
+from neuroposter.cli._common import add_common, int_at_least, positive_float, workspace_of, write_resolved_config
 
 __all__ = ["add_parser", "run"]
 
@@ -18,30 +18,6 @@ _SYNTH_SIZES = {"tiny": 48, "default": 800}
 _POLICY_MODES = ("native", "fit", "crop", "squash")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _PARSERS: dict[str, argparse.ArgumentParser] = {}  # sub-command -> its parser (for re-checking config values)
-
-
-def _int_at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    parse.__name__ = f"integer>={low}"
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -65,13 +41,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s = sub.add_parser("synth", help="write a synthetic poster set in the Kaggle format",
                        description="Write a deterministic synthetic poster set (MovieGenre.csv + posters/) "
                                    "in the Kaggle on-disk format; `data import` reads it by default.")
-    s.add_argument("--n", type=_int_at_least(1), default=None, metavar="N",
+    s.add_argument("--n", type=int_at_least(1), default=None, metavar="N",
                    help="number of posters (default: from --size)")
     s.add_argument("--size", choices=list(_SYNTH_SIZES), default="default",
                    help="preset size: tiny = 48 posters, default = 800 (default: %(default)s)")
-    s.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default: %(default)s)")
-    s.add_argument("--width", type=_int_at_least(32), default=182, help="poster width (default: %(default)s)")
-    s.add_argument("--height", type=_int_at_least(32), default=268, help="poster height (default: %(default)s)")
+    s.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default: %(default)s)")
+    s.add_argument("--width", type=int_at_least(32), default=182, help="poster width (default: %(default)s)")
+    s.add_argument("--height", type=int_at_least(32), default=268, help="poster height (default: %(default)s)")
     s.add_argument("--out", metavar="DIR", default=None, help="output folder (default: WORKSPACE/raw/synth)")
     add_common(s)
     _PARSERS["synth"] = s
@@ -85,18 +61,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("--posters", metavar="DIR", default=None,
                    help="folder of <imdbId>.jpg posters (default: 'posters' next to the CSV)")
     i.add_argument("--name", default="default", help="dataset name under WORKSPACE/datasets (default: %(default)s)")
-    i.add_argument("--top-genres", type=_int_at_least(1), default=None, metavar="N",
+    i.add_argument("--top-genres", type=int_at_least(1), default=None, metavar="N",
                    help="keep only the N most frequent genres (default: all)")
-    i.add_argument("--min-count", type=_int_at_least(1), default=1, metavar="M",
+    i.add_argument("--min-count", type=int_at_least(1), default=1, metavar="M",
                    help="drop genres with fewer than M usable posters (default: %(default)s)")
     i.add_argument("--split", type=_fraction, nargs=3, default=[0.7, 0.15, 0.15],
                    metavar=("TRAIN", "VAL", "TEST"), help="split fractions (default: 0.7 0.15 0.15)")
-    i.add_argument("--seed", type=_int_at_least(0), default=0, help="split seed (default: %(default)s)")
+    i.add_argument("--seed", type=int_at_least(0), default=0, help="split seed (default: %(default)s)")
     i.add_argument("--image-policy", choices=_POLICY_MODES, default="native",
                    help="how posters are resized for feature extraction (default: %(default)s)")
-    i.add_argument("--image-size", type=_int_at_least(8), nargs=2, default=[268, 182], metavar=("H", "W"),
+    i.add_argument("--image-size", type=int_at_least(8), nargs=2, default=[268, 182], metavar=("H", "W"),
                    help="output image size (default: 268 182, the Kaggle poster size)")
-    i.add_argument("--workers", type=_int_at_least(1), default=None,
+    i.add_argument("--workers", type=int_at_least(1), default=None,
                    help="threads verifying posters (default: min(8, CPUs))")
     add_common(i)
     _PARSERS["import"] = i
@@ -108,12 +84,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--csv", metavar="FILE", required=True, help="Kaggle-format MovieGenre.csv")
     d.add_argument("--posters", metavar="DIR", default=None,
                    help="folder for the posters (default: 'posters' next to the CSV)")
-    d.add_argument("--workers", type=_int_at_least(1), default=8, help="concurrent requests (default: %(default)s)")
-    d.add_argument("--timeout", type=_positive_float, default=10.0,
+    d.add_argument("--workers", type=int_at_least(1), default=8, help="concurrent requests (default: %(default)s)")
+    d.add_argument("--timeout", type=positive_float, default=10.0,
                    help="per-request timeout in seconds (default: %(default)s)")
-    d.add_argument("--retries", type=_int_at_least(0), default=2,
+    d.add_argument("--retries", type=int_at_least(0), default=2,
                    help="extra attempts for transient failures (default: %(default)s)")
-    d.add_argument("--limit", type=_int_at_least(1), default=None, metavar="N",
+    d.add_argument("--limit", type=int_at_least(1), default=None, metavar="N",
                    help="fetch at most N missing posters (default: all)")
     add_common(d)
     _PARSERS["download"] = d

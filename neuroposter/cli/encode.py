@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neuroposter.cli._common import add_common, workspace_of, write_resolved_config
+from neuroposter.cli._common import add_common, int_at_least, workspace_of, write_resolved_config
 
 __all__ = ["add_parser", "run"]
 
@@ -12,12 +12,6 @@ __all__ = ["add_parser", "run"]
 # tests/encode checks the two agree.
 ENCODER_NAMES: tuple[str, ...] = ("threshold", "multilevel", "rate", "latency", "delta")
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="encoded set name in WORKSPACE/encoded (default: default)")
     p.add_argument("--encoder", default="multilevel", choices=ENCODER_NAMES,
                    help="spike encoder (default: multilevel)")
-    p.add_argument("--T", "-T", dest="T", type=_positive, default=4, help="time steps (default: 4)")
+    p.add_argument("--T", "-T", dest="T", type=int_at_least(1), default=4, help="time steps (default: 4)")
     p.add_argument("--form", default="tokens", choices=("tokens", "pooled"),
                    help="tokens: the H'xW' spatial tokens; pooled: one token per poster (default: tokens)")
     p.add_argument("--seed", type=int, default=0, help="seed of stochastic encoders and of the fit subsample")

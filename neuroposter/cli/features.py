@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from neuroposter.cli._common import add_common, workspace_of, write_resolved_config
+from neuroposter.cli._common import add_common, int_at_least, workspace_of, write_resolved_config
 
 __all__ = ["add_parser", "run"]
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default="auto", metavar="auto|imagenet|random|PATH",
                    help="backbone weights: auto (ImageNet if cached or downloadable, else deterministic random "
                    "with a warning), imagenet, random[:SEED], or a DenseNet-169 state-dict file (default: auto)")
-    p.add_argument("--batch-size", type=_positive, default=16, help="images per forward pass (default: 16)")
-    p.add_argument("--limit", type=_positive, default=None, metavar="N",
+    p.add_argument("--batch-size", type=int_at_least(1), default=16, help="images per forward pass (default: 16)")
+    p.add_argument("--limit", type=int_at_least(1), default=None, metavar="N",
                    help="extract only N posters, spread over the splits (for quick runs)")
     p.add_argument("--force", action="store_true",
                    help="rebuild even if a store from other inputs (or an interrupted one) exists")

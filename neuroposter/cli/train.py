@@ -8,30 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from neuroposter.cli._common import add_common
+from neuroposter.cli._common import add_common, float_at_least, int_at_least, positive_float
 from neuroposter.models import MODELS
 
 __all__ = ["add_parser", "run"]
-
-
-def _at_least(minimum: float, kind: type = int):
-    """An argparse type: ``kind(text)`` that must be >= ``minimum`` (a usage error otherwise)."""
-
-    def parse(text: str):
-        value = kind(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,22 +26,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--encoded", default="default", help="encoded set name (sdt, snn-mlp, ann-transformer)")
     p.add_argument("--features", default="default", help="feature store name (cnn)")
     p.add_argument("--dataset", default="default", help="dataset name (vit)")
-    p.add_argument("--epochs", type=_at_least(1), default=None, help="maximum epochs (default per model, e.g. 40)")
-    p.add_argument("--batch-size", type=_at_least(1), default=None, help="global batch size (default per model)")
-    p.add_argument("--lr", type=_positive_float, default=None, help="AdamW peak learning rate (default per model)")
-    p.add_argument("--weight-decay", type=_at_least(0.0, float), default=None, help="AdamW weight decay (default 0.01)")
-    p.add_argument("--warmup", type=_at_least(0), default=None, help="linear warm-up epochs (default 1)")
-    p.add_argument("--patience", type=_at_least(1), default=None,
+    p.add_argument("--epochs", type=int_at_least(1), default=None, help="maximum epochs (default per model, e.g. 40)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=None, help="global batch size (default per model)")
+    p.add_argument("--lr", type=positive_float, default=None, help="AdamW peak learning rate (default per model)")
+    p.add_argument("--weight-decay", type=float_at_least(0.0), default=None, help="AdamW weight decay (default 0.01)")
+    p.add_argument("--warmup", type=int_at_least(0), default=None, help="linear warm-up epochs (default 1)")
+    p.add_argument("--patience", type=int_at_least(1), default=None,
                    help="early stopping: epochs without a better validation mAP (default per model)")
     p.add_argument("--seed", type=int, default=0, help="seed for init, sample order and dropout (default 0)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same name")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: CUDA when available (default)")
-    p.add_argument("--threads", type=_at_least(0), default=0,
+    p.add_argument("--threads", type=int_at_least(0), default=0,
                    help="CPU threads for torch (0: torch's default; 1 avoids oversubscription on busy machines)")
     p.add_argument("--finetune", action="store_true",
                    help="cnn: train the backbone end to end on images (slow) instead of a head on stored features")
-    p.add_argument("--image-size", type=_at_least(16), default=96, help="vit: square image side when trained from scratch")
+    p.add_argument("--image-size", type=int_at_least(16), default=96, help="vit: square image side when trained from scratch")
     p.add_argument("--vit-weights", choices=["auto", "none", "imagenet"], default="auto",
                    help="vit: ImageNet ViT-B/16 from the local torch cache (auto: if cached) or from scratch")
     add_common(p)
