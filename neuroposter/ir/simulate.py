@@ -73,6 +73,7 @@ of every connection node (spike counts for op counting; ``uint8`` when they fit)
 
 from __future__ import annotations
 
+import abc
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -198,7 +199,7 @@ def _wrap24(x: torch.Tensor) -> torch.Tensor:
 # node operators
 
 
-class _Op:
+class _Op(abc.ABC):
     """A node's computation: ``init(B)`` -> state; ``step(x, state)`` -> (out, state)."""
 
     spiking = False
@@ -206,8 +207,9 @@ class _Op:
     def init(self, batch: int) -> Any:
         return None
 
-    def step(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def step(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """One time step: output and the new state."""
 
 
 class _Stateless(_Op):

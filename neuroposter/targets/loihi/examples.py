@@ -199,7 +199,7 @@ def float_same_step(graph: nir.NIRGraph, x: np.ndarray) -> dict[str, Any]:
                     z = st["v"] > np.asarray(node.v_threshold).reshape(-1)[None]
                     st["v"] = np.where(z, 0.0, st["v"])
                 else:
-                    raise NotImplementedError(type(node).__name__)
+                    raise TypeError(f"the example emulator cannot run {type(node).__name__} node {name!r}")
                 val[name] = z.astype(np.float64)
                 spikes.setdefault(name, []).append(z.astype(np.uint8))
     out_shape = tuple(int(v) for v in np.asarray(fg.nodes[fg.outputs()[0]].output_type["output"]).reshape(-1))
