@@ -8,6 +8,10 @@ Layout (default root ``./workspace``)::
     encoded/<name>/        fitted spike encoder, encoded events, encoding report, manifest.json
     runs/<name>/           training runs: config, checkpoint, metrics.json, curves, manifest.json
     reports/<name>/        energy profiling reports
+
+Wherever a command takes a NAME of one of these artifacts it also takes a path (anything with a
+``/`` in it, e.g. ``--dataset /data/kaggle_posters``), so artifacts outside the workspace slot in
+without copying.
 """
 
 from __future__ import annotations
@@ -33,25 +37,31 @@ class Workspace:
         """The workspace at ``root`` (default ``./workspace``)."""
         return cls(Path(root) if root is not None else DEFAULT_WORKSPACE)
 
+    def _named(self, kind: str, name: str) -> Path:
+        """``root/kind/name``, or ``name`` itself when it is a path (absolute or containing a separator)."""
+        if os.path.isabs(name) or os.sep in name or (os.altsep and os.altsep in name):
+            return Path(name)
+        return self.root / kind / name
+
     def raw(self, name: str = "synth") -> Path:
         """Folder holding a Kaggle-format ``MovieGenre.csv`` and ``posters/``."""
-        return self.root / "raw" / name
+        return self._named("raw", name)
 
     def dataset(self, name: str = DEFAULT_NAME) -> Path:
         """An imported dataset."""
-        return self.root / "datasets" / name
+        return self._named("datasets", name)
 
     def features(self, name: str = DEFAULT_NAME) -> Path:
         """A feature store."""
-        return self.root / "features" / name
+        return self._named("features", name)
 
     def encoded(self, name: str = DEFAULT_NAME) -> Path:
         """An encoded (spike) set."""
-        return self.root / "encoded" / name
+        return self._named("encoded", name)
 
     def run(self, name: str) -> Path:
         """A training run."""
-        return self.root / "runs" / name
+        return self._named("runs", name)
 
     def runs(self) -> Path:
         """The folder of all runs."""
@@ -59,4 +69,4 @@ class Workspace:
 
     def report(self, name: str = DEFAULT_NAME) -> Path:
         """An energy profiling report."""
-        return self.root / "reports" / name
+        return self._named("reports", name)

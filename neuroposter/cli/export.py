@@ -67,8 +67,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"neuroposter: note: --model applies to --target onnx only; exporting run "
               f"{args.run or default_run(args.target)!r}")
     ws = workspace_of(args)
-    run_name = args.run or default_run(args.target, args.model)
-    out_dir = Path(args.out) if args.out else Path(args.export_root) / args.target / run_name
+    run_dir = ws.run(args.run or default_run(args.target, args.model))   # a run name or a path to a run
+    out_dir = Path(args.out) if args.out else Path(args.export_root) / args.target / run_dir.name
+    out_r, run_r = out_dir.resolve(), run_dir.resolve()
+    if out_r == run_r or out_r in run_r.parents or run_r in out_r.parents:
+        import sys
+
+        print(f"neuroposter: error: the bundle folder {out_dir} would overlap the run {run_dir}; "
+              f"choose another --out", file=sys.stderr)
+        return 2
     options: dict[str, Any] = {"samples": args.samples, "min_agreement": args.min_agreement}
     if args.model is not None:
         options["model"] = args.model
@@ -82,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     options.update(dict(args.opt))
     options = {k: v for k, v in options.items() if v is not None}
     exporter = get_exporter(args.target)
-    result = exporter(ExportRequest(target=args.target, run_dir=ws.run(run_name), out_dir=Path(out_dir),
+    result = exporter(ExportRequest(target=args.target, run_dir=run_dir, out_dir=Path(out_dir),
                                     workspace=Path(ws.root), options=options))
     if Path(result.out_dir).is_dir():
         write_resolved_config(result.out_dir, args)

@@ -96,3 +96,19 @@ def test_cli_export_refuses_ann_run_for_nir(workspace, tmp_path, capsys) -> None
     _make_run(workspace / "runs" / "ann", ANNTransformer(cfg), "ann-transformer", cfg.to_dict())
     code = main(["export", "--target", "nir", "--run", "ann", "-w", str(workspace), "--out", str(tmp_path / "x")])
     assert code == 1 and "use --target onnx" in capsys.readouterr().err
+
+
+def test_export_of_a_run_given_by_path_never_writes_over_the_run(tmp_path, capsys):
+    from neuroposter.cli import main
+
+    run = tmp_path / "elsewhere" / "runs" / "sdt"
+    run.mkdir(parents=True)
+    (run / "checkpoint.pt").write_bytes(b"keep me")
+    code = main(["export", "--target", "nir", "--run", str(run), "--out", str(run / "bundle"),
+                 "--workspace", str(tmp_path / "ws")])
+    assert code == 2 and "overlap" in capsys.readouterr().err
+    assert (run / "checkpoint.pt").read_bytes() == b"keep me"
+    # without --out the bundle goes to EXPORT_ROOT/<target>/<run folder name>, not to the run's own path
+    main(["export", "--target", "nir", "--run", str(run), "--export-root", str(tmp_path / "exp"),
+          "--workspace", str(tmp_path / "ws")])
+    assert (run / "checkpoint.pt").read_bytes() == b"keep me"
