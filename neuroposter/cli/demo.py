@@ -20,9 +20,13 @@ __all__ = ["add_parser", "run", "SIZES", "stages"]
 
 # Size presets: how much data and how much training each stage gets.
 SIZES: dict[str, dict[str, int]] = {
-    "tiny": {"posters": 48, "epochs": 3, "samples": 8},
-    "default": {"posters": 800, "epochs": 12, "samples": 16},
+    "tiny": {"posters": 48, "epochs": 3, "samples": 8, "seeds": 1},
+    "default": {"posters": 800, "epochs": 12, "samples": 16, "seeds": 3},
 }
+
+# The fair pair (the SDT and its ANN twin) is trained with extra seeds so that the report can
+# weigh their accuracy difference against seed-to-seed noise; runs are named <model>-seed<k>.
+_SEEDED_MODELS = ("sdt", "ann-transformer")
 
 # The five models the demo trains, with the encoded set each one reads.
 _MODELS = (("sdt", "default"), ("snn-mlp", "pooled"), ("ann-transformer", "default"), ("cnn", None), ("vit", None))
@@ -54,8 +58,9 @@ def _export(target: str, run: str, *extra: str) -> Callable[[argparse.Namespace,
     return argv
 
 
-def stages() -> list[Stage]:
-    """The demo's stages in pipeline order."""
+def stages(preset: dict[str, int] | None = None) -> list[Stage]:
+    """The demo's stages in pipeline order for a size ``preset`` (default: the ``default`` size)."""
+    preset = preset or SIZES["default"]
     from neuroposter.targets import SIMULATED_CHIPS
 
     out = [
@@ -75,6 +80,13 @@ def stages() -> list[Stage]:
                     *_common(a)]
 
         out.append(Stage(f"train {model}", "train", train_argv))
+    for k in range(1, int(preset.get("seeds", 1))):
+        for model in _SEEDED_MODELS:
+            def seed_argv(a: argparse.Namespace, s: dict[str, int], model: str = model, k: int = k) -> list[str]:
+                return ["train", "--model", model, "--name", f"{model}-seed{k}", "--epochs", str(s["epochs"]),
+                        "--seed", str(a.seed + k), *_common(a)]
+
+            out.append(Stage(f"train {model} seed +{k}", "train", seed_argv))
     out += [
         Stage("export nir sdt", "export", _export("nir", "sdt")),
         Stage("export nir snn-mlp", "export", _export("nir", "snn-mlp")),
@@ -122,7 +134,8 @@ def _print_comparison(workspace: Path) -> None:
 
     rows: list[tuple[str, dict]] = []
     baselines: dict[str, dict] = {}
-    for model, _ in _MODELS:
+    seeded = sorted(p.name for p in (workspace / "runs").glob("*-seed*") if p.is_dir())
+    for model in [m for m, _ in _MODELS] + seeded:
         path = workspace / "runs" / model / "metrics.json"
         if path.is_file():
             metrics = read_json(path)
@@ -160,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     timings: list[tuple[str, float]] = []
     extra = ["--debug"] if getattr(args, "debug", False) else []
     t_all = time.perf_counter()
-    for stage in stages():
+    for stage in stages(preset):
         if not _command_available(stage.command):
             print(f"[demo] skipping {stage.name}: command `{stage.command}` is not available", flush=True)
             continue
