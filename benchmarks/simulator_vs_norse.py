@@ -23,21 +23,12 @@ import torch
 
 from neuroposter.ir import lower_model, retime, simulate
 from neuroposter.ir.lower import to_graph_input
-from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+from neuroposter.models.active_init import demo_sized_sdt
+from neuroposter.models.sdt import SpikeDrivenTransformer
 
 
 def _model(seed: int = 0) -> SpikeDrivenTransformer:
-    torch.manual_seed(seed)
-    m = SpikeDrivenTransformer(SDTConfig(d_in=1664, n_tokens=40, d_model=64, depth=2, heads=4, mlp_hidden=128))
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm1d):
-                mod.running_mean.normal_(0.0, 0.1, generator=g)
-                mod.running_var.uniform_(0.2, 1.0, generator=g)
-                mod.weight.uniform_(0.8, 2.5, generator=g)
-                mod.bias.uniform_(0.2, 1.0, generator=g)
-    return m.eval()
+    return demo_sized_sdt(seed)
 
 
 def _best(fn, repeats: int) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from neuroposter.models.active_init import spiking_random_init
 from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
 from neuroposter.models.snn_mlp import SpikingMLPConfig, SpikingMLPNet
 
@@ -18,29 +19,16 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def perturb_bn(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
-    """Random init + BatchNorm statistics/affine perturbations so that every layer spikes."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.BatchNorm1d):
-                mod.running_mean.normal_(0.0, 0.1, generator=g)
-                mod.running_var.uniform_(0.2, 1.0, generator=g)
-                mod.weight.uniform_(0.8, 2.5, generator=g)
-                mod.bias.uniform_(0.2, 1.0, generator=g)
-    return model.eval()
-
-
 @pytest.fixture(scope="session")
 def sdt() -> SpikeDrivenTransformer:
     torch.manual_seed(0)
-    return perturb_bn(SpikeDrivenTransformer(SDT_CFG))
+    return spiking_random_init(SpikeDrivenTransformer(SDT_CFG))
 
 
 @pytest.fixture(scope="session")
 def mlp() -> SpikingMLPNet:
     torch.manual_seed(0)
-    return perturb_bn(SpikingMLPNet(SpikingMLPConfig(d_in=1664, hidden1=256, hidden2=128, n_classes=10)))
+    return spiking_random_init(SpikingMLPNet(SpikingMLPConfig(d_in=1664, hidden1=256, hidden2=128, n_classes=10)))
 
 
 @pytest.fixture(scope="session")

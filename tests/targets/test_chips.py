@@ -91,20 +91,9 @@ DEMO_T = 4
 
 @pytest.fixture(scope="module")
 def demo_sdt():
-    from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+    from neuroposter.models.active_init import demo_sized_sdt
 
-    torch.manual_seed(0)
-    model = SpikeDrivenTransformer(SDTConfig(d_in=1664, n_tokens=40, d_model=64, depth=2, heads=4, mlp_hidden=128,
-                                             n_classes=10))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.BatchNorm1d):
-                mod.running_mean.normal_(0.0, 0.1, generator=g)
-                mod.running_var.uniform_(0.2, 1.0, generator=g)
-                mod.weight.uniform_(0.8, 2.5, generator=g)
-                mod.bias.uniform_(0.2, 1.0, generator=g)
-    return model.eval()
+    return demo_sized_sdt(0)
 
 
 @pytest.fixture(scope="module")
