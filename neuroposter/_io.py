@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -127,14 +128,45 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = True) -> Itera
         raise
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchanges two existing paths (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    global _RENAMEAT2
+    if _RENAMEAT2 is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            _RENAMEAT2 = libc.renameat2 if hasattr(libc, "renameat2") else False
+        except OSError:
+            _RENAMEAT2 = False
+    if _RENAMEAT2 is False:
+        return False
+    import ctypes
+
+    at_fdcwd, rename_exchange = -100, 2
+    if _RENAMEAT2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+_RENAMEAT2: Any = None
+
+
 def swap_dir(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Replaces folder ``dst`` by the finished folder ``src`` (same filesystem).
 
-    The old ``dst`` is moved aside first and removed only after ``src`` is in place, so at every
-    moment ``dst`` is either the complete old or the complete new folder.
+    Where the kernel allows it the two are exchanged in one atomic step, so a reader always finds
+    ``dst`` complete (old or new); elsewhere the old ``dst`` is moved aside first and removed only
+    after ``src`` is in place, so ``dst`` is never half-written (but briefly absent).
     """
     src, dst = Path(src), Path(dst)
     if dst.exists():
+        if _exchange(src, dst):
+            shutil.rmtree(src, ignore_errors=True)   # src now holds the old folder
+            return
         old = dst.with_name(f".{dst.name}.old")
         if old.exists():
             shutil.rmtree(old)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 from typing import Sequence
 
 from neuroposter import __version__
-from neuroposter.cli._common import ConfigError, apply_config
+from neuroposter.cli._common import ConfigError, apply_config, one_line_errors
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Spike-Driven Transformers on movie posters: train, deploy through NIR to Loihi 2 "
         "and simulated chips, and profile energy against a CNN and a ViT.",
     )
+    one_line_errors(parser)
     parser.add_argument("--version", action="version", version=f"neuroposter {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -68,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.exit(2, f"neuroposter: error: {exc}\n")
     debug = bool(getattr(args, "debug", False))
+    if getattr(args, "verify", False):
+        os.environ["NEUROPOSTER_VERIFY"] = "full"   # read by neuroposter.manifest.verify_files
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("neuroposter").setLevel(logging.DEBUG if debug else logging.INFO)
     try:
@@ -78,12 +82,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI boundary turns every failure into one line
         if debug:
             traceback.print_exc()
+        import errno
+
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            where = exc.filename or "the output folder"
+            print(f"neuroposter: error: no space left on device: {where}; free some space and run again",
+                  file=sys.stderr)
+            return 1
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, KeyError) and msg.startswith(("'", '"')):
             msg = msg[1:-1]
-        from neuroposter.errors import NeuroposterError
+        from neuroposter.errors import NeuroposterError, UsageError
 
         hint = "" if debug or isinstance(exc, NeuroposterError) else " (run with --debug for the traceback)"
         kind = "" if isinstance(exc, (NeuroposterError, KeyError)) else f"{type(exc).__name__}: "
         print(f"neuroposter: error: {kind}{msg}{hint}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
