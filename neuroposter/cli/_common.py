@@ -8,26 +8,60 @@ applies, so one file can configure several commands. Explicit flags override the
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 __all__ = ["ConfigError", "add_common", "apply_config", "write_resolved_config", "workspace_of",
-           "int_at_least", "float_at_least", "positive_float"]
+           "int_at_least", "float_at_least", "positive_float", "int_in_range", "float_in_range",
+           "samples_or_all", "parse_bool", "one_line_errors", "encode_steps", "seed_type", "SEED_MAX", "SAMPLES_MAX", "T_MAX"]
+
+# Seeds are 0..2**31-1: numpy's legacy RandomState (used by the stratified split, which also uses
+# seed+1) takes at most 2**32-1, and some commands derive further seeds by adding small offsets.
+SEED_MAX = 2**31 - 1
+# Most test samples a deployment check or the report may simulate (``all`` means up to this many).
+SAMPLES_MAX = 100_000
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
 
 
 class ConfigError(Exception):
     """A config file that cannot be used (usage error, exit code 2)."""
 
 
+def _to_int(text: str) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _to_finite_float(text: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _fmt(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def _too_large(value: float, high: float, hint: str | Callable[[Any], str] | None) -> str:
+    if callable(hint):
+        return f"{hint(value)}; the maximum is {_fmt(high)}"
+    return f"must be <= {_fmt(high)}, got {_fmt(value)}" + (f" ({hint})" if hint else "")
+
+
 def int_at_least(low: int) -> Callable[[str], int]:
     """An argparse type: an integer >= ``low`` (anything else is a usage error naming the value)."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        value = _to_int(text)
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
         return value
@@ -36,14 +70,34 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def int_in_range(low: int, high: int, unit_hint: str | Callable[[int], str] | None = None
+                 ) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]``.
+
+    Args:
+        low, high: inclusive bounds.
+        unit_hint: said when the value is above ``high``: a text (why the bound), or a function of
+            the value returning what that value would take (e.g. ``"T=100000 would need about
+            426 GB ..."``); ``"; the maximum is HIGH"`` is appended to the function's text.
+    """
+
+    def parse(text: str) -> int:
+        value = _to_int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(_too_large(value, high, unit_hint))
+        return value
+
+    parse.__name__ = f"integer in [{low}, {high}]"
+    return parse
+
+
 def float_at_least(low: float) -> Callable[[str], float]:
-    """An argparse type: a number >= ``low``."""
+    """An argparse type: a finite number >= ``low``."""
 
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        value = _to_finite_float(text)
         if not value >= low:
             raise argparse.ArgumentTypeError(f"must be >= {low:g}, got {value:g}")
         return value
@@ -52,19 +106,116 @@ def float_at_least(low: float) -> Callable[[str], float]:
     return parse
 
 
+def float_in_range(low: float, high: float, unit_hint: str | Callable[[float], str] | None = None, *,
+                   low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number between ``low`` and ``high``.
+
+    Args:
+        low, high: the bounds (inclusive unless ``low_open`` / ``high_open``).
+        unit_hint: as for :func:`int_in_range`.
+    """
+
+    def parse(text: str) -> float:
+        value = _to_finite_float(text)
+        if value < low or (low_open and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low:g}, got {value:g}")
+        if value > high or (high_open and value == high):
+            if high_open:
+                raise argparse.ArgumentTypeError(f"must be < {high:g}, got {value:g}")
+            raise argparse.ArgumentTypeError(_too_large(value, high, unit_hint))
+        return value
+
+    parse.__name__ = f"number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    return parse
+
+
 def positive_float(text: str) -> float:
-    """An argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    """An argparse type: a finite number > 0."""
+    value = _to_finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
     return value
 
 
+def samples_or_all(text: str) -> int:
+    """An argparse type for ``--samples``: an integer in ``[1, SAMPLES_MAX]``, or ``all``.
+
+    ``all`` is :data:`SAMPLES_MAX`; every consumer takes ``min(samples, size of the test split)``,
+    so it means the whole test split (up to that many).
+    """
+    if str(text).strip().lower() == "all":
+        return SAMPLES_MAX
+    value = _to_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (or `all` for the whole test split), got {value}")
+    if value > SAMPLES_MAX:
+        raise argparse.ArgumentTypeError(f"must be <= {SAMPLES_MAX} (or `all` for the whole test split), "
+                                         f"got {value}")
+    return value
+
+
+samples_or_all.__name__ = "samples"
+seed_type = int_in_range(0, SEED_MAX)
+seed_type.__name__ = "seed"
+
+
+# `encode -T`: the encoder holds dense uint8 spikes [T, B, N, D] for a batch of B = 32 posters (and
+# a transposed copy while packing them into events); with the default 8x5 = 40 tokens of 1664
+# DenseNet features that is T x 4.3 MB per batch, so T = 256 already needs about 1.1 GB.
+T_MAX = 256
+_ENCODE_BATCH, _TOKENS, _DIM = 32, 40, 1664
+
+
+def _encode_memory_hint(T: int) -> str:
+    gb = 2 * T * _ENCODE_BATCH * _TOKENS * _DIM / 1e9
+    return (f"T={T} would need about {gb:,.0f} GB of memory to encode one {_ENCODE_BATCH}-poster batch "
+            f"(dense uint8 spikes [T, {_ENCODE_BATCH}, {_TOKENS}, {_DIM}] and their packed copy, at the "
+            f"default 8x5 tokens)")
+
+
+encode_steps = int_in_range(1, T_MAX, _encode_memory_hint)
+encode_steps.__name__ = "time steps"
+
+
+def parse_bool(value: Any) -> bool:
+    """A config-file boolean: YAML true/false, or true/false/yes/no/on/off/1/0 (any case).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+    raise ValueError(f"expected true or false (or yes/no, on/off, 1/0), got {value!r}")
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Makes ``parser``'s usage errors one line, ``neuroposter: error: COMMAND: MESSAGE`` (exit code 2).
+
+    argparse's own ``error`` prints the whole usage block first; the CLI's convention is one line
+    that names the problem (``--help`` shows the usage).
+    """
+    prog = parser.prog
+    command = prog.split(" ", 1)[1] if " " in prog else ""
+
+    def error(message: str) -> None:  # argparse.ArgumentParser.error never returns
+        where = f"{command}: " if command else ""
+        parser.exit(2, f"neuroposter: error: {where}{message} (see `{prog} --help`)\n")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
 def add_common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Adds --workspace, --config and --debug to a command's parser."""
+    """Adds --workspace, --config and --debug to a command's parser (and one-line usage errors)."""
+    one_line_errors(parser)
     g = parser.add_argument_group("common options")
     g.add_argument("--workspace", "-w", metavar="DIR", default="workspace",
                    help="workspace folder where commands read and write (default: ./workspace)")
@@ -72,6 +223,9 @@ def add_common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="YAML config file; explicit flags override its values")
     g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show full tracebacks on errors")
+    g.add_argument("--verify", action="store_true", default=argparse.SUPPRESS,
+                   help="re-hash every input file against its manifest (default: only files whose size or "
+                        "modification time changed since the last check)")
     return parser
 
 
@@ -93,66 +247,193 @@ def _option_dests(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]
     return {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
 
 
+_BOOL_ACTIONS = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)
+_MAX_CONFIG_BYTES = 10 * 1024 * 1024
+
+
+def _config_names(dests: dict[str, argparse.Action]) -> dict[str, tuple[str, bool]]:
+    """Config key -> (dest, inverted): every dest, plus each long option's own name.
+
+    ``--no-probe`` (``store_false``, dest ``probe``) may be written ``probe: false`` or
+    ``no-probe: true``; the second form is the inverted alias.
+    """
+    names: dict[str, tuple[str, bool]] = {d: (d, False) for d in dests}
+    for dest, action in dests.items():
+        for opt in action.option_strings:
+            if not opt.startswith("--"):
+                continue
+            alias = opt[2:].replace("-", "_")
+            if alias in names:
+                continue
+            inverted = isinstance(action, argparse._StoreFalseAction) or (
+                isinstance(action, argparse.BooleanOptionalAction) and alias.startswith("no_"))
+            names[alias] = (dest, inverted)
+    return names
+
+
+def _all_section_names(parser: argparse.ArgumentParser) -> set[str]:
+    """Every command and sub-command name under ``parser`` (possible config sections)."""
+    out: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out.add(name)
+                out |= _all_section_names(sub)
+    return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A bounded repr (YAML aliases can make a value huge or self-referential)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxdict, r.maxtuple, r.maxstring, r.maxother = 3, 6, 4, 6, limit, limit
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    """The config file's top-level mapping; every way it can be unusable is a one-line ConfigError."""
+    import yaml
+
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise ConfigError(f"config file {path} is a directory, not a YAML file")
+        if not p.exists():
+            raise ConfigError(f"config file {path} not found")
+        if not p.is_file():
+            raise ConfigError(f"config file {path} is not a regular file")
+        if p.stat().st_size > _MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is {p.stat().st_size} bytes, too large for a config file "
+                              f"(at most {_MAX_CONFIG_BYTES // (1024 * 1024)} MiB)")
+        data = p.read_bytes()
+    except PermissionError:
+        raise ConfigError(f"config file {path} cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        what = getattr(exc, "problem", None) or str(exc)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(what).split())}{where}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
+    if raw is None:  # empty, or only comments
+        return {}
+    if not isinstance(raw, dict):
+        kind = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+            type(raw), type(raw).__name__)
+        raise ConfigError(f"config file {path} must hold a mapping of option names to values, "
+                          f"got {kind} ({_short(raw)})")
+    return raw
+
+
+def _check_value(path: str, key: str, action: argparse.Action, value: Any, inverted: bool) -> Any:
+    """One config value, checked and converted as argparse would the same flag (ConfigError if not)."""
+    flag = max(action.option_strings, key=len)
+    if isinstance(action, _BOOL_ACTIONS):
+        try:
+            b = parse_bool(value)
+        except ValueError as exc:
+            raise ConfigError(f"config {path}: {key}: {exc}") from None
+        return (not b) if inverted else b
+    multi = (action.nargs in ("+", "*") or isinstance(action.nargs, int)
+             or isinstance(action, argparse._AppendAction))
+    if isinstance(value, dict):
+        raise ConfigError(f"config {path}: {key}: expected {'a list of values' if multi else 'a single value'}, "
+                          f"got a mapping {_short(value)}")
+    if isinstance(value, (list, tuple)):
+        if not multi:
+            raise ConfigError(f"config {path}: {key}: expected a single value, got a list {_short(value)}")
+        items = list(value)
+    elif isinstance(action.nargs, int) and action.nargs > 1:
+        raise ConfigError(f"config {path}: {key} needs {action.nargs} values, got 1 ({_short(value)})")
+    else:
+        items = [value]
+    if isinstance(action.nargs, int) and len(items) != action.nargs:
+        raise ConfigError(f"config {path}: {key} needs {action.nargs} values, got {len(items)}")
+    if action.nargs == "+" and not items:
+        raise ConfigError(f"config {path}: {key} needs at least one value, got an empty list")
+    out = []
+    for v in items:
+        if v is None or isinstance(v, (dict, list, tuple)):
+            raise ConfigError(f"config {path}: {key}: expected a plain value, got {_short(v)}")
+        if isinstance(v, bool):
+            raise ConfigError(f"config {path}: {key}: expected {'a string' if action.type is None else 'a value'}, "
+                              f"got the boolean {str(v).lower()} (quote it if you mean the text)")
+        if action.type is not None:
+            try:
+                v = action.type(str(v))
+            except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+                raise ConfigError(f"config {path}: argument {flag}: {exc}") from None
+        else:
+            v = str(v)
+        if action.choices is not None and v not in action.choices:
+            raise ConfigError(f"config {path}: {key}={v!r} is not one of {list(action.choices)}")
+        out.append(v)
+    return out if multi else out[0]
+
+
 def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
                  argv: Sequence[str]) -> argparse.Namespace:
     """Re-parses ``argv`` with the config file's values as defaults (flags win).
 
+    Every value passes the same checks as the same flag: its type and range, its choices, the
+    number of values; booleans (``store_true`` flags) take YAML booleans or true/false, yes/no,
+    on/off, 1/0 in any case.
+
     Raises:
-        ConfigError: unreadable file, unknown key, or a value argparse rejects.
+        ConfigError: unreadable file, unknown key, or a value the option refuses.
     """
     path = getattr(args, "config", None)
     if not path:
         return args
-    import yaml
-
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of option names to values")
+    raw = _read_config(str(path))
     leaf = _find_subparser(parser, args)
     dests = _option_dests(leaf)
+    names = _config_names(dests)
     command = getattr(args, "command", None)
-    values: dict[str, Any] = {}
+    label = " ".join(n for n in (command, getattr(args, "subcommand", None)) if n)
+    sections = _all_section_names(parser)
     section_names = {n for n in (command, getattr(args, "subcommand", None)) if n}
+    found: dict[str, tuple[str, Any, bool]] = {}   # dest -> (key as written, value, inverted)
+
+    def unknown(key: Any) -> ConfigError:
+        return ConfigError(f"config {path}: unknown option {key!r} for `{label}`; "
+                           f"valid: {', '.join(sorted(dests))}")
+
     for key, value in raw.items():
-        dest = str(key).replace("-", "_")
-        if key in section_names and isinstance(value, dict):
+        name = str(key).replace("-", "_")
+        if key in section_names:
+            if not isinstance(value, dict):
+                raise ConfigError(f"config {path}: section {key!r} must be a mapping of option names to values, "
+                                  f"got {_short(value)}")
             for k2, v2 in value.items():
-                d2 = str(k2).replace("-", "_")
-                if d2 not in dests:
-                    raise ConfigError(f"config {path}: unknown option {k2!r} for `{command}`; "
-                                      f"valid: {', '.join(sorted(dests))}")
-                values[d2] = v2
-        elif dest in dests:
-            values.setdefault(dest, value)
-        elif isinstance(value, dict):
-            continue  # a section for another command
+                n2 = str(k2).replace("-", "_")
+                if n2 not in names:
+                    raise unknown(k2)
+                d2, inv2 = names[n2]
+                found[d2] = (str(k2), v2, inv2)
+        elif isinstance(value, dict) and (key in sections or name not in names):
+            continue  # a section for another command (e.g. `features:` when running `train --features`)
+        elif name in names:
+            d, inv = names[name]
+            found.setdefault(d, (str(key), value, inv))
         else:
-            raise ConfigError(f"config {path}: unknown option {key!r} for `{command}`; "
-                              f"valid: {', '.join(sorted(dests))}")
-    for dest, value in values.items():
-        # a config value passes the same checks as the same value given as a flag (type, range, choices)
-        action = dests[dest]
+            raise unknown(key)
+    values: dict[str, Any] = {}
+    for dest, (key, value, inverted) in found.items():
         if value is None:
-            continue
-        items = list(value) if isinstance(value, (list, tuple)) else [value]
-        if isinstance(action.nargs, int) and isinstance(value, (list, tuple)) and len(items) != action.nargs:
-            raise ConfigError(f"config {path}: {dest} needs {action.nargs} values, got {len(items)}")
-        if action.type is not None:
-            try:
-                items = [action.type(str(v)) for v in items]
-            except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
-                flag = max(action.option_strings, key=len)
-                raise ConfigError(f"config {path}: argument {flag}: {exc}") from None
-        if action.choices is not None:
-            bad = [v for v in items if v not in action.choices]
-            if bad:
-                raise ConfigError(f"config {path}: {dest}={bad[0]!r} is not one of {list(action.choices)}")
-        values[dest] = items if isinstance(value, (list, tuple)) else items[0]
+            continue  # `key:` with nothing after it keeps the default
+        values[dest] = _check_value(str(path), key, dests[dest], value, inverted)
     leaf.set_defaults(**values)
     return parser.parse_args(list(argv))
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
-from neuroposter.cli._common import add_common, int_at_least, positive_float, workspace_of, write_resolved_config
+from neuroposter.cli._common import (
+    add_common, float_in_range, int_in_range, one_line_errors, seed_type, workspace_of, write_resolved_config,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -25,6 +27,8 @@ def _fraction(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a fraction, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"fractions are in [0, 1], got {value:g}")
     return value
@@ -36,19 +40,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "data", help="poster datasets: synthesise, import a Kaggle MovieGenre.csv, download posters",
         description="Make, import and fetch poster datasets (Kaggle 'Movie Genre from its Poster' format).")
     p.set_defaults(func=run)
+    one_line_errors(p)
     sub = p.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
 
     s = sub.add_parser("synth", help="write a synthetic poster set in the Kaggle format",
                        description="Write a deterministic synthetic poster set (MovieGenre.csv + posters/) "
                                    "in the Kaggle on-disk format; `data import` reads it by default.")
-    s.add_argument("--n", type=int_at_least(1), default=None, metavar="N",
+    s.add_argument("--n", type=int_in_range(1, 100_000, "the Kaggle set has about 40,000 posters"), default=None, metavar="N",
                    help="number of posters (default: from --size)")
     s.add_argument("--size", choices=list(_SYNTH_SIZES), default="default",
                    help="preset size: tiny = 48 posters, default = 800 (default: %(default)s)")
-    s.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default: %(default)s)")
-    s.add_argument("--width", type=int_at_least(32), default=182, help="poster width (default: %(default)s)")
-    s.add_argument("--height", type=int_at_least(32), default=268, help="poster height (default: %(default)s)")
+    s.add_argument("--seed", type=seed_type, default=0, help="random seed (default: %(default)s)")
+    s.add_argument("--width", type=int_in_range(32, 4096), default=182, help="poster width (default: %(default)s)")
+    s.add_argument("--height", type=int_in_range(32, 4096), default=268, help="poster height (default: %(default)s)")
     s.add_argument("--out", metavar="DIR", default=None, help="output folder (default: WORKSPACE/raw/synth)")
+    s.add_argument("--force", action="store_true",
+                   help="replace an existing synthetic set at the output folder (nothing else is ever replaced)")
     add_common(s)
     _PARSERS["synth"] = s
 
@@ -61,19 +68,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("--posters", metavar="DIR", default=None,
                    help="folder of <imdbId>.jpg posters (default: 'posters' next to the CSV)")
     i.add_argument("--name", default="default", help="dataset name under WORKSPACE/datasets (default: %(default)s)")
-    i.add_argument("--top-genres", type=int_at_least(1), default=None, metavar="N",
+    i.add_argument("--top-genres", type=int_in_range(1, 1000), default=None, metavar="N",
                    help="keep only the N most frequent genres (default: all)")
-    i.add_argument("--min-count", type=int_at_least(1), default=1, metavar="M",
+    i.add_argument("--min-count", type=int_in_range(1, 10_000_000), default=1, metavar="M",
                    help="drop genres with fewer than M usable posters (default: %(default)s)")
     i.add_argument("--split", type=_fraction, nargs=3, default=[0.7, 0.15, 0.15],
-                   metavar=("TRAIN", "VAL", "TEST"), help="split fractions (default: 0.7 0.15 0.15)")
-    i.add_argument("--seed", type=int_at_least(0), default=0, help="split seed (default: %(default)s)")
+                   metavar=("TRAIN", "VAL", "TEST"),
+                   help="split fractions in [0, 1] summing to 1, train > 0; every non-zero split gets at least "
+                        "one poster (default: 0.7 0.15 0.15)")
+    i.add_argument("--seed", type=seed_type, default=0, help="split seed (default: %(default)s)")
     i.add_argument("--image-policy", choices=_POLICY_MODES, default="native",
                    help="how posters are resized for feature extraction (default: %(default)s)")
-    i.add_argument("--image-size", type=int_at_least(8), nargs=2, default=[268, 182], metavar=("H", "W"),
+    i.add_argument("--image-size", type=int_in_range(8, 4096), nargs=2, default=[268, 182], metavar=("H", "W"),
                    help="output image size (default: 268 182, the Kaggle poster size)")
-    i.add_argument("--workers", type=int_at_least(1), default=None,
+    i.add_argument("--workers", type=int_in_range(1, 256), default=None,
                    help="threads verifying posters (default: min(8, CPUs))")
+    i.add_argument("--force", action="store_true",
+                   help="replace an existing dataset of that name (nothing else is ever replaced)")
     add_common(i)
     _PARSERS["import"] = i
 
@@ -84,12 +95,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--csv", metavar="FILE", required=True, help="Kaggle-format MovieGenre.csv")
     d.add_argument("--posters", metavar="DIR", default=None,
                    help="folder for the posters (default: 'posters' next to the CSV)")
-    d.add_argument("--workers", type=int_at_least(1), default=8, help="concurrent requests (default: %(default)s)")
-    d.add_argument("--timeout", type=positive_float, default=10.0,
+    d.add_argument("--workers", type=int_in_range(1, 256), default=8, help="concurrent requests (default: %(default)s)")
+    d.add_argument("--timeout", type=float_in_range(0, 3600, low_open=True), default=10.0,
                    help="per-request timeout in seconds (default: %(default)s)")
-    d.add_argument("--retries", type=int_at_least(0), default=2,
+    d.add_argument("--retries", type=int_in_range(0, 100), default=2,
                    help="extra attempts for transient failures (default: %(default)s)")
-    d.add_argument("--limit", type=int_at_least(1), default=None, metavar="N",
+    d.add_argument("--limit", type=int_in_range(1, 10_000_000), default=None, metavar="N",
                    help="fetch at most N missing posters (default: all)")
     add_common(d)
     _PARSERS["download"] = d
@@ -123,8 +134,10 @@ def _recheck(args: argparse.Namespace) -> str | None:
 
 
 def _usage(args: argparse.Namespace, message: str) -> int:
-    print(f"neuroposter data {args.subcommand}: error: {message}", file=sys.stderr)
-    return 2
+    """Raises the usage error (``neuroposter: error: data SUB: MESSAGE``, exit code 2)."""
+    from neuroposter.errors import UsageError
+
+    raise UsageError(f"data {args.subcommand}: {message}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,9 +156,10 @@ def _synth(args: argparse.Namespace) -> int:
     if n is None:
         return _usage(args, f"--size must be one of {', '.join(SYNTH_SIZES)}")
     out = Path(args.out) if args.out else workspace_of(args).raw("synth")
-    res = generate_synth(out, n=int(n), seed=int(args.seed), width=int(args.width), height=int(args.height))
     args.n, args.out = int(n), str(out)
-    write_resolved_config(res.out_dir, args)
+    res = generate_synth(out, n=int(n), seed=int(args.seed), width=int(args.width), height=int(args.height),
+                         force=bool(getattr(args, "force", False)),
+                         before_commit=lambda d: write_resolved_config(d, args))
     prev = ", ".join(f"{g} {p:.0%}" for g, p in res.prevalence.items())
     print(f"wrote {res.n} synthetic posters to {res.out_dir} in {res.seconds:.1f} s")
     print(f"  csv     {res.csv_path}")
@@ -169,11 +183,11 @@ def _import(args: argparse.Namespace) -> int:
         policy = ImagePolicy(mode=str(args.image_policy), height=h, width=w)
     except ValueError as exc:
         return _usage(args, str(exc))
+    args.csv, args.posters = str(csv_path), str(posters)
     res = import_kaggle(csv_path, posters, ws.dataset(args.name), top_genres=args.top_genres,
                         min_count=int(args.min_count), split=split, seed=int(args.seed),
-                        image_policy=policy, workers=args.workers)
-    args.csv, args.posters = str(csv_path), str(posters)
-    write_resolved_config(res.path, args)
+                        image_policy=policy, workers=args.workers, force=bool(getattr(args, "force", False)),
+                        before_commit=lambda d: write_resolved_config(d, args))
     print(_import_summary(res.path, res.key, res.report))
     return 0
 

@@ -1,13 +1,19 @@
 """Reading the Kaggle ``MovieGenre.csv`` and importing it (with its posters) as a dataset.
 
-The file's traps (see ``shared/reference/poster_dataset.md``) are handled here once: latin-1
-encoding, an optional leading unnamed index column, exact duplicate rows, empty ``Genre`` and
+The file's traps (see ``shared/reference/poster_dataset.md``) are handled here once: its encoding
+(latin-1 in the original; UTF-8 with or without a byte-order mark and UTF-16/32 are detected and
+recorded), an optional leading unnamed index column, exact duplicate rows, empty ``Genre`` and
 ``Poster`` cells, titles without a year, NaN scores, non-integer ids, and missing, truncated or
-escaping poster files. Every row is either kept or skipped with a counted reason.
+escaping poster files, dangling symlinks. Every row is either kept or skipped with a counted reason,
+and every kept poster's SHA-256 is recorded in ``items.csv`` (see
+:func:`neuroposter.data.dataset.verify_poster`).
 """
 
 from __future__ import annotations
 
+import codecs
+import hashlib
+import io
 import logging
 import os
 import re
@@ -16,20 +22,22 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 
 import numpy as np
 
-from neuroposter._io import atomic_dir, atomic_write_json, safe_join, sha256_file, sha256_json
+from neuroposter._io import atomic_write_json, safe_join, sha256_bytes, sha256_json
 from neuroposter._progress import progress
 from neuroposter.data.policy import ImagePolicy
 from neuroposter.data.split import SPLITS, check_fractions, stratified_split
 from neuroposter.errors import DataError
+from neuroposter.artifact import check_destination, write_artifact
 from neuroposter.manifest import write_manifest
 
 __all__ = [
     "CSV_COLUMNS",
     "SKIP_REASONS",
+    "decode_csv_bytes",
     "ImportResult",
     "read_kaggle_csv",
     "parse_id",
@@ -49,46 +57,105 @@ SKIP_REASONS: tuple[str, ...] = (
     "missing_poster_url",
     "poster_path_escape",
     "poster_file_missing",
+    "poster_dangling_symlink",
+    "poster_unreadable",
     "poster_corrupt",
     "no_kept_genre",
 )
 _N_EXAMPLES = 5
 _TITLE_YEAR = re.compile(r"^(.*?)\s*\((\d{4})\)\s*$")
 _ID = re.compile(r"^\d{1,9}$")
+# Byte-order marks, longest first (the UTF-32 LE mark starts with the UTF-16 LE one).
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_MAX_POSTER_BYTES = 256 * 1024 * 1024
+
+
+def decode_csv_bytes(data: bytes, path: str | os.PathLike[str] = "CSV") -> tuple[str, dict[str, Any]]:
+    """Decodes a CSV file's bytes, detecting the encoding.
+
+    A byte-order mark decides (UTF-8, UTF-16 LE/BE, UTF-32 LE/BE; the mark is stripped). Without
+    one: UTF-16/32 is recognised by its ``imdbId`` header, valid UTF-8 is UTF-8, and anything else
+    is latin-1 (the original Kaggle file's encoding, which decodes every byte).
+
+    Returns:
+        ``(text, {"encoding": codec name, "bom": bool})``.
+
+    Raises:
+        DataError: a byte-order mark whose encoding the bytes do not follow, or binary data; the
+            message names the detected encoding and how to convert the file.
+    """
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(enc), {"encoding": enc, "bom": True}
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}: starts with a {enc.upper()} byte-order mark but is not valid {enc.upper()} "
+                                f"(byte {exc.start + len(bom)}); re-save it as UTF-8, e.g. "
+                                f"`iconv -f {enc.upper()} -t UTF-8`") from None
+    if b"\x00" in data[:4096]:
+        for enc in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+            try:
+                text = data.decode(enc)
+            except UnicodeDecodeError:
+                continue
+            if "imdbId" in text[:200]:
+                return text, {"encoding": enc, "bom": False}
+        raise DataError(f"{path}: binary data (NUL bytes), not a CSV text file in UTF-8, UTF-16 or latin-1")
+    try:
+        return data.decode("utf-8"), {"encoding": "utf-8", "bom": False}
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), {"encoding": "latin-1", "bom": False}
 
 
 def read_kaggle_csv(path: str | os.PathLike[str]):  # -> pandas.DataFrame
-    """Reads a Kaggle-format ``MovieGenre.csv`` (latin-1) with every cell as a string.
+    """Reads a Kaggle-format ``MovieGenre.csv`` with every cell as a string.
 
-    A leading unnamed index column (as in some redistributed copies) is dropped; the other
-    columns must be exactly :data:`CSV_COLUMNS`. Empty cells stay empty strings (nothing is
-    turned into NaN), so the caller decides what "missing" means.
+    The encoding is detected (:func:`decode_csv_bytes`: latin-1 as in the original, UTF-8 with or
+    without a byte-order mark, UTF-16/32) and kept in ``df.attrs["encoding"]``. A leading unnamed
+    index column (as in some redistributed copies) is dropped; the other columns must be exactly
+    :data:`CSV_COLUMNS`. Empty cells stay empty strings (nothing is turned into NaN), so the
+    caller decides what "missing" means.
 
     Raises:
         DataError: the file is missing, empty, not CSV, or has another header.
     """
+    df, info, _ = _read_csv(Path(path))
+    df.attrs["encoding"] = info
+    return df
+
+
+def _read_csv(path: Path):  # -> (pandas.DataFrame, encoding info, sha256 of the bytes)
     import pandas as pd
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: CSV file not found (pass --csv FILE, or run `neuroposter data synth` for the built-in set)")
+    if path.is_dir() or not path.exists():
+        what = "is a directory, not a CSV file" if path.is_dir() else "CSV file not found"
+        raise DataError(f"{path}: {what} (pass --csv FILE, or run `neuroposter data synth` for the built-in set)")
     try:
-        df = pd.read_csv(path, encoding="latin-1", dtype=str, keep_default_na=False, na_filter=False)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the CSV file ({exc.strerror or type(exc).__name__})") from None
+    text, info = decode_csv_bytes(data, path)
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the CSV file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: not a readable CSV ({first})") from None
-    cols = [str(c).strip() for c in df.columns]
+    cols = [str(c).strip().lstrip("\ufeff") for c in df.columns]
     if cols and (cols[0] == "" or cols[0].startswith("Unnamed: 0")) and tuple(cols[1:]) == CSV_COLUMNS:
         df = df.iloc[:, 1:]
         cols = cols[1:]
     if tuple(cols) != CSV_COLUMNS:
         missing = [c for c in CSV_COLUMNS if c not in cols]
         what = f"missing columns {missing}" if missing else f"columns {cols}"
-        raise DataError(f"{path}: not a Kaggle MovieGenre.csv header ({what}; expected {','.join(CSV_COLUMNS)})")
+        raise DataError(f"{path}: not a Kaggle MovieGenre.csv header ({what}; expected {','.join(CSV_COLUMNS)}; "
+                        f"read as {info['encoding']}{' with a byte-order mark' if info['bom'] else ''})")
     df.columns = list(CSV_COLUMNS)
-    return df.reset_index(drop=True)
+    return df.reset_index(drop=True), info, sha256_bytes(data)
 
 
 def parse_id(cell: str) -> int | None:
@@ -139,6 +206,25 @@ def check_poster(path: str | os.PathLike[str] | BinaryIO) -> tuple[bool, tuple[i
         return False, None, f"{type(exc).__name__}: {exc}"
 
 
+def _check_and_hash(path: Path) -> tuple[str, tuple[int, int] | None, str, str | None]:
+    """Reads a poster once, verifies the image from those bytes and hashes them.
+
+    Returns:
+        ``(skip reason or "", (W, H) or None, problem, sha256 hex or None)``.
+    """
+    try:
+        size = path.stat().st_size
+        if size > _MAX_POSTER_BYTES:
+            return "poster_corrupt", None, f"{size} bytes, more than a poster can be", None
+        data = path.read_bytes()
+    except OSError as exc:
+        return "poster_unreadable", None, f"{type(exc).__name__}: {exc}", None
+    ok, wh, problem = check_poster(io.BytesIO(data))
+    if not ok:
+        return "poster_corrupt", None, problem, None
+    return "", wh, "", hashlib.sha256(data).hexdigest()
+
+
 @dataclass
 class ImportResult:
     """What :func:`import_kaggle` produced.
@@ -170,9 +256,19 @@ class _Skips:
                 for r in SKIP_REASONS if self.counts[r]}
 
 
+def _entry_size(entry: os.DirEntry) -> int:
+    try:
+        return entry.stat().st_size
+    except OSError:  # a dangling or looping symlink: listed, with no size
+        return -1
+
+
 def _poster_listing_hash(posters_dir: Path) -> tuple[str, int]:
-    entries = sorted((e.name, e.stat().st_size) for e in os.scandir(posters_dir)
-                     if e.name.lower().endswith(".jpg") and not e.name.startswith("."))
+    try:
+        entries = sorted((e.name, _entry_size(e)) for e in os.scandir(posters_dir)
+                         if e.name.lower().endswith(".jpg") and not e.name.startswith("."))
+    except OSError as exc:
+        raise DataError(f"{posters_dir}: cannot list the posters folder ({exc.strerror or type(exc).__name__})") from None
     return sha256_json(entries), len(entries)
 
 
@@ -206,19 +302,25 @@ def import_kaggle(
     seed: int = 0,
     image_policy: ImagePolicy | None = None,
     workers: int | None = None,
+    force: bool = False,
+    before_commit: Callable[[Path], None] | None = None,
 ) -> ImportResult:
     """Imports a Kaggle-format CSV and its posters as a dataset folder (contract section 2).
 
     Every row is kept or skipped with a counted reason (:data:`SKIP_REASONS`): ``bad_id``,
     ``duplicate_id`` (the first row of an id wins), ``missing_genre``, ``missing_poster_url``,
-    ``poster_path_escape``, ``poster_file_missing``, ``poster_corrupt`` and, after the genre
+    ``poster_path_escape``, ``poster_file_missing``, ``poster_dangling_symlink`` (a symlink to nothing,
+    or a loop), ``poster_unreadable`` (e.g. no read permission), ``poster_corrupt`` and, after the genre
     vocabulary is cut to genres with at least ``min_count`` usable rows (then the
     ``top_genres`` most frequent), ``no_kept_genre``. The kept rows get an iterative-stratified
-    split. The folder is built under a temporary name and swapped in only when complete, so a
-    failure leaves any previous dataset at ``out_dir`` intact.
+    split that gives every non-zero fraction at least one poster. Each kept poster's SHA-256 goes
+    into the ``sha256`` column of ``items.csv`` (and into the dataset key); the CSV's detected
+    encoding into ``data_report.json`` (``csv_encoding``, ``csv_bom``). The folder is built under a
+    temporary name and swapped in only when complete, so a failure leaves any previous dataset at
+    ``out_dir`` intact.
 
     Args:
-        csv_path: the ``MovieGenre.csv`` file (latin-1).
+        csv_path: the ``MovieGenre.csv`` file (latin-1, UTF-8 or UTF-16/32; detected).
         posters_dir: the folder of ``<imdbId>.jpg`` posters.
         out_dir: the dataset folder to (re)create, e.g. ``WORKSPACE/datasets/default``.
         top_genres: keep only the N most frequent genres (after ``min_count``); None keeps all.
@@ -227,19 +329,25 @@ def import_kaggle(
         seed: split seed.
         image_policy: how images are resized later (recorded; default ``native``).
         workers: threads verifying posters (default ``min(8, CPUs)``).
+        force: replace an existing dataset at ``out_dir`` (anything else there is never replaced).
+        before_commit: called with the temporary folder before it is swapped in (e.g. to write
+            ``resolved_config.yaml``).
 
     Returns:
         The dataset path, key and report.
 
     Raises:
-        DataError: unreadable CSV, missing posters folder, or nothing left after filtering.
+        DataError: unreadable CSV, missing posters folder, nothing left after filtering, or fewer
+            usable posters than non-empty splits.
         ValueError: bad options.
     """
     t0 = time.perf_counter()
     fractions = _check_options(top_genres, min_count, split, seed, workers)
     policy = image_policy or ImagePolicy()
     csv_path, posters_dir, out_dir = Path(csv_path), Path(posters_dir), Path(out_dir)
-    df = read_kaggle_csv(csv_path)
+    protect = [csv_path, posters_dir]
+    check_destination(out_dir, "dataset", force=force, protect=protect)   # refuse before the slow part
+    df, csv_info, csv_sha = _read_csv(csv_path)
     if not posters_dir.is_dir():
         raise DataError(f"{posters_dir}: posters folder not found (run `neuroposter data download` "
                         "or pass --posters)")
@@ -271,23 +379,29 @@ def import_kaggle(
         except DataError:
             skips.add("poster_path_escape", ident)
             continue
+        except (RuntimeError, OSError):  # a symlink loop cannot be resolved
+            skips.add("poster_dangling_symlink", ident)
+            continue
         if not file.is_file():
-            skips.add("poster_file_missing", ident)
+            dangling = (posters_dir / f"{ident}.jpg").is_symlink()
+            skips.add("poster_dangling_symlink" if dangling else "poster_file_missing", ident)
             continue
         cand.append((ident, title, genres, file))
 
     n_workers = workers or max(1, min(8, os.cpu_count() or 1))
     sizes: Counter = Counter()
     usable: list[tuple[int, str, list[str], Path]] = []
+    hashes: dict[int, str] = {}
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        results = pool.map(check_poster, [c[3] for c in cand])
-        for item, (ok, size, problem) in zip(cand, progress(results, desc="verify posters",
-                                                            total=len(cand), unit="poster")):
-            if ok:
+        results = pool.map(_check_and_hash, [c[3] for c in cand])
+        for item, (reason, size, problem, digest) in zip(cand, progress(results, desc="verify posters",
+                                                                        total=len(cand), unit="poster")):
+            if not reason:
                 usable.append(item)
+                hashes[item[0]] = str(digest)
                 sizes[f"{size[0]}x{size[1]}"] += 1
             else:
-                skips.add("poster_corrupt", item[0])
+                skips.add(reason, item[0])
                 log.debug("poster %s unusable: %s", item[3], problem)
 
     all_counts: Counter = Counter(g for item in usable for g in item[2])
@@ -321,17 +435,20 @@ def import_kaggle(
         "genres": ["|".join(k[2]) for k in kept],
         "split": splits,
         "poster": [f"{k[0]}.jpg" for k in kept],
+        "sha256": [hashes[k[0]] for k in kept],
     })
 
     listing_hash, n_files = _poster_listing_hash(posters_dir)
-    csv_sha = sha256_file(csv_path)
+    content_hash = sha256_json([[k[0], hashes[k[0]]] for k in kept])
     config = {"top_genres": top_genres, "min_count": min_count, "split": list(fractions), "seed": seed,
               "image_policy": policy.to_dict()}
-    key = sha256_json({"csv": csv_sha, "options": config, "posters": listing_hash})
+    key = sha256_json({"csv": csv_sha, "options": config, "posters": listing_hash, "content": content_hash})
     report = _build_report(len(df), skips, n_dup_differ, all_counts, vocab, labels, splits, sizes, policy)
+    report["csv_encoding"] = csv_info["encoding"]
+    report["csv_bom"] = bool(csv_info["bom"])
     report["seconds"] = round(time.perf_counter() - t0, 3)
 
-    with atomic_dir(out_dir) as tmp:
+    with write_artifact(out_dir, "dataset", force=force, protect=protect) as tmp:
         items.to_csv(tmp / "items.csv", index=False, encoding="utf-8", lineterminator="\n")
         np.save(tmp / "labels.npy", labels)
         atomic_write_json(tmp / "genres.json", vocab)
@@ -340,10 +457,12 @@ def import_kaggle(
             tmp, "dataset",
             inputs={"csv": {"path": str(csv_path.resolve()), "sha256": csv_sha},
                     "posters": {"path": str(posters_dir.resolve()), "n_files": n_files,
-                                "listing_sha256": listing_hash}},
+                                "listing_sha256": listing_hash, "content_sha256": content_hash}},
             config=config, key=key,
-            extra={"posters_dir": str(posters_dir.resolve()), "n_items": len(kept), "genres": vocab},
+            extra={"n_items": len(kept), "genres": vocab},
         )
+        if before_commit is not None:
+            before_commit(tmp)
     log.debug("imported %d of %d rows into %s (%d genres)", len(kept), len(df), out_dir, len(vocab))
     return ImportResult(path=out_dir, key=key, report=report)
 

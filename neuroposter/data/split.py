@@ -13,7 +13,7 @@ import numpy as np
 
 from neuroposter.errors import DataError
 
-__all__ = ["SPLITS", "check_fractions", "stratified_split"]
+__all__ = ["SPLITS", "check_fractions", "check_split_size", "split_sizes", "stratified_split"]
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -37,17 +37,76 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     return fr  # type: ignore[return-value]
 
 
-def _two_way(labels: np.ndarray, test_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _fractions_text(fr: Sequence[float]) -> str:
+    return "/".join(f"{f:g}" for f in fr)
+
+
+def check_split_size(n: int, fractions: Sequence[float], what: str = "usable posters") -> None:
+    """Refuses a dataset too small to give every non-zero split fraction at least one item.
+
+    Raises:
+        ValueError: bad fractions.
+        DataError: fewer items than non-empty splits; the message says how many there are and
+            the minimum needed.
+    """
+    fr = check_fractions(fractions)
+    need = sum(1 for f in fr if f > 0)
+    if n < need:
+        noun = what[:-1] if n == 1 and what.endswith("s") else what
+        raise DataError(f"the dataset has {n} {noun}; splitting {'/'.join(SPLITS)} {_fractions_text(fr)} "
+                        f"needs at least {need} (one per non-empty split)")
+
+
+def split_sizes(n: int, fractions: Sequence[float]) -> dict[str, int]:
+    """The target size of each split for ``n`` items (what :func:`stratified_split` aims at).
+
+    Every non-zero fraction gets at least one item (the rounding of ``fraction x n`` is moved
+    towards train's share when it would leave a split empty).
+
+    Raises:
+        ValueError: bad fractions.
+        DataError: ``n`` is below the number of non-empty splits.
+    """
+    train_f, val_f, test_f = check_fractions(fractions)
+    check_split_size(n, (train_f, val_f, test_f))
+    rest_f = val_f + test_f
+    if rest_f == 0:
+        return {"train": n, "val": 0, "test": 0}
+    n_rest = _rest_size(n, rest_f, (val_f > 0) + (test_f > 0))
+    if val_f == 0 or test_f == 0:
+        return {"train": n - n_rest, "val": n_rest if test_f == 0 else 0, "test": n_rest if val_f == 0 else 0}
+    n_test = _rest_size(n_rest, test_f / rest_f, 1)
+    return {"train": n - n_rest, "val": n_rest - n_test, "test": n_test}
+
+
+def _rest_size(n: int, frac: float, at_least: int) -> int:
+    """``round(frac x n)`` kept in ``[at_least, n - 1]`` (both sides non-empty)."""
+    return min(max(int(round(frac * n)), at_least), n - 1)
+
+
+def _two_way(labels: np.ndarray, n_b: int, seed: int, min_b: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Splits rows into ``a`` (``n - n_b`` rows) and ``b`` (``n_b`` rows), stratified.
+
+    The stratifier does not always return the exact sizes asked for; a side left with fewer than
+    its minimum (``a``: 1, ``b``: ``min_b``) gets rows moved over from the other side.
+    """
     from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
     n = labels.shape[0]
-    n_test = int(round(test_frac * n))
-    if n_test == 0 or n_test == n:
-        raise DataError(f"cannot split {n} items with fraction {test_frac:g}: too few items")
-    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_test, train_size=n - n_test,
+    if not 0 < n_b < n:
+        raise DataError(f"cannot split {n} items into {n - n_b} and {n_b}: too few items")
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_b, train_size=n - n_b,
                                                 random_state=seed)
     a, b = next(splitter.split(np.zeros((n, 1)), labels))
-    return np.sort(a), np.sort(b)
+    a, b = np.sort(a), np.sort(b)
+    rng = np.random.default_rng(seed)
+    while len(b) < min_b and len(a) > 1:
+        k = int(rng.integers(len(a)))
+        a, b = np.delete(a, k), np.sort(np.append(b, a[k]))
+    while len(a) < 1 and len(b) > min_b:
+        k = int(rng.integers(len(b)))
+        a, b = np.sort(np.append(a, b[k])), np.delete(b, k)
+    return a, b
 
 
 def stratified_split(labels: np.ndarray, fractions: Sequence[float] = (0.7, 0.15, 0.15),
@@ -62,24 +121,28 @@ def stratified_split(labels: np.ndarray, fractions: Sequence[float] = (0.7, 0.15
     Returns:
         An ``[N]`` array of split names (``"train"``, ``"val"``, ``"test"``).
 
+    Every non-zero fraction gets at least one item.
+
     Raises:
         ValueError: bad fractions.
-        DataError: too few items for the requested split.
+        DataError: fewer items than non-empty splits (the message says how many are needed).
     """
     train_f, val_f, test_f = check_fractions(fractions)
     labels = np.asarray(labels).astype(np.uint8, copy=False)
     if labels.ndim != 2:
         raise ValueError(f"labels must be [N, G], got shape {labels.shape}")
     n = labels.shape[0]
+    check_split_size(n, (train_f, val_f, test_f))
     out = np.full(n, "train", dtype=object)
     rest_f = val_f + test_f
     if rest_f == 0:
         return out.astype(str)
-    _, rest = _two_way(labels, rest_f, seed)
+    k_rest = (val_f > 0) + (test_f > 0)
+    _, rest = _two_way(labels, _rest_size(n, rest_f, k_rest), seed, min_b=k_rest)
     if val_f == 0 or test_f == 0:
         out[rest] = "val" if test_f == 0 else "test"
         return out.astype(str)
-    v, t = _two_way(labels[rest], test_f / rest_f, seed + 1)
+    v, t = _two_way(labels[rest], _rest_size(len(rest), test_f / rest_f, 1), seed + 1)
     out[rest[v]] = "val"
     out[rest[t]] = "test"
     return out.astype(str)

@@ -32,10 +32,9 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from neuroposter._io import atomic_dir, read_json
 from neuroposter._progress import progress
-from neuroposter.errors import DataError
-from neuroposter.manifest import MANIFEST_NAME, write_manifest
+from neuroposter.artifact import check_destination, write_artifact
+from neuroposter.manifest import write_manifest
 
 __all__ = ["SYNTH_GENRES", "SYNTH_SIZES", "SynthResult", "synth_labels", "render_poster", "generate_synth"]
 
@@ -376,31 +375,16 @@ def _visual_genres(labels: list[str], rng: np.random.Generator) -> list[str]:
     return out
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """Refuses to replace a non-empty folder that ``data synth`` did not write."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise DataError(f"{out_dir} exists and is not a folder")
-    if not any(out_dir.iterdir()):
-        return
-    mpath = out_dir / MANIFEST_NAME
-    try:
-        manifest = read_json(mpath) if mpath.is_file() else {}
-    except DataError:
-        manifest = {}
-    if manifest.get("kind") != SYNTH_KIND or manifest.get("generator") != "synth":
-        raise DataError(f"{out_dir} is not empty and was not written by `neuroposter data synth`; "
-                        "choose another --out or remove it")
-
-
 def generate_synth(out_dir: str | os.PathLike[str], *, n: int = SYNTH_SIZES["default"], seed: int = 0,
-                   width: int = 182, height: int = 268) -> SynthResult:
+                   width: int = 182, height: int = 268, force: bool = False,
+                   before_commit: Callable[[Path], None] | None = None) -> SynthResult:
     """Writes a synthetic poster set in the Kaggle on-disk format.
 
     Writes ``out_dir/MovieGenre.csv`` (latin-1), ``out_dir/posters/<imdbId>.jpg`` and a manifest
-    (kind ``"raw"``). The folder is built under a temporary name and swapped in whole; an
-    existing folder is replaced only if ``data synth`` wrote it.
+    (kind ``"raw"``) through :func:`neuroposter.artifact.write_artifact`: the folder is built under
+    a temporary name under the artifact's lock and swapped in whole. An existing synthetic set is
+    replaced only with ``force``; any other existing folder (a workspace, a real poster folder,
+    another artifact, a folder of your own files) is never replaced.
 
     Args:
         out_dir: the raw folder, e.g. ``WORKSPACE/raw/synth``.
@@ -408,13 +392,17 @@ def generate_synth(out_dir: str | os.PathLike[str], *, n: int = SYNTH_SIZES["def
         seed: random seed; the same seed gives byte-identical CSV and JPEG files.
         width: poster width in pixels (Kaggle: 182).
         height: poster height in pixels (Kaggle: 268).
+        force: replace an existing synthetic set at ``out_dir``.
+        before_commit: called with the finished temporary folder just before its manifest is
+            written, to add files the manifest then covers (the CLI's ``resolved_config.yaml``).
 
     Returns:
         Paths, count and label prevalence.
 
     Raises:
         ValueError: bad arguments.
-        DataError: ``out_dir`` holds something else.
+        UsageError: ``out_dir`` holds something else, or a synthetic set and ``force`` is False.
+        ArtifactBusyError: another process is writing the same folder.
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 1 or n > 1_000_000:
         raise ValueError(f"n must be an integer in [1, 1000000], got {n!r}")
@@ -425,7 +413,7 @@ def generate_synth(out_dir: str | os.PathLike[str], *, n: int = SYNTH_SIZES["def
             raise ValueError(f"{name} must be an integer in [32, 2048], got {v!r}")
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
+    check_destination(out_dir, SYNTH_KIND, force=force, option="--out")  # before the slow part
     rng = np.random.default_rng(seed)
     labels = synth_labels(n, rng)
     ids = rng.choice(np.arange(10_000, 3_000_000), size=n, replace=False)
@@ -435,7 +423,8 @@ def generate_synth(out_dir: str | os.PathLike[str], *, n: int = SYNTH_SIZES["def
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["imdbId", "Imdb Link", "Title", "IMDB Score", "Genre", "Poster"])
-    with atomic_dir(out_dir) as tmp:
+    with write_artifact(out_dir, SYNTH_KIND, force=force, option="--out",
+                        needs_bytes=n * width * height // 3 + (1 << 20)) as tmp:  # JPEGs: ~1/3 byte per pixel
         posters = tmp / "posters"
         posters.mkdir()
         for i in progress(range(n), desc="synth posters", total=n, unit="poster"):
@@ -451,6 +440,8 @@ def generate_synth(out_dir: str | os.PathLike[str], *, n: int = SYNTH_SIZES["def
                              f"{scores[i]:g}", "|".join(names), url])
         (tmp / "MovieGenre.csv").write_bytes(buf.getvalue().encode("latin-1"))
         prevalence = {g: round(float(p), 4) for g, p in zip(SYNTH_GENRES, labels.mean(0))}
+        if before_commit is not None:
+            before_commit(tmp)
         write_manifest(tmp, SYNTH_KIND, config={"n": n, "seed": seed, "width": width, "height": height},
                        extra={"generator": "synth", "genres": list(SYNTH_GENRES), "prevalence": prevalence})
     seconds = time.perf_counter() - t0

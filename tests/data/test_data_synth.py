@@ -8,12 +8,13 @@ from PIL import Image
 
 from neuroposter.data import SYNTH_GENRES, generate_synth, read_kaggle_csv
 from neuroposter.data.synth import synth_labels
-from neuroposter.errors import DataError
+from neuroposter.errors import UsageError
 
 
 def _files(root):
+    # the manifest (creation time) and its verification cache (modification times) differ between runs
     return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in ("manifest.json", ".verified.json")}
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
@@ -59,17 +60,33 @@ def test_label_statistics_are_realistic():
     assert lift("Crime", "Thriller") > 1.3 > 0.7 > lift("Comedy", "Horror")
 
 
-def test_refuses_foreign_folder_and_replaces_its_own(tmp_path):
+def test_refuses_foreign_folder_and_replaces_its_own_only_with_force(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
-    with pytest.raises(DataError, match="not written by"):
-        generate_synth(foreign, n=2)
-    assert (foreign / "thesis.tex").read_text() == "precious"
+    for force in (False, True):
+        with pytest.raises(UsageError, match="not a neuroposter raw.*never replaced"):
+            generate_synth(foreign, n=2, force=force)
+    assert (foreign / "thesis.tex").read_text() == "precious" and len(list(foreign.iterdir())) == 1
     out = tmp_path / "synth"
     generate_synth(out, n=3, seed=1)
-    generate_synth(out, n=2, seed=1)
+    before = _files(out)
+    with pytest.raises(UsageError, match="already holds a raw; pass --force"):
+        generate_synth(out, n=2, seed=1)
+    assert _files(out) == before
+    generate_synth(out, n=2, seed=1, force=True)
     assert len(list((out / "posters").iterdir())) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".synth.lock", "mine", "synth"]  # no temporaries left
+
+
+def test_manifest_covers_every_file(tmp_path):
+    from neuroposter.manifest import require_manifest
+
+    out = tmp_path / "s"
+    generate_synth(out, n=3, seed=0, before_commit=lambda d: (d / "resolved_config.yaml").write_text("n: 3\n"))
+    m = require_manifest(out, "raw", rerun="neuroposter data synth --force")
+    assert set(m["files"]) == set(_files(out))
+    assert "resolved_config.yaml" in m["files"] and "MovieGenre.csv" in m["files"]
 
 
 @pytest.mark.parametrize("kw", [{"n": 0}, {"seed": -1}, {"width": 8}, {"height": 10_000}])
