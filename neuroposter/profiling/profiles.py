@@ -1,9 +1,13 @@
 """Hardware profiles: YAML data files (energies with sources and evidence, chip limits) and their typed loader.
 
 A profile is one YAML file per chip or ANN platform (``hardware_profiles/<name>.yaml``; schema in
-``hardware_profiles/README.md``). The loader validates every key and names the bad one: unknown keys,
-energy or power keys without a unit suffix, wrong types, missing ``source``. Energies are normalised to
-picojoules (``e_*_pj``) and powers to milliwatts (``*_mw``) so that code reads one unit.
+``hardware_profiles/README.md``). Every profile is validated when it is loaded, against the declarative table
+in :mod:`neuroposter.profiling.schema` (type, unit and range of every key: unknown keys, keys without a unit
+suffix, wrong types, non-positive or absurd energies, counts below 1, bit widths outside [1, 64], evidence
+grades outside the fixed set, ``min > max``). A bad profile raises :class:`ProfileError`, a
+:class:`~neuroposter.errors.UsageError` whose one-line message names the file, the dotted key, the value and
+what is allowed. Energies are normalised to picojoules (``e_*_pj``) and powers to milliwatts (``*_mw``) so
+that code reads one unit.
 
 Resolution order of :func:`load_profile`: an explicit path -> ``$NEUROPOSTER_PROFILES`` (``os.pathsep``
 separated folders) -> the packaged copy (``neuroposter/_profiles`` inside the wheel) -> the source
@@ -19,13 +23,26 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, Mapping
+
+from neuroposter.errors import UsageError
+from neuroposter.profiling.schema import (
+    ENERGY_TERMS,
+    EVIDENCE,
+    KINDS,
+    POWER_TERMS,
+    SCOPES,
+    UNITS,
+    ProfileError,
+    check_profile,
+    limit_rules,
+    split_unit,
+    validate_profile,
+)
 
 __all__ = [
     "EVIDENCE",
@@ -34,6 +51,9 @@ __all__ = [
     "ENERGY_TERMS",
     "POWER_TERMS",
     "ProfileError",
+    "UnknownProfileError",
+    "ProfileFileNotFoundError",
+    "validate_profile",
     "EnergyValue",
     "Limits",
     "HardwareProfile",
@@ -46,72 +66,16 @@ Evidence = Literal["measured", "simulated", "derived", "vendor", "unverified"]
 Scope = Literal["per-term", "all-in"]
 Kind = Literal["neuromorphic", "ann"]
 
-EVIDENCE: tuple[str, ...] = ("measured", "simulated", "derived", "vendor", "unverified")
-SCOPES: tuple[str, ...] = ("per-term", "all-in")
-KINDS: tuple[str, ...] = ("neuromorphic", "ann")
 
-# Energy terms (per event) a profile may give; the YAML key is the term plus a unit suffix
-# (_fj, _pj, _nj, _uj), normalised to _pj. Meanings are what estimate_energy multiplies them with.
-ENERGY_TERMS: Mapping[str, str] = MappingProxyType({
-    "e_mac": "one multiply-accumulate at the profile's precision",
-    "e_ac": "one accumulate (addition) at the profile's precision",
-    "e_add": "one addition (Lemaire-style term)",
-    "e_mul": "one multiplication (Lemaire-style term)",
-    "e_flop": "one floating-point operation (peak-derived lower bound: power / peak FLOP/s)",
-    "e_op": "one synaptic or neuron operation on a conventional processor (keras-spiking device table)",
-    "e_synop": "one synaptic operation (a spike reaching one synapse), per-term",
-    "e_synop_allin": "one synaptic event including everything (leakage, memory, routing, neurons): all-in",
-    "e_neuron_update": "one neuron state update of a driven (active) neuron",
-    "e_neuron_update_idle": "one neuron state update of an idle (inactive) neuron",
-    "e_spike": "emitting one spike (within a tile/core)",
-    "e_hop": "moving one spike one router hop",
-    "e_syn_update_learning": "one synaptic weight update with on-chip learning",
-    "e_sram_read_8kb": "one 64-bit read from an 8 KB SRAM",
-    "e_sram_read_32kb": "one 64-bit read from a 32 KB SRAM",
-    "e_sram_read_1mb": "one 64-bit read from a 1 MB SRAM",
-    "e_dram_read": "one 64-bit DRAM read",
-    "e_sram_access_base": "Lemaire linear SRAM model: constant per access",
-    "e_sram_access_per_size_bit": "Lemaire linear SRAM model: per access, per bit of memory size",
-    "e_mem_per_bit": "moving one bit to/from memory (STEP-style flat cost)",
-    "e_inference": "one whole inference, measured on a named task (informational, all-in)",
-})
-# Power terms; unit suffixes _uw, _mw, _w, normalised to _mw.
-POWER_TERMS: Mapping[str, str] = MappingProxyType({
-    "static": "static (leakage / idle) power of one chip",
-    "dynamic": "dynamic power at a named operating point",
-    "resting": "resting power of the processor",
-    "total_min": "lowest total power reported",
-    "tdp": "board / module power limit (thermal design power)",
-})
-_ENERGY_UNITS = {"fj": 1e-3, "pj": 1.0, "nj": 1e3, "uj": 1e6}
-_POWER_UNITS = {"uw": 1e-3, "mw": 1.0, "w": 1e3}
-# Unit suffixes accepted for `facts` (informational numbers quoted from the sources).
-_FACT_UNITS = ("nm", "v", "mw", "uw", "w", "hz", "mhz", "tops", "tflops", "ns", "us", "ms", "s", "kb", "mb",
-               "gb", "bits", "mm2", "count", "pct", "pj", "nj", "uj", "fj", "gsops_per_w", "fps")
+class UnknownProfileError(UsageError, KeyError):
+    """No profile of that name in any profile folder; the message lists the available names."""
 
-_TOP_KEYS = {
-    "name": "profile name (must equal the file stem)",
-    "kind": "neuromorphic | ann",
-    "description": "one line",
-    "evidence": "grade of the profile as a whole",
-    "scope": "per-term | all-in",
-    "source": "str or list of str (required)",
-    "process_nm": "process node in nm (number or null)",
-    "voltage_v": "supply voltage (number or null)",
-    "precision": "deployment precision, e.g. int8, fp32 (str or null)",
-    "energy": "mapping of energy/power terms",
-    "limits": "mapping of Limits fields",
-    "nir_nodes": "list of NIR node type names the target can host",
-    "facts": "informational numbers with unit suffixes",
-    "notes": "free text",
-    "includes": "what an all-in figure includes (list of str)",
-    "excludes": "what the estimate excludes (list of str)",
-}
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+    def __str__(self) -> str:  # the message as written, not KeyError's repr of it
+        return str(self.args[0]) if self.args else ""
 
 
-class ProfileError(ValueError):
-    """A hardware profile file is invalid; the message names the file and the bad key."""
+class ProfileFileNotFoundError(UsageError, FileNotFoundError):
+    """A profile given by path does not exist."""
 
 
 @dataclass(frozen=True)
@@ -226,16 +190,6 @@ class Limits:
         return out
 
 
-_LIMIT_TYPES: dict[str, str] = {
-    "neurons_per_core": "int", "synapses_per_core": "int", "cores_per_chip": "int", "neurons_per_chip": "int",
-    "synapses_per_chip": "int", "fan_in": "int", "fan_out": "int", "weight_bits": "int", "weight_bits_min": "int",
-    "state_bits": "int", "max_delay": "int", "max_layers": "int", "supports_weight_sharing": "bool",
-    "neuron_models": "strlist", "inputs_per_chip": "int", "outputs_per_chip": "int",
-    "memory_per_core_kb": "float", "memory_per_chip_mb": "float", "max_kernel_size": "int", "max_channels": "int",
-    "kernel_memory_per_core": "intlist", "neuron_memory_per_core": "intlist",
-}
-
-
 @dataclass(frozen=True)
 class HardwareProfile:
     """One hardware platform: energy constants with provenance, and resource limits.
@@ -327,229 +281,89 @@ class HardwareProfile:
 
 
 # --------------------------------------------------------------------------------------------- parsing
+# The document has been validated by schema.check_profile before any of these run: they only convert.
 
 
-def _err(where: str, key: str, msg: str) -> ProfileError:
-    return ProfileError(f"{where}: {key}: {msg}")
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
-
-
-def _num(v: Any, where: str, key: str, *, allow_null: bool = True) -> float | None:
-    if v is None and allow_null:
-        return None
-    if not _is_num(v):
-        raise _err(where, key, f"expected a number{' or null' if allow_null else ''}, got {type(v).__name__} {v!r}")
-    return float(v)
-
-
-def _str(v: Any, where: str, key: str, *, allow_null: bool = True) -> str | None:
-    if v is None and allow_null:
-        return None
-    if not isinstance(v, str) or not v.strip():
-        raise _err(where, key, f"expected a non-empty string, got {type(v).__name__} {v!r}")
-    return v
-
-
-def _strlist(v: Any, where: str, key: str) -> tuple[str, ...]:
+def _texts(v: Any) -> tuple[str, ...]:
     if v is None:
         return ()
-    if isinstance(v, str):
-        return (v,)
-    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-        raise _err(where, key, f"expected a list of strings, got {v!r}")
-    return tuple(v)
+    return (v,) if isinstance(v, str) else tuple(v)
 
 
-def _choice(v: Any, where: str, key: str, choices: tuple[str, ...]) -> str:
-    if v not in choices:
-        raise _err(where, key, f"must be one of {', '.join(choices)}; got {v!r}")
-    return str(v)
+def _float(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
-def _split_unit(key: str, units: Mapping[str, float]) -> tuple[str, str] | None:
-    for unit in sorted(units, key=len, reverse=True):
-        if key.endswith("_" + unit):
-            return key[: -len(unit) - 1], unit
-    return None
-
-
-def _parse_energy(raw: Any, where: str, prof_source: str, prof_evidence: str) -> tuple[dict, dict]:
-    if raw is None:
-        return {}, {}
-    if not isinstance(raw, dict):
-        raise _err(where, "energy", f"expected a mapping, got {type(raw).__name__}")
+def _parse_energy(raw: Mapping[str, Any] | None, prof_source: str, prof_evidence: str) -> tuple[dict, dict]:
     points: dict[str, float | None] = {}
     detail: dict[str, EnergyValue] = {}
-    for key, val in raw.items():
-        k = f"energy.{key}"
-        if not isinstance(key, str):
-            raise _err(where, k, "keys must be strings")
-        if key.startswith("e_"):
-            split = _split_unit(key, _ENERGY_UNITS)
-            units, terms, canon_unit, kind = _ENERGY_UNITS, ENERGY_TERMS, "pj", "energy"
-        else:
-            split = _split_unit(key, _POWER_UNITS)
-            units, terms, canon_unit, kind = _POWER_UNITS, POWER_TERMS, "mw", "power"
-        if split is None:
-            suffixes = ", ".join("_" + u for u in units)
-            raise _err(where, k, f"missing unit suffix: a {kind} key must end in one of {suffixes}")
+    for key, val in (raw or {}).items():
+        quantity, canon_unit = ("energy", "pj") if key.startswith("e_") else ("power", "mw")
+        split = split_unit(key, quantity)
+        assert split is not None
         term, unit = split
-        if term not in terms:
-            raise _err(where, k, f"unknown {kind} term {term!r}; known: {', '.join(terms)}")
-        scale = units[unit]
+        scale = 10.0 ** (unit.exp - UNITS[canon_unit].exp)
         canon = f"{term}_{canon_unit}"
-        if canon in points:
-            raise _err(where, k, f"duplicate term (already given as {canon} in another unit)")
-        unbounded = False
-        if isinstance(val, dict):
-            unbounded = "max" in val and val["max"] is None and val.get("min") is not None
-            unknown = set(val) - {"value", "min", "max", "source", "evidence", "note"}
-            if unknown:
-                raise _err(where, f"{k}.{sorted(unknown)[0]}", "unknown key; allowed: value, min, max, source, evidence, note")
-            value = _num(val.get("value"), where, f"{k}.value")
-            lo = _num(val.get("min"), where, f"{k}.min")
-            hi = _num(val.get("max"), where, f"{k}.max")
-            src = _str(val.get("source"), where, f"{k}.source")
-            ev = val.get("evidence")
-            if ev is not None:
-                _choice(ev, where, f"{k}.evidence", EVIDENCE)
-            note = _str(val.get("note"), where, f"{k}.note")
-            if lo is not None and hi is not None and lo > hi:
-                raise _err(where, k, f"min {lo} > max {hi}")
-            if value is not None and ((lo is not None and value < lo) or (hi is not None and value > hi)):
-                raise _err(where, k, f"value {value} outside [min, max]")
-        elif val is None or _is_num(val):
-            value, lo, hi, src, ev, note = _num(val, where, k), None, None, None, None, None
-        else:
-            raise _err(where, k, f"expected a number, null or a mapping {{value, min, max, source, evidence}}, "
-                                 f"got {type(val).__name__} {val!r}")
-        if (value is not None or lo is not None or hi is not None) and ev == "unverified":
-            raise _err(where, k, "an unverified figure must be null (keep it in the note)")
+        entry = val if isinstance(val, dict) else {"value": val}
 
-        def conv(x: float | None) -> float | None:
-            return None if x is None else x * scale
+        def conv(x: Any) -> float | None:
+            return None if x is None else float(x) * scale
 
-        ev_eff = ev or prof_evidence
-        detail[canon] = EnergyValue(conv(value), conv(lo), conv(hi), src or prof_source, ev_eff, note, canon_unit,
-                                    unbounded)
+        unbounded = "max" in entry and entry["max"] is None and entry.get("min") is not None
+        detail[canon] = EnergyValue(conv(entry.get("value")), conv(entry.get("min")), conv(entry.get("max")),
+                                    entry.get("source") or prof_source, entry.get("evidence") or prof_evidence,
+                                    entry.get("note"), canon_unit, unbounded)
         points[canon] = detail[canon].point
     return points, detail
 
 
-def _parse_limits(raw: Any, where: str) -> Limits:
-    if raw is None:
-        return Limits()
-    if not isinstance(raw, dict):
-        raise _err(where, "limits", f"expected a mapping, got {type(raw).__name__}")
+def _parse_limits(raw: Mapping[str, Any] | None) -> Limits:
+    rules = limit_rules()
     kwargs: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for key, val in raw.items():
-        k = f"limits.{key}"
-        if key not in _LIMIT_TYPES:
-            raise _err(where, k, f"unknown key; known: {', '.join(_LIMIT_TYPES)}")
+    for key, val in (raw or {}).items():
         if isinstance(val, dict):
-            unknown = set(val) - {"value", "source", "evidence", "note"}
-            if unknown or "value" not in val:
-                raise _err(where, k, "a limit mapping takes {value, source, evidence, note} and needs value")
             if val.get("source") is not None:
-                sources[key] = _str(val["source"], where, f"{k}.source") or ""
-            val = val["value"]
-        typ = _LIMIT_TYPES[key]
+                sources[key] = val["source"]
+            val = val.get("value")
+        rule = rules[key]
         if val is None:
             kwargs[key] = None
-        elif typ == "int":
-            if not (isinstance(val, int) and not isinstance(val, bool)) or val < 0:
-                raise _err(where, k, f"expected a non-negative integer or null, got {type(val).__name__} {val!r}")
-            kwargs[key] = int(val)
-        elif typ == "float":
-            kwargs[key] = _num(val, where, k)
-        elif typ == "bool":
-            if not isinstance(val, bool):
-                raise _err(where, k, f"expected true/false or null, got {val!r}")
+        elif rule.type == "integer":
+            kwargs[key] = tuple(int(x) for x in val) if isinstance(val, list) else int(val)
+        elif rule.type == "number":
+            kwargs[key] = float(val)
+        elif rule.type == "texts":
+            kwargs[key] = _texts(val)
+        else:
             kwargs[key] = val
-        elif typ == "strlist":
-            kwargs[key] = _strlist(val, where, k)
-        elif typ == "intlist":
-            if not isinstance(val, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in val):
-                raise _err(where, k, f"expected a list of integers, got {val!r}")
-            kwargs[key] = tuple(val)
     return Limits(**kwargs, sources=MappingProxyType(sources))
 
 
-def _parse_facts(raw: Any, where: str) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise _err(where, "facts", "expected a mapping")
-    out: dict[str, Any] = {}
-    for key, val in raw.items():
-        k = f"facts.{key}"
-        if not isinstance(key, str) or not any(key.endswith("_" + u) for u in _FACT_UNITS):
-            raise _err(where, k, f"missing unit suffix: fact keys end in one of "
-                                 f"{', '.join('_' + u for u in _FACT_UNITS)}")
-        ok = val is None or _is_num(val) or isinstance(val, str) or (
-            isinstance(val, list) and all(_is_num(x) for x in val))
-        if not ok:
-            raise _err(where, k, f"expected a number, a list of numbers, a string or null, got {val!r}")
-        out[key] = val
-    return out
-
-
 def _parse(raw: Any, *, where: str, path: Path | None) -> HardwareProfile:
-    if not isinstance(raw, dict):
-        raise ProfileError(f"{where}: the file must hold a mapping, got {type(raw).__name__}")
-    for key in raw:
-        if key not in _TOP_KEYS:
-            raise _err(where, str(key), f"unknown key; known: {', '.join(_TOP_KEYS)}")
-    for key in ("name", "kind", "evidence", "scope", "source"):
-        if key not in raw or raw[key] in (None, "", []):
-            raise _err(where, key, "missing (required)")
-    name = _str(raw["name"], where, "name", allow_null=False) or ""
-    if not _NAME_RE.match(name):
-        raise _err(where, "name", f"{name!r} must be lower-case letters, digits, '_' or '-'")
-    if path is not None and path.stem != name:
-        raise _err(where, "name", f"{name!r} must equal the file name {path.stem!r}")
-    kind = _choice(raw["kind"], where, "kind", KINDS)
-    evidence = _choice(raw["evidence"], where, "evidence", EVIDENCE)
-    scope = _choice(raw["scope"], where, "scope", SCOPES)
-    src_raw = raw["source"]
-    if isinstance(src_raw, list):
-        source: str | tuple[str, ...] = _strlist(src_raw, where, "source")
-    else:
-        source = _str(src_raw, where, "source", allow_null=False) or ""
+    check_profile(raw, where=where, stem=path.stem if path is not None else None)
+    evidence = raw["evidence"]
+    source: str | tuple[str, ...] = raw["source"] if isinstance(raw["source"], str) else tuple(raw["source"])
     prof_source = source if isinstance(source, str) else "; ".join(source)
-    energy, detail = _parse_energy(raw.get("energy"), where, prof_source, evidence)
-    if scope == "all-in":
-        per_term = [k for k, v in energy.items() if v is not None and k.startswith("e_")
-                    and k not in ("e_synop_allin_pj", "e_inference_pj", "e_op_pj", "e_flop_pj")]
-        if per_term:
-            raise _err(where, f"energy.{per_term[0]}",
-                       "an all-in profile cannot carry per-term energies (move them to facts or a per-term profile)")
-    else:
-        if energy.get("e_synop_allin_pj") is not None:
-            raise _err(where, "energy.e_synop_allin_pj", "an all-in constant needs scope: all-in")
-    nir_nodes = frozenset(_strlist(raw.get("nir_nodes"), where, "nir_nodes"))
+    energy, detail = _parse_energy(raw.get("energy"), prof_source, evidence)
     return HardwareProfile(
-        name=name,
-        kind=kind,  # type: ignore[arg-type]
-        description=_str(raw.get("description"), where, "description") or "",
-        evidence=evidence,  # type: ignore[arg-type]
-        scope=scope,  # type: ignore[arg-type]
+        name=raw["name"],
+        kind=raw["kind"],
+        description=raw.get("description") or "",
+        evidence=evidence,
+        scope=raw["scope"],
         source=source,
         energy=MappingProxyType(energy),
         energy_detail=MappingProxyType(detail),
-        limits=_parse_limits(raw.get("limits"), where),
-        nir_nodes=nir_nodes,
-        process_nm=_num(raw.get("process_nm"), where, "process_nm"),
-        voltage_v=_num(raw.get("voltage_v"), where, "voltage_v"),
-        precision=_str(raw.get("precision"), where, "precision"),
-        facts=MappingProxyType(_parse_facts(raw.get("facts"), where)),
-        includes=_strlist(raw.get("includes"), where, "includes"),
-        excludes=_strlist(raw.get("excludes"), where, "excludes"),
-        notes=_str(raw.get("notes"), where, "notes") or "",
+        limits=_parse_limits(raw.get("limits")),
+        nir_nodes=frozenset(_texts(raw.get("nir_nodes"))),
+        process_nm=_float(raw.get("process_nm")),
+        voltage_v=_float(raw.get("voltage_v")),
+        precision=raw.get("precision"),
+        facts=MappingProxyType(dict(raw.get("facts") or {})),
+        includes=_texts(raw.get("includes")),
+        excludes=_texts(raw.get("excludes")),
+        notes=raw.get("notes") or "",
         path=path,
     )
 
@@ -575,7 +389,9 @@ def _read_file(path: Path) -> HardwareProfile:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {exc}") from None
+        raise ProfileError(f"profile {path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"profile {path}: cannot be read: {exc}") from None
     return _parse(raw, where=str(path), path=path)
 
 
@@ -589,8 +405,9 @@ def load_profile(name_or_path: str | os.PathLike[str] | HardwareProfile) -> Hard
         The validated :class:`HardwareProfile`.
 
     Raises:
-        KeyError: unknown name; the message lists the available names.
-        ProfileError: the file is invalid (the message names the bad key).
+        UnknownProfileError: unknown name (a KeyError and a UsageError); the message lists the available names.
+        ProfileFileNotFoundError: a path that does not exist (a FileNotFoundError and a UsageError).
+        ProfileError: the file is invalid (a UsageError; the message names the file, the key and the value).
     """
     if isinstance(name_or_path, HardwareProfile):
         return name_or_path
@@ -598,14 +415,14 @@ def load_profile(name_or_path: str | os.PathLike[str] | HardwareProfile) -> Hard
     p = Path(s)
     if s.endswith((".yaml", ".yml")) or os.sep in s or (os.altsep and os.altsep in s):
         if not p.is_file():
-            raise FileNotFoundError(f"hardware profile file {p} not found")
+            raise ProfileFileNotFoundError(f"hardware profile file {p} not found")
         return _read_file(p)
     for d in profile_dirs():
         for ext in (".yaml", ".yml"):
             cand = d / f"{s}{ext}"
             if cand.is_file():
                 return _read_file(cand)
-    raise KeyError(f"unknown hardware profile {s!r}; available: {', '.join(list_profiles()) or '(none)'}")
+    raise UnknownProfileError(f"unknown hardware profile {s!r}; available: {', '.join(list_profiles()) or '(none)'}")
 
 
 def list_profiles() -> list[str]:
