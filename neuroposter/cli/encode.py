@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neuroposter.cli._common import add_common, int_at_least, workspace_of, write_resolved_config
+from neuroposter.cli._common import add_common, encode_steps, seed_type, workspace_of, write_resolved_config
 
 __all__ = ["add_parser", "run"]
 
@@ -29,17 +29,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="encoded set name in WORKSPACE/encoded (default: default)")
     p.add_argument("--encoder", default="multilevel", choices=ENCODER_NAMES,
                    help="spike encoder (default: multilevel)")
-    p.add_argument("--T", "-T", dest="T", type=int_at_least(1), default=4, help="time steps (default: 4)")
+    p.add_argument("--T", "-T", dest="T", type=encode_steps, default=4, help="time steps, 1..256 (default: 4)")
     p.add_argument("--form", default="tokens", choices=("tokens", "pooled"),
                    help="tokens: the H'xW' spatial tokens; pooled: one token per poster (default: tokens)")
-    p.add_argument("--seed", type=int, default=0, help="seed of stochastic encoders and of the fit subsample")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of stochastic encoders and of the fit subsample")
     p.add_argument("--fit", default="per-feature", choices=("per-feature", "global"),
                    help="thresholds/levels per feature or one global set (default: per-feature)")
     p.add_argument("--levels", default="quantile", choices=("quantile", "uniform"),
                    help="multilevel: equal-frequency levels from train, or uniform t/T (default: quantile)")
     p.add_argument("--no-probe", dest="probe", action="store_false",
                    help="skip the linear probes in the report (faster)")
-    p.add_argument("--force", action="store_true", help="re-encode even if up to date")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing encoded set of this name (one from other features or options "
+                   "is never replaced without it)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -49,18 +51,21 @@ def run(args: argparse.Namespace) -> int:
     from neuroposter.encode import encode_store
     from neuroposter.features import open_store
 
+    from neuroposter.artifact import check_destination
+
     ws = workspace_of(args)
-    store = open_store(ws.features(args.features))
     out = ws.encoded(args.name)
+    features_dir = ws.features(args.features)
+    check_destination(out, "encoded", force=True, protect=[features_dir], option="--name")
+    store = open_store(features_dir)
     if store.weights_note:
         print(f"WARNING: features {store.path} use weights {store.weights!r}: {store.weights_note}")
     res = encode_store(store, out, encoder=args.encoder, T=args.T, form=args.form, seed=args.seed,
                        per_feature=args.fit == "per-feature", levels=args.levels, probe=args.probe,
-                       force=args.force)
+                       force=args.force, before_commit=lambda d: write_resolved_config(d, args))
     if res.status == "up-to-date":
         print(f"encoded set {out} is up to date ({args.encoder}, T={args.T}, {args.form}); nothing to do")
         return 0
-    write_resolved_config(out, args)
     rep = res.report
     sizes = ", ".join(f"{s} {v['vectors'] // max(rep['n_tokens'], 1)}" for s, v in rep["splits"].items())
     print(f"wrote {out}: {rep['encoder']} T={rep['T']} {rep['form']} [T, N={rep['n_tokens']}, D={rep['dim']}] "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neuroposter.cli._common import add_common, int_at_least, workspace_of, write_resolved_config
+from neuroposter.cli._common import add_common, int_in_range, workspace_of, write_resolved_config
 
 __all__ = ["add_parser", "run"]
 
@@ -26,8 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default="auto", metavar="auto|imagenet|random|PATH",
                    help="backbone weights: auto (ImageNet if cached or downloadable, else deterministic random "
                    "with a warning), imagenet, random[:SEED], or a DenseNet-169 state-dict file (default: auto)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=16, help="images per forward pass (default: 16)")
-    p.add_argument("--limit", type=int_at_least(1), default=None, metavar="N",
+    p.add_argument("--batch-size", type=int_in_range(1, 1024), default=16, help="images per forward pass (default: 16)")
+    p.add_argument("--limit", type=int_in_range(1, 10_000_000), default=None, metavar="N",
                    help="extract only N posters, spread over the splits (for quick runs)")
     p.add_argument("--force", action="store_true",
                    help="rebuild even if a store from other inputs (or an interrupted one) exists")
@@ -37,12 +37,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extracts the features and prints a summary."""
+    from neuroposter.artifact import check_destination
     from neuroposter.data import load_dataset
     from neuroposter.features import extract_features, resolve_weights
 
     ws = workspace_of(args)
-    dataset = load_dataset(ws.dataset(args.dataset))
     out = ws.features(args.name)
+    dataset_dir = ws.dataset(args.dataset)
+    # refuse a destination that could destroy data before anything slow happens (again under the lock later)
+    check_destination(out, "features", force=True, protect=[dataset_dir], option="--name")
+    dataset = load_dataset(dataset_dir)
     import warnings
 
     with warnings.catch_warnings():
@@ -51,11 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if spec.note:
         print(f"WARNING: {spec.note}")
     result = extract_features(dataset, out, weights=spec, batch_size=args.batch_size, limit=args.limit,
-                              force=args.force)
+                              force=args.force, before_commit=lambda d: write_resolved_config(d, args))
     if result.status == "up-to-date":
         print(f"features {out} are up to date ({result.rows} posters, weights {result.weights}); nothing to do")
         return 0
-    write_resolved_config(out, args)
     speed = f", {result.images_per_s:.1f} img/s" if result.images_per_s else ""
     verb = "resumed and finished" if result.status == "resumed" else "wrote"
     print(f"{verb} {out}: {result.rows} posters, pooled [{result.rows}, 1664], tokens "

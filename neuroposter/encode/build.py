@@ -1,8 +1,10 @@
 """Building an encoded set from a feature store: fit on train, encode every split, report.
 
 ``encode_store(store, out_dir, ...)`` writes ``WORKSPACE/encoded/<name>/`` (layout in
-:mod:`neuroposter.encode.encoded`) atomically: the folder is built under a temporary name and
-swapped in at the end, so a reader never sees half an encoded set.
+:mod:`neuroposter.encode.encoded`) through :func:`neuroposter.artifact.write_artifact`: the folder
+is built under a temporary name under the artifact's lock and swapped in at the end, so a reader
+never sees half an encoded set, two writers never race, and a path naming anything but an encoded
+set (a workspace, the feature store, another artifact) is refused.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from neuroposter._io import atomic_dir, atomic_write_json, sha256_json
+from neuroposter._io import atomic_write_json, sha256_json
 from neuroposter._progress import progress
+from neuroposter.artifact import check_destination, write_artifact
 from neuroposter.encode.encoded import ENCODED_KIND, SPLITS
 from neuroposter.encode.encoders import ENCODERS, SpikeEncoder, spike_code
 from neuroposter.encode.events import pack_spikes
 from neuroposter.encode.report import EncodingStats, constant_predictor, linear_probe, write_figure
-from neuroposter.errors import DataError
-from neuroposter.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from neuroposter.errors import DataError, UsageError
+from neuroposter.manifest import MANIFEST_NAME, input_path, read_manifest, require_manifest, write_manifest
 
 __all__ = ["FORMS", "STOCHASTIC_ENCODERS", "EncodeResult", "encode_store", "encoded_key"]
 
@@ -59,6 +62,18 @@ def encoded_key(features_key: str, config: dict[str, Any]) -> str:
     return sha256_json({"version": _VERSION, "features": features_key, "config": config})
 
 
+def _describe_difference(old: dict[str, Any], config: dict[str, Any], features_key: str) -> str:
+    """What differs between an existing encoded set's manifest and this request, in words."""
+    diffs = []
+    if (old.get("inputs") or {}).get("features", {}).get("key") != features_key:
+        diffs.append("the feature store")
+    old_cfg = old.get("config") or {}
+    for k, v in config.items():
+        if old_cfg.get(k) != v:
+            diffs.append(f"{k} {old_cfg.get(k)!r} -> {v!r}")
+    return ", ".join(diffs) or "its inputs"
+
+
 def sample_seed(seed: int, index: int) -> int:
     """The per-sample seed of a stochastic encoder: stable for (run seed, dataset index)."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
@@ -91,6 +106,7 @@ def encode_store(
     probe: bool = True,
     force: bool = False,
     show_progress: bool = True,
+    before_commit: Callable[[Path], None] | None = None,
 ) -> EncodeResult:
     """Fits an encoder on the train split of a feature store and encodes every split as events.
 
@@ -109,8 +125,11 @@ def encode_store(
         max_fit_vectors: cap on the training vectors used for fitting.
         chunk: samples per encoding batch.
         probe: run the linear probes (the slowest part of the report).
-        force: rebuild even when up to date.
+        force: replace an existing encoded set (one made from other features or options is
+            replaced only with ``force``; an identical one is left as it is without it).
         show_progress: show a progress bar.
+        before_commit: called with the finished temporary folder just before its manifest is
+            written, to add files the manifest then covers (the CLI's ``resolved_config.yaml``).
 
     Returns:
         An :class:`EncodeResult`.
@@ -118,6 +137,10 @@ def encode_store(
     Raises:
         DataError: an empty train split.
         KeyError: unknown encoder name (the message lists the valid ones).
+        UsageError: a destination that is not an encoded set (a workspace, the feature store, another
+            artifact), or an encoded set from other features or options without ``force``.
+        ArtifactBusyError: another process is writing the same encoded set.
+        ManifestError: an up-to-date encoded set whose files changed (rebuild it with ``force``).
     """
     ENCODERS.get(encoder)
     if form not in FORMS:
@@ -127,11 +150,19 @@ def encode_store(
               "quantile": float(quantile), "levels": levels, "norm_quantile": float(norm_quantile),
               "max_fit_vectors": int(max_fit_vectors)}
     key = encoded_key(store.key, config)
+    protect = [store.path]
+    check_destination(out, ENCODED_KIND, force=True, protect=protect, option="--name")
     status = "built"
     if (out / MANIFEST_NAME).is_file():
         old = read_manifest(out)
-        if old.get("kind") == ENCODED_KIND and old.get("key") == key and not force:
+        if old.get("key") == key and old.get("status") != "failed" and not force:
+            # up to date only if its files are still what was written
+            require_manifest(out, ENCODED_KIND, rerun="neuroposter encode --force")
             return EncodeResult(out, "up-to-date", key, 0.0)
+        if not force:
+            raise UsageError(f"{out} already holds an encoded set made from other features or options "
+                             f"({_describe_difference(old, config, store.key)}); pass --force to replace it, "
+                             "or choose another --name")
         status = "rebuilt"
         log.info("re-encoding %s (%s)", out, "forced" if old.get("key") == key else "inputs or options changed")
 
@@ -159,7 +190,7 @@ def encode_store(
     table = train_mean = None
     total = sum(len(r) for r in split_rows.values())
     bar = progress(total=total, desc=f"encode {encoder}", unit="poster") if show_progress else None
-    with atomic_dir(out) as tmp:
+    with write_artifact(out, ENCODED_KIND, force=force, protect=protect, option="--name") as tmp:
         enc.save(tmp)
         atomic_write_json(tmp / "genres.json", genres)
         for split in SPLITS:
@@ -214,10 +245,14 @@ def encode_store(
         seconds = time.perf_counter() - t0
         report["seconds"] = round(seconds, 3)
         atomic_write_json(tmp / "encoding_report.json", report)
+        if before_commit is not None:
+            before_commit(tmp)
+        dataset_path = input_path(store.path, store.manifest, "dataset")
         write_manifest(
             tmp, ENCODED_KIND,
             inputs={"features": {"path": str(Path(store.path).resolve()), "key": store.key},
-                    "dataset": store.manifest.get("inputs", {}).get("dataset", {})},
+                    "dataset": {"path": str(dataset_path) if dataset_path is not None else None,
+                                "key": (store.manifest.get("inputs", {}).get("dataset") or {}).get("key")}},
             config=config, key=key,
             extra={"T": int(T), "form": form, "n_tokens": n_tokens, "dim": dim, "encoder": encoder,
                    "genres": genres, "splits": {s: int(len(r)) for s, r in split_rows.items()},

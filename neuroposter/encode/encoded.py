@@ -25,7 +25,7 @@ from neuroposter._io import read_json
 from neuroposter.encode.encoders import SpikeEncoder
 from neuroposter.encode.events import sample_events, unpack_sample
 from neuroposter.errors import DataError, ManifestError
-from neuroposter.manifest import require_manifest
+from neuroposter.manifest import input_path, require_manifest
 
 __all__ = ["ENCODED_KIND", "SPLITS", "EncodedSet", "load_encoded", "collate_time_first"]
 
@@ -215,10 +215,13 @@ class EncodedSet:
         """The :class:`~neuroposter.features.FeatureStore` the spikes were encoded from."""
         from neuroposter.features import open_store
 
-        inp = self.manifest["inputs"]["features"]
-        store = open_store(inp["path"])
+        inp = (self.manifest.get("inputs") or {}).get("features") or {}
+        path = input_path(self.path, self.manifest, "features")
+        if path is None:
+            raise ManifestError(f"{self.path}/manifest.json records no feature store; run `{_RERUN} --force`")
+        store = open_store(path)
         if store.key != inp.get("key"):
-            raise ManifestError(f"the feature store {inp['path']} changed since {self.path} was encoded; "
+            raise ManifestError(f"the feature store {path} changed since {self.path} was encoded; "
                                 f"run `{_RERUN} --force`")
         return store
 

@@ -11,6 +11,8 @@ Layout of ``WORKSPACE/features/<name>/`` (docs/contracts.md section 3)::
 ``R`` is the number of stored rows: the dataset size, or fewer when extraction was limited.
 While an extraction runs, the store is built in a hidden sibling folder ``.<name>.partial`` and
 only swapped in once every row is done, so ``features/<name>`` always holds a complete store.
+The lock ``.<name>.lock`` beside it is held for the whole extraction (one writer at a time), and the
+manifest lists the size and SHA-256 of every file, so a changed store is refused on every read.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 
 from neuroposter._io import sha256_json
 from neuroposter.errors import DataError, ManifestError
-from neuroposter.manifest import require_manifest
+from neuroposter.manifest import MANIFEST_NAME, input_path, require_manifest
 
 __all__ = ["STORE_KIND", "FeatureStore", "open_store", "store_key", "partial_dir"]
 
@@ -113,8 +115,15 @@ class FeatureStore:
 
     @property
     def dataset_path(self) -> Path:
-        """The dataset folder the store was built from."""
-        return Path(self.manifest["inputs"]["dataset"]["path"])
+        """The dataset folder the store was built from (found relative to the store after a move).
+
+        Raises:
+            ManifestError: the manifest records no dataset.
+        """
+        path = input_path(self.path, self.manifest, "dataset")
+        if path is None:
+            raise ManifestError(f"{self.path}/manifest.json records no dataset; run `neuroposter features --force`")
+        return path
 
     @property
     def dataset(self) -> Any:
@@ -179,7 +188,9 @@ def open_store(path: str | os.PathLike[str], *, dataset: Any | None = None) -> F
     if not path.exists() and partial_dir(path).exists():
         raise ManifestError(f"{path}: feature extraction was interrupted; run `neuroposter features` "
                             "again to resume it")
-    manifest = require_manifest(path, STORE_KIND, rerun="neuroposter features")
+    # a store that is there but changed is rebuilt with --force (a plain rerun would find it up to date)
+    rerun = "neuroposter features --force" if (path / MANIFEST_NAME).is_file() else "neuroposter features"
+    manifest = require_manifest(path, STORE_KIND, rerun=rerun)
     if not manifest.get("complete", False):
         raise ManifestError(f"{path}: incomplete feature store; run `neuroposter features` again")
     return FeatureStore(path, manifest, dataset)

@@ -43,7 +43,7 @@ def test_features_then_encode_commands(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "ws" / "features" / "default" / "resolved_config.yaml").is_file()
     assert main(["features", "-w", ws, "--weights", "random"]) == 0
     assert "up to date" in capsys.readouterr().out
-    assert main(["features", "-w", ws, "--weights", "random:3"]) == 1
+    assert main(["features", "-w", ws, "--weights", "random:3"]) == 2  # a usage error: --force or --name
     assert "--force" in capsys.readouterr().err
 
     assert main(["encode", "-w", ws, "--T", "2", "--encoder", "multilevel"]) == 0

@@ -10,7 +10,7 @@ import torch
 
 from neuroposter.encode import collate_time_first, encode_store, load_encoded
 from neuroposter.encode.build import sample_seed
-from neuroposter.errors import ManifestError
+from neuroposter.errors import ManifestError, UsageError
 from neuroposter.manifest import read_manifest
 
 
@@ -65,13 +65,42 @@ def test_report_manifest_and_figure(fake_store, tmp_path):
     assert m["config"]["T"] == 4 and m["n_tokens"] == 4
 
 
-def test_rerun_is_noop_and_options_change_rebuilds(fake_store, tmp_path):
+def test_rerun_is_noop_and_options_change_rebuilds_only_with_force(fake_store, tmp_path):
     out = tmp_path / "enc"
     first = encode_store(fake_store, out, encoder="threshold", T=2, probe=False, show_progress=False)
     assert encode_store(fake_store, out, encoder="threshold", T=2, probe=False,
                         show_progress=False).status == "up-to-date"
-    second = encode_store(fake_store, out, encoder="threshold", T=3, probe=False, show_progress=False)
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(UsageError, match=r"other features or options \(T 2 -> 3\).*--force"):
+        encode_store(fake_store, out, encoder="threshold", T=3, probe=False, show_progress=False)
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # untouched
+    second = encode_store(fake_store, out, encoder="threshold", T=3, probe=False, show_progress=False, force=True)
     assert second.status == "rebuilt" and second.key != first.key and load_encoded(out).T == 3
+
+
+def test_up_to_date_set_with_a_changed_file_is_refused(fake_store, tmp_path):
+    out = tmp_path / "enc"
+    encode_store(fake_store, out, encoder="threshold", T=2, probe=False, show_progress=False)
+    labels = out / "events_train" / "labels.npy"
+    labels.write_bytes(labels.read_bytes()[:-1] + b"\x07")
+    with pytest.raises(ManifestError, match=r"labels\.npy has changed.*neuroposter encode --force"):
+        encode_store(fake_store, out, encoder="threshold", T=2, probe=False, show_progress=False)
+    assert encode_store(fake_store, out, encoder="threshold", T=2, probe=False, show_progress=False,
+                        force=True).status == "rebuilt"
+    load_encoded(out)
+
+
+def test_destination_must_be_an_encoded_set(fake_store, tmp_path):
+    with pytest.raises(UsageError, match="an input of this command"):
+        encode_store(fake_store, fake_store.path, probe=False, show_progress=False, force=True)
+    with pytest.raises(UsageError, match="an input of this command"):
+        encode_store(fake_store, fake_store.path.parent.parent, probe=False, show_progress=False, force=True)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "a.txt").write_text("keep")
+    with pytest.raises(UsageError, match="not a neuroposter encoded"):
+        encode_store(fake_store, other, probe=False, show_progress=False, force=True)
+    assert (other / "a.txt").read_text() == "keep"
 
 
 def test_rate_encoding_is_seeded_per_sample(fake_store, tmp_path):

@@ -174,3 +174,79 @@ def test_resume_keeps_the_interrupted_runs_batch_boundaries(tiny_posters, tmp_pa
     assert res.status == "resumed" and res.computed == 6
     assert seen == [1, 2]  # batches 4..7 and 8..9 of size 4, not re-cut into batches of 3
     assert read_manifest(out)["config"]["batch_size"] == 4
+
+
+def test_manifest_hashes_exactly_the_final_files(tiny_posters, tmp_path):
+    from neuroposter.manifest import require_manifest
+
+    out = tmp_path / "f"
+    extract_features(tiny_posters, out, weights="random", batch_size=4, show_progress=False,
+                     before_commit=lambda d: (d / "resolved_config.yaml").write_text("weights: random\n"))
+    files = {p.name for p in out.iterdir() if p.is_file()}
+    assert "progress.json" not in files
+    m = require_manifest(out, "features", rerun="x")
+    assert set(m["files"]) == files - {"manifest.json", ".verified.json"}
+    assert "resolved_config.yaml" in m["files"]
+
+
+def test_destination_that_is_not_a_feature_store_is_refused_even_with_force(tiny_posters, tmp_path):
+    from neuroposter.errors import UsageError
+    from neuroposter.manifest import write_manifest
+
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "a.txt").write_text("keep")
+    other = tmp_path / "enc"
+    other.mkdir()
+    write_manifest(other, "encoded")
+    for dest, needle in ((mine, "not a neuroposter features"), (other, "holds an encoded artifact"),
+                         (tiny_posters.root, "an input of this command"), (tmp_path, "an input of this command")):
+        with pytest.raises(UsageError, match=needle):
+            extract_features(tiny_posters, dest, weights="random", batch_size=4, show_progress=False, force=True)
+    assert (mine / "a.txt").read_text() == "keep" and not partial_dir(mine).exists()
+
+
+def test_changed_store_is_not_up_to_date(tiny_posters, tmp_path):
+    out = tmp_path / "f"
+    extract_features(tiny_posters, out, weights="random", batch_size=4, show_progress=False)
+    arr = np.load(out / "pooled.npy", mmap_mode="r+")
+    arr[0, 0] += 1
+    arr.flush()
+    del arr
+    with pytest.raises(ManifestError, match=r"pooled\.npy has changed.*neuroposter features --force"):
+        extract_features(tiny_posters, out, weights="random", batch_size=4, show_progress=False)
+    res = extract_features(tiny_posters, out, weights="random", batch_size=4, show_progress=False, force=True)
+    assert res.status == "built" and open_store(out, dataset=tiny_posters).key == res.key
+
+
+def test_no_space_is_refused_before_anything_is_written(tiny_posters, tmp_path, monkeypatch):
+    import shutil
+
+    from neuroposter.errors import ResourceError
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: type(real(p))(10**9, 10**9 - 1000, 1000))
+    out = tmp_path / "f"
+    with pytest.raises(ResourceError, match=r"no space left on device: .*/f \(about \d+ MB needed"):
+        extract_features(tiny_posters, out, weights="random", batch_size=4, show_progress=False)
+    assert not out.exists() and not partial_dir(out).exists()
+
+
+def test_partial_whose_progress_was_already_removed_still_finishes(tiny_posters, tmp_path, monkeypatch):
+    """A crash between removing progress.json and the swap: the partial's manifest says what it was."""
+    ref = tmp_path / "ref"
+    extract_features(tiny_posters, ref, weights="random", batch_size=4, show_progress=False)
+    out = tmp_path / "f"
+
+    def crash(src, dst):
+        raise Interrupt("killed before the swap")
+
+    monkeypatch.setattr(extract_mod, "swap_dir", crash)
+    with pytest.raises(Interrupt):
+        extract_features(tiny_posters, out, weights="random", batch_size=4, show_progress=False)
+    assert not (partial_dir(out) / "progress.json").exists() and (partial_dir(out) / "manifest.json").exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(extract_mod, "build_backbone", _cached_build)
+    res = extract_features(tiny_posters, out, weights="random", batch_size=4, show_progress=False)
+    assert res.status == "resumed" and res.computed == 0
+    np.testing.assert_array_equal(np.load(ref / "tokens.npy"), np.load(out / "tokens.npy"))
