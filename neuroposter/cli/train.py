@@ -7,8 +7,9 @@ DistributedDataParallel (gloo on CPU, NCCL on GPU); ``--batch-size`` stays the g
 from __future__ import annotations
 
 import argparse
+import contextlib
 
-from neuroposter.cli._common import add_common, float_at_least, int_at_least, positive_float
+from neuroposter.cli._common import add_common, float_in_range, int_in_range, seed_type
 from neuroposter.models import MODELS
 
 __all__ = ["add_parser", "run"]
@@ -26,22 +27,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--encoded", default="default", help="encoded set name (sdt, snn-mlp, ann-transformer)")
     p.add_argument("--features", default="default", help="feature store name (cnn)")
     p.add_argument("--dataset", default="default", help="dataset name (vit)")
-    p.add_argument("--epochs", type=int_at_least(1), default=None, help="maximum epochs (default per model, e.g. 40)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=None, help="global batch size (default per model)")
-    p.add_argument("--lr", type=positive_float, default=None, help="AdamW peak learning rate (default per model)")
-    p.add_argument("--weight-decay", type=float_at_least(0.0), default=None, help="AdamW weight decay (default 0.01)")
-    p.add_argument("--warmup", type=int_at_least(0), default=None, help="linear warm-up epochs (default 1)")
-    p.add_argument("--patience", type=int_at_least(1), default=None,
+    p.add_argument("--epochs", type=int_in_range(1, 10_000), default=None, help="maximum epochs (default per model, e.g. 40)")
+    p.add_argument("--batch-size", type=int_in_range(1, 65_536), default=None, help="global batch size (default per model)")
+    p.add_argument("--lr", type=float_in_range(0, 10, low_open=True), default=None, help="AdamW peak learning rate (default per model)")
+    p.add_argument("--weight-decay", type=float_in_range(0, 10), default=None, help="AdamW weight decay (default 0.01)")
+    p.add_argument("--warmup", type=int_in_range(0, 10_000), default=None, help="linear warm-up epochs (default 1)")
+    p.add_argument("--patience", type=int_in_range(1, 10_000), default=None,
                    help="early stopping: epochs without a better validation mAP (default per model)")
-    p.add_argument("--seed", type=int, default=0, help="seed for init, sample order and dropout (default 0)")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed for init, sample order and dropout (default 0)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of the same name")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing run of the same name (without it, that is refused)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: CUDA when available (default)")
-    p.add_argument("--threads", type=int_at_least(0), default=0,
+    p.add_argument("--threads", type=int_in_range(0, 1024), default=0,
                    help="CPU threads for torch (0: torch's default; 1 avoids oversubscription on busy machines)")
     p.add_argument("--finetune", action="store_true",
                    help="cnn: train the backbone end to end on images (slow) instead of a head on stored features")
-    p.add_argument("--image-size", type=int_at_least(16), default=96, help="vit: square image side when trained from scratch")
+    p.add_argument("--image-size", type=int_in_range(16, 1024), default=96, help="vit: square image side when trained from scratch")
     p.add_argument("--vit-weights", choices=["auto", "none", "imagenet"], default="auto",
                    help="vit: ImageNet ViT-B/16 from the local torch cache (auto: if cached) or from scratch")
     add_common(p)
@@ -56,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from neuroposter.train import (
         MODEL_TRAIN_DEFAULTS, TrainConfig, dist_info_from_env, load_task_data, resolve_device, train_run,
     )
+    from neuroposter.train.data import input_locations
     from neuroposter.train.distributed import init_distributed, shutdown_distributed
+    from neuroposter.train.run import claim_run
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -66,8 +71,14 @@ def run(args: argparse.Namespace) -> int:
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     init_distributed(info, device)
+    claim = contextlib.ExitStack()
     try:
         ws = workspace_of(args)
+        name = args.name or args.model
+        run_dir = ws.run(name)
+        # refuse a bad destination, and lock the run (with its --resume state), before loading or training
+        claim.enter_context(claim_run(run_dir, force=args.force, dist=info, protect=input_locations(
+            args.model, ws, encoded=args.encoded, features=args.features, dataset=args.dataset)))
         model_kwargs: dict[str, object] = {}
         image_size = args.image_size
         if args.model == "vit":
@@ -87,9 +98,8 @@ def run(args: argparse.Namespace) -> int:
             if value is not None:
                 defaults[key] = value
         cfg = TrainConfig(seed=args.seed, **defaults)
-        name = args.name or args.model
-        result = train_run(args.model, task, ws.run(name), cfg, model_kwargs=model_kwargs, device=device,
-                           dist=info, resume=args.resume, store=store,
+        result = train_run(args.model, task, run_dir, cfg, model_kwargs=model_kwargs, device=device,
+                           dist=info, resume=args.resume, store=store, force=args.force,
                            write_config=lambda d: write_resolved_config(d, args))
         if result is None:
             return 0
@@ -107,4 +117,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"  firing rates: mean {sum(rates.values()) / len(rates):.3f} over {len(rates)} LIF layers")
         return 0
     finally:
+        claim.close()
         shutdown_distributed()

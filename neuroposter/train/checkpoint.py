@@ -1,7 +1,12 @@
-"""Checkpoints: atomic writes, ``weights_only`` loads, RNG states stored as tensors (no pickled objects)."""
+"""Checkpoints: atomic writes, ``weights_only`` loads, RNG states stored as tensors (no pickled objects).
+
+A full disk while saving is one :class:`~neuroposter.errors.ResourceError` line ("no space left on
+device: PATH ..."), never torch's ``[enforce fail at inline_container.cc]``, and leaves no temporary file.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from pathlib import Path
@@ -11,15 +16,74 @@ import numpy as np
 import torch
 
 from neuroposter._io import atomic_path
-from neuroposter.errors import DataError
+from neuroposter.errors import DataError, ResourceError
 
-__all__ = ["save_torch", "load_torch", "rng_state", "set_rng_state"]
+__all__ = ["save_torch", "load_torch", "tensor_bytes", "rng_state", "set_rng_state"]
+
+# What torch.save's C++ writer says when a write fails (ENOSPC included): "[enforce fail at
+# inline_container.cc:595] . unexpected pos 448 vs 342" or "PytorchStreamWriter failed writing file ...".
+_WRITE_FAILED = ("enforce fail", "inline_container", "PytorchStreamWriter failed", "file write failed",
+                 "No space left")
 
 
-def save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to ``path`` atomically (temporary file, then rename)."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of tensor data inside ``obj`` (nested dicts, lists and tuples): a checkpoint's size, roughly."""
+    if isinstance(obj, torch.Tensor):
+        return int(obj.numel() * obj.element_size())
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _free_bytes(path: Path) -> int | None:
+    import shutil
+
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return int(shutil.disk_usage(probe).free)
+    except OSError:
+        return None
+
+
+def save_torch(obj: Any, path: str | os.PathLike[str], *, shown: str | os.PathLike[str] | None = None,
+               hint: str = "free some space and run again") -> None:
+    """``torch.save`` to ``path`` atomically (temporary file, then rename).
+
+    Args:
+        obj: what to save.
+        path: the file.
+        shown: the path named in error messages (default ``path``), e.g. the final artifact folder when
+            ``path`` lies in its temporary folder.
+        hint: what to do, appended to a full-disk message.
+
+    Raises:
+        ResourceError: the disk filled up (one line naming the path); the temporary file is removed.
+    """
+    path = Path(path)
+    where = Path(shown) if shown is not None else path
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except RuntimeError as exc:
+        text = str(exc)
+        if not any(marker in text for marker in _WRITE_FAILED):
+            raise
+        free = _free_bytes(path.parent)
+        need = tensor_bytes(obj)
+        detail = " ".join(text.split())[:120]
+        if "No space" in text or free is None or free < max(need, 1) * 2 + (1 << 20):
+            raise ResourceError(f"no space left on device: {where} (about {need / 1e6:,.1f} MB to write, "
+                                f"{(free or 0) / 1e6:,.1f} MB free); {hint}") from None
+        raise ResourceError(f"cannot write {where} ({detail}); check the disk and run again") from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ResourceError(f"no space left on device: {where} (about {tensor_bytes(obj) / 1e6:,.1f} MB "
+                                f"to write); {hint}") from None
+        raise
 
 
 def load_torch(path: str | os.PathLike[str]) -> Any:

@@ -22,6 +22,7 @@ vit                images ``[3, S, S]`` resized and ImageNet-normalised         
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
@@ -32,8 +33,10 @@ from torch import Tensor
 
 from neuroposter._progress import progress
 from neuroposter.errors import DataError
+from neuroposter.manifest import input_path
 
-__all__ = ["SPLITS", "SplitData", "TaskData", "to_model_input", "materialise", "load_task_data"]
+__all__ = ["SPLITS", "SplitData", "TaskData", "to_model_input", "materialise", "input_locations",
+           "load_task_data"]
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +132,10 @@ def _item_iter(ds: Any) -> Iterable[tuple[Any, Any]]:
         yield ds[i]
 
 
-def _artifact(path: Path, key: str | None) -> dict[str, Any]:
-    return {"path": str(Path(path).resolve()), "key": key}
+def _artifact(path: str | os.PathLike[str], key: str | None) -> dict[str, Any]:
+    """A run-manifest input entry; :func:`neuroposter.manifest.write_manifest` stores the path relative
+    to the run (readers resolve it with :func:`neuroposter.manifest.input_path`)."""
+    return {"path": os.path.abspath(path), "key": key}
 
 
 def _encoded_task(model: str, path: Path) -> TaskData:
@@ -157,10 +162,14 @@ def _encoded_task(model: str, path: Path) -> TaskData:
                                     transform=lambda x: torch.as_tensor(np.asarray(x)).to(torch.uint8),
                                     dtype=torch.uint8)
         layout = "spikes"
-    feats = getattr(enc, "features", None)
     inputs = {"encoded": _artifact(path, getattr(enc, "key", None))}
-    if feats is not None:
-        inputs["features"] = _artifact(getattr(feats, "path", ""), getattr(feats, "key", None))
+    # the feature store the spikes came from, as the encoded set's (verified) manifest records it; the
+    # spike models never read it, so it is not opened (ann-transformer opened it above, with its checks)
+    manifest = getattr(enc, "manifest", None) or {}
+    feats_path = input_path(path, manifest, "features")
+    if feats_path is not None:
+        entry = (manifest.get("inputs") or {}).get("features") or {}
+        inputs["features"] = _artifact(feats_path, entry.get("key") if isinstance(entry, dict) else None)
     return TaskData(splits["train"], splits["val"], splits["test"], list(enc.genres), layout,
                     meta={"T": int(enc.T), "n_tokens": int(enc.n_tokens), "d_in": int(enc.dim),
                           "form": str(enc.form)},
@@ -208,6 +217,23 @@ def _vit_task(dataset_path: Path, image_size: int) -> TaskData:
     return TaskData(splits["train"], splits["val"], splits["test"], list(ds.genres), "images",
                     meta={"image_size": image_size},
                     inputs_manifest={"dataset": _artifact(dataset_path, getattr(ds, "key", None))})
+
+
+def input_locations(model: str, workspace: Any, *, encoded: str = "default", features: str = "default",
+                    dataset: str = "default") -> list[Path]:
+    """The artifact folders ``model`` reads (a run folder must never overlap them).
+
+    Raises:
+        UsageError: an invalid artifact name.
+    """
+    from neuroposter.models import MODELS
+
+    spec = MODELS.get(model)
+    if spec.inputs in ("spike_tokens", "spike_pooled", "feature_tokens"):
+        return [workspace.encoded(encoded)]
+    if model == "cnn":
+        return [workspace.features(features)]
+    return [workspace.dataset(dataset)]
 
 
 def load_task_data(model: str, workspace: Any, *, encoded: str = "default", features: str = "default",

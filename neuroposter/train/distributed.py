@@ -60,11 +60,24 @@ def init_distributed(info: DistInfo, device: torch.device) -> None:
     dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
 
 
-def shutdown_distributed() -> None:
-    """Leaves the process group if one is active."""
+def shutdown_distributed(barrier_timeout_s: float = 60.0) -> None:
+    """Leaves the process group if one is active.
+
+    Under gloo every rank first meets the others in a ``monitored_barrier`` (which gives up after
+    ``barrier_timeout_s``, e.g. when another rank died): a rank tearing the group down while its peer
+    is still using it makes ``destroy_process_group`` hang now and then (pytorch/pytorch#75097; seen
+    here with torch 2.3 after a rank-0 refusal).
+    """
+    import datetime
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if dist.get_backend() == "gloo":
+            try:
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=barrier_timeout_s))
+            except RuntimeError:   # a rank that is gone: leave anyway
+                pass
         dist.destroy_process_group()
 
 

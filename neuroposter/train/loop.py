@@ -260,7 +260,8 @@ def fit(model: nn.Module, task: TaskData, cfg: TrainConfig, *, device: torch.dev
                             "model": _clone_state(model), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "rng": rng_state(),
                             "best_state": best_state, "best_score": best_score, "best_epoch": best_epoch,
-                            "bad_epochs": bad, "history": history}, state_path)
+                            "bad_epochs": bad, "history": history}, state_path,
+                           hint="free some space and run again with --resume")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
     model.load_state_dict(best_state)

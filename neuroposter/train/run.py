@@ -1,41 +1,52 @@
 """A training run end to end: model, fit, thresholds, test metrics beside baselines, and the run folder.
 
-``WORKSPACE/runs/<name>/`` (``docs/contracts.md`` section 5) is assembled in a temporary folder and
-swapped in whole (:func:`neuroposter._io.atomic_dir`), so it never holds a half-written run. While
-training, the per-epoch training state lives in the hidden sibling ``runs/.<name>.partial/`` (used
-by ``--resume``) and is removed once the run is complete.
+``WORKSPACE/runs/<name>/`` (``docs/contracts.md`` section 5) is written through
+:func:`neuroposter.artifact.write_artifact`: assembled in a temporary folder, every file hashed into
+the manifest, and swapped in whole, so it never holds a half-written run; an existing run is replaced
+only with ``force``, and nothing that is not a run (a workspace, a folder of runs, a raw poster folder,
+an input of the run) ever is. While training, the per-epoch training state lives in the hidden
+sibling ``runs/.<name>.partial/`` (used by ``--resume``) and is removed once the run is complete.
+
+The run's lock (:func:`claim_run`) is held from the destination check to the end, covering the
+``.partial`` folder, so a second ``train`` of the same name fails at once instead of racing the first.
+Under DistributedDataParallel only rank 0 checks, locks and writes; the other ranks learn its verdict
+through a broadcast, so a refusal stops every rank instead of leaving them waiting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from neuroposter._io import atomic_dir, atomic_path, atomic_write_json, read_json, sha256_json, to_jsonable
-from neuroposter.errors import DataError
-from neuroposter.manifest import require_manifest, write_manifest
+from neuroposter import errors as _errors
+from neuroposter._io import atomic_path, atomic_write_json, read_json, sha256_json, to_jsonable
+from neuroposter.artifact import artifact_lock, check_destination, check_free_space, write_artifact
+from neuroposter.errors import DataError, ManifestError, NeuroposterError
+from neuroposter.manifest import read_manifest, require_manifest, write_manifest
 from neuroposter.models import MODELS, build_model, model_class
-from neuroposter.train.checkpoint import load_torch, save_torch
+from neuroposter.train.checkpoint import load_torch, save_torch, tensor_bytes
 from neuroposter.train.data import TaskData
 from neuroposter.train.distributed import DistInfo
 from neuroposter.train.loop import FitResult, TrainConfig, fit, predict
 from neuroposter.train.metrics import constant_baselines, multilabel_metrics, tune_thresholds
 
 __all__ = ["MODEL_TRAIN_DEFAULTS", "RunResult", "LoadedRun", "default_model_kwargs", "resolve_device",
-           "partial_run_dir", "train_run", "load_run"]
+           "partial_run_dir", "claim_run", "train_run", "load_run"]
 
 log = logging.getLogger(__name__)
 
 _IDENTITY = "identity.json"  # in the partial folder: the model and inputs a --resume must match
+_AGREE_BYTES = 4096           # rank 0's verdict, broadcast to the other ranks (:func:`_agree`)
 
 # Per-model optimisation defaults (CLI flags override them). Sized so the demo's five models train
 # in a few minutes on 2 CPU cores; the demo passes its own --epochs.
@@ -89,6 +100,83 @@ def partial_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     """The hidden folder holding an unfinished run's training state."""
     run_dir = Path(run_dir)
     return run_dir.with_name(f".{run_dir.name}.partial")
+
+
+def _agree(dist: DistInfo, action: Callable[[], None]) -> None:
+    """Runs ``action`` on rank 0 and makes every rank raise what it raised (or none of them).
+
+    Without this a refusal on rank 0 would leave the other ranks waiting in their next collective.
+    """
+    error: BaseException | None = None
+    if dist.is_main:
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+            error = exc
+    if dist.distributed:
+        import torch.distributed as tdist
+
+        # a plain tensor broadcast (broadcast_object_list makes a later destroy_process_group hang now
+        # and then under gloo, torch 2.3): byte 0 = failed?, then "<error class>\0<message>" in UTF-8
+        on = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else "cpu"
+        buf = torch.zeros(_AGREE_BYTES, dtype=torch.uint8)
+        if error is not None:
+            data = f"{type(error).__name__}\0{error}".encode("utf-8")[: _AGREE_BYTES - 1]
+            buf[0] = 1
+            buf[1:1 + len(data)] = torch.tensor(list(data), dtype=torch.uint8)
+        buf = buf.to(on)
+        tdist.broadcast(buf, src=0)
+        buf = buf.cpu()
+        if error is None and int(buf[0]) == 1:
+            text = bytes(buf[1:].tolist()).rstrip(b"\0").decode("utf-8", errors="replace")
+            name, _, message = text.partition("\0")
+            cls = getattr(_errors, name, None)
+            if not (isinstance(cls, type) and issubclass(cls, NeuroposterError)):
+                cls, message = DataError, f"{name}: {message}"
+            raise cls(f"{message} (rank 0)")
+    if error is not None:
+        raise error
+
+
+@contextlib.contextmanager
+def claim_run(run_dir: str | os.PathLike[str], *, force: bool = False,
+              protect: Iterable[str | os.PathLike[str]] = (), dist: DistInfo | None = None) -> Iterator[None]:
+    """Checks that ``run_dir`` may be written and holds its lock (rank 0) for the block.
+
+    The lock (``.<name>.lock`` beside the run) covers the run and its ``.<name>.partial`` training
+    state; it is re-entrant within the process, so :func:`train_run` inside the block takes it again.
+
+    Args:
+        run_dir: the run folder.
+        force: an existing run may be replaced.
+        protect: the inputs of the run (the destination must not overlap them).
+        dist: DDP placement; only rank 0 checks and locks, every rank raises its refusal.
+
+    Raises:
+        UsageError: a refused destination (not a run, an input, an existing run without ``force``).
+        ArtifactBusyError: another process is writing this run.
+    """
+    dist = dist or DistInfo()
+    run_dir = Path(run_dir)
+    protect = [p for p in protect if p is not None]
+    with contextlib.ExitStack() as stack:
+        def claim() -> None:
+            check_destination(run_dir, "run", force=force, protect=protect)
+            stack.enter_context(artifact_lock(run_dir))
+            check_destination(run_dir, "run", force=force, protect=protect)  # again, under the lock
+
+        _agree(dist, claim)
+        yield
+
+
+def _input_locations(task: TaskData) -> list[Path]:
+    """The artifact folders the task was read from (existing paths only; tests pass ``"memory"``)."""
+    out = []
+    for entry in task.inputs_manifest.values():
+        path = entry.get("path") if isinstance(entry, Mapping) else None
+        if path and os.path.isdir(path):
+            out.append(Path(path))
+    return out
 
 
 def default_model_kwargs(model: str, task: TaskData) -> dict[str, Any]:
@@ -169,8 +257,12 @@ def train_run(model: str, task: TaskData, run_dir: str | os.PathLike[str], cfg: 
               model_kwargs: Mapping[str, Any] | None = None, device: str | torch.device = "cpu",
               dist: DistInfo | None = None, resume: bool = False, store: Any = None,
               write_config: Callable[[Path], None] | None = None,
-              on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None = None) -> RunResult | None:
+              on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None = None,
+              force: bool = False, protect: Iterable[str | os.PathLike[str]] = ()) -> RunResult | None:
     """Trains ``model`` on ``task`` and writes the run folder.
+
+    The destination is checked and locked before anything else (:func:`claim_run`), so a refusal
+    comes before any training and a second writer of the same run fails at once.
 
     Args:
         model: registry name.
@@ -185,12 +277,32 @@ def train_run(model: str, task: TaskData, run_dir: str | os.PathLike[str], cfg: 
         write_config: writes ``resolved_config.yaml`` into the folder it is given (the CLI's writer);
             default: the training config and model kwargs.
         on_epoch_end: forwarded to :func:`fit`.
+        force: replace an existing run of the same name (never anything that is not a run).
+        protect: further inputs the run folder must not overlap (the task's own inputs always are).
 
     Returns:
         A :class:`RunResult` on rank 0, None on other ranks.
+
+    Raises:
+        UsageError: a refused destination. ArtifactBusyError: another process writes this run.
+        ResourceError: the disk is full (the training state stays for ``--resume``).
+        DataError: ``resume`` with an interrupted run of another model, inputs or settings.
     """
     dist = dist or DistInfo()
     run_dir = Path(run_dir)
+    protect = [*protect, *_input_locations(task)]
+    with claim_run(run_dir, force=force, protect=protect, dist=dist):
+        return _train_claimed(model, task, run_dir, cfg, model_kwargs=model_kwargs, device=device, dist=dist,
+                              resume=resume, store=store, write_config=write_config, on_epoch_end=on_epoch_end,
+                              force=force, protect=protect)
+
+
+def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, *,
+                   model_kwargs: Mapping[str, Any] | None, device: str | torch.device, dist: DistInfo,
+                   resume: bool, store: Any, write_config: Callable[[Path], None] | None,
+                   on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None,
+                   force: bool, protect: list[Path]) -> RunResult | None:
+    """:func:`train_run` with the run's lock held (on rank 0)."""
     device = torch.device(device)
     kwargs = {**default_model_kwargs(model, task), **dict(model_kwargs or {})}
     partial = partial_run_dir(run_dir)
@@ -204,87 +316,111 @@ def train_run(model: str, task: TaskData, run_dir: str | os.PathLike[str], cfg: 
                 k for k in ("model", "model_kwargs", "inputs") if old.get(k) != identity[k])
             raise DataError(f"{partial}: the interrupted run differs in {what}; rerun without --resume, "
                             "or with the same model and inputs")
-    if dist.is_main:
+    torch.manual_seed(cfg.seed)
+    trainable = _build_trainable(model, kwargs, task, store)
+    # the per-epoch state (model, best model, two AdamW moments; written beside the previous one) and
+    # the checkpoint: refuse a disk that cannot hold them before training rather than after
+    param_bytes = tensor_bytes(trainable.state_dict())
+
+    def prepare() -> None:
+        check_free_space(partial, 9 * param_bytes + (1 << 20), "the training state and the checkpoint")
         if not resume and partial.exists():
             shutil.rmtree(partial)
         partial.mkdir(parents=True, exist_ok=True)
         atomic_write_json(partial / _IDENTITY, identity)
-    if dist.distributed:
-        import torch.distributed as tdist
 
-        tdist.barrier()
-    torch.manual_seed(cfg.seed)
-    trainable = _build_trainable(model, kwargs, task, store)
+    _agree(dist, prepare)   # rank 0 prepares; a failure there stops every rank
     t0 = time.perf_counter()
     result = fit(trainable, task, cfg, device=device, dist=dist, state_path=partial / "train_state.pt",
                  resume=resume, desc=f"train {run_dir.name}", on_epoch_end=on_epoch_end)
     seconds = time.perf_counter() - t0
-    if not dist.is_main:
-        return None
 
-    bs = max(cfg.batch_size, 64)
-    val = predict(trainable, task.val, task.layout, batch_size=bs, device=device)
-    thresholds = tune_thresholds(val.labels, val.scores)
-    test = predict(trainable, task.test, task.layout, batch_size=bs, device=device)
-    test_metrics = multilabel_metrics(test.labels, test.scores, thresholds)
-    metrics: dict[str, Any] = {
-        "model": model,
-        "test": test_metrics,
-        "baselines": constant_baselines(task.train.labels.numpy(), test.labels),
-        "firing_rates": test.firing_rates,
-        "thresholds": [float(t) for t in thresholds],
-        **{k: test_metrics[k] for k in ("micro_f1", "macro_f1", "samples_f1", "map", "hamming", "p_at_1")},
-        "val": multilabel_metrics(val.labels, val.scores, thresholds),
-        "genres": list(task.genres),
-        "split_sizes": {s: len(task.split(s)) for s in ("train", "val", "test")},
-        "best_epoch": result.best_epoch,
-        "epochs_run": result.epochs_run,
-        "stopped_early": result.stopped_early,
-        "train_seconds": seconds,
-        "device": str(device),
-        "world_size": dist.world_size,
-    }
+    # rank 0 evaluates and writes; the other ranks wait for it and share its failure, so that every
+    # process ends together and with the same outcome (exit status under torchrun)
+    out: list[RunResult] = []
 
-    final = _final_model(model, kwargs, trainable.to("cpu"), task, store)
-    spec = MODELS.get(model)
-    model_json = {"model": model, "class": spec.entry, "kwargs": kwargs, "inputs": spec.inputs,
-                  "kind": spec.kind, "genres": list(task.genres), "input_meta": task.meta}
-    run_key = sha256_json({"model": model, "kwargs": kwargs, "train": asdict(cfg),
-                           "inputs": {k: v.get("key") for k, v in task.inputs_manifest.items()}})
-    with atomic_dir(run_dir) as tmp:
-        save_torch(final.state_dict(), tmp / "checkpoint.pt")
-        atomic_write_json(tmp / "model.json", model_json)
-        atomic_write_json(tmp / "metrics.json", metrics)
-        _write_npz(tmp / "predictions_test.npz", scores=test.scores.astype(np.float32),
-                   labels=test.labels.astype(np.uint8))
-        _plot_curves(tmp / "curves.png", result.history, f"{model}: {run_dir.name}")
-        if write_config is not None:
-            write_config(tmp)
-        else:
-            import yaml
+    def finish() -> None:
+        bs = max(cfg.batch_size, 64)
+        val = predict(trainable, task.val, task.layout, batch_size=bs, device=device)
+        thresholds = tune_thresholds(val.labels, val.scores)
+        test = predict(trainable, task.test, task.layout, batch_size=bs, device=device)
+        test_metrics = multilabel_metrics(test.labels, test.scores, thresholds)
+        metrics: dict[str, Any] = {
+            "model": model,
+            "test": test_metrics,
+            "baselines": constant_baselines(task.train.labels.numpy(), test.labels),
+            "firing_rates": test.firing_rates,
+            "thresholds": [float(t) for t in thresholds],
+            **{k: test_metrics[k] for k in ("micro_f1", "macro_f1", "samples_f1", "map", "hamming", "p_at_1")},
+            "val": multilabel_metrics(val.labels, val.scores, thresholds),
+            "genres": list(task.genres),
+            "split_sizes": {s: len(task.split(s)) for s in ("train", "val", "test")},
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "train_seconds": seconds,
+            "device": str(device),
+            "world_size": dist.world_size,
+        }
 
-            from neuroposter._io import atomic_write_text
+        final = _final_model(model, kwargs, trainable.to("cpu"), task, store)
+        spec = MODELS.get(model)
+        model_json = {"model": model, "class": spec.entry, "kwargs": kwargs, "inputs": spec.inputs,
+                      "kind": spec.kind, "genres": list(task.genres), "input_meta": task.meta}
+        run_key = sha256_json({"model": model, "kwargs": kwargs, "train": asdict(cfg),
+                               "inputs": {k: v.get("key") for k, v in task.inputs_manifest.items()}})
+        state = final.state_dict()
+        needs = tensor_bytes(state) + 2 * int(test.scores.size) * 4 + (2 << 20)   # + predictions, curves, json
+        with write_artifact(run_dir, "run", force=force, protect=protect, needs_bytes=needs) as tmp:
+            save_torch(state, tmp / "checkpoint.pt", shown=run_dir / "checkpoint.pt",
+                       hint=f"free some space and run again with --resume (the training state is kept in "
+                            f"{partial})")
+            atomic_write_json(tmp / "model.json", model_json)
+            atomic_write_json(tmp / "metrics.json", metrics)
+            _write_npz(tmp / "predictions_test.npz", scores=test.scores.astype(np.float32),
+                       labels=test.labels.astype(np.uint8))
+            _plot_curves(tmp / "curves.png", result.history, f"{model}: {run_dir.name}")
+            if write_config is not None:
+                write_config(tmp)
+            else:
+                import yaml
 
-            atomic_write_text(tmp / "resolved_config.yaml", yaml.safe_dump(
-                to_jsonable({"model": model, "model_kwargs": kwargs, **asdict(cfg)}), sort_keys=True))
-        write_manifest(tmp, "run", inputs=task.inputs_manifest,
-                       config={"model": model, "model_kwargs": kwargs, "train": asdict(cfg), "device": str(device),
-                               "world_size": dist.world_size},
-                       key=run_key, extra={"model": model, "extra": {"model": model}})
-    shutil.rmtree(partial, ignore_errors=True)
-    log.info("run %s: test micro-F1 %.3f mAP %.3f", run_dir, metrics["micro_f1"], metrics["map"])
-    return RunResult(run_dir, metrics, result, seconds)
+                from neuroposter._io import atomic_write_text
+
+                atomic_write_text(tmp / "resolved_config.yaml", yaml.safe_dump(
+                    to_jsonable({"model": model, "model_kwargs": kwargs, **asdict(cfg)}), sort_keys=True))
+            write_manifest(tmp, "run", inputs=task.inputs_manifest,
+                           config={"model": model, "model_kwargs": kwargs, "train": asdict(cfg),
+                                   "device": str(device), "world_size": dist.world_size},
+                           key=run_key, extra={"model": model, "extra": {"model": model}})
+        shutil.rmtree(partial, ignore_errors=True)
+        log.info("run %s: test micro-F1 %.3f mAP %.3f", run_dir, metrics["micro_f1"], metrics["map"])
+        out.append(RunResult(run_dir, metrics, result, seconds))
+
+    _agree(dist, finish)
+    return out[0] if dist.is_main else None
+
+
+def _rerun_command(run_dir: Path) -> str:
+    """The command that rebuilds the run at ``run_dir`` (quoted in refusals)."""
+    try:
+        model = read_manifest(run_dir).get("model")
+    except ManifestError:
+        return "neuroposter train"
+    name = run_dir.name if run_dir.parent.name == "runs" else str(run_dir)
+    return f"neuroposter train --model {model} --name {name} --force" if model else "neuroposter train"
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     """Rebuilds a finished run's model from ``model.json`` + ``checkpoint.pt`` (eval mode, CPU).
 
     Raises:
-        ManifestError: not a finished run folder (says to run ``neuroposter train``).
+        ManifestError: not a finished run folder, or one of its files (e.g. ``checkpoint.pt``) changed
+            since it was written: the message names the file and says to run ``neuroposter train``.
         DataError: unreadable model description or checkpoint.
     """
     run_dir = Path(run_dir)
-    manifest = require_manifest(run_dir, "run", rerun="neuroposter train")
+    manifest = require_manifest(run_dir, "run", rerun=_rerun_command(run_dir))
     spec = read_json(run_dir / "model.json")
     name = spec.get("model")
     if name not in MODELS:

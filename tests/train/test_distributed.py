@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import make_spike_task
+import importlib.util
+from pathlib import Path as _Path
+
+# this folder's conftest by path: a bare `from conftest import` picks whichever conftest pytest imported last
+_spec = importlib.util.spec_from_file_location("_train_conftest", _Path(__file__).with_name("conftest.py"))
+_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_conftest)
+make_spike_task = _conftest.make_spike_task
 
 from neuroposter.models import SpikeDrivenTransformer
 from neuroposter.train import DistInfo, TrainConfig, fit
@@ -65,3 +72,50 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
             torch.testing.assert_close(r0[k], single[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs")
         else:
             assert torch.equal(r0[k], single[k]), k
+
+
+def _run_worker(rank: int, port: int, out: str, run_dir: str, force: bool) -> None:
+    """One rank of ``train_run`` under DDP; writes what it ended with to ``out/rank<r>.txt``."""
+    from neuroposter.train import train_run
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    info = DistInfo(world_size=2, rank=rank, local_rank=rank)
+    init_distributed(info, torch.device("cpu"))
+    try:
+        res = train_run("sdt", make_spike_task(n=128), run_dir, CFG, dist=info, force=force,
+                        model_kwargs={k: KW[k] for k in ("d_model", "depth", "heads", "mlp_hidden")})
+        outcome = "ok" if (res is not None) == (rank == 0) else f"unexpected result {res!r}"
+    except Exception as exc:  # noqa: BLE001 - recorded for the test
+        outcome = f"{type(exc).__name__}: {exc}"
+    finally:
+        shutdown_distributed()
+    (Path(out) / f"rank{rank}.txt").write_text(outcome)
+
+
+def _spawn_with_deadline(args: tuple, seconds: float) -> None:
+    import time
+
+    ctx = mp.spawn(_run_worker, args=args, nprocs=2, join=False)
+    deadline = time.monotonic() + seconds
+    while not ctx.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("a rank hung (a refusal on rank 0 must stop every rank)")
+
+
+@pytest.mark.slow
+def test_ddp_train_run_writes_on_rank0_and_a_refusal_stops_every_rank(tmp_path: Path) -> None:
+    from neuroposter.train import load_run
+
+    run = tmp_path / "runs" / "r"
+    _spawn_with_deadline((_free_port(), str(tmp_path), str(run), False), 300)
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == ["ok", "ok"]
+    assert load_run(run).manifest["config"]["world_size"] == 2
+    before = (run / "checkpoint.pt").read_bytes()
+    # the run exists and --force is not given: rank 0 refuses, rank 1 must not wait for it forever
+    _spawn_with_deadline((_free_port(), str(tmp_path), str(run), False), 120)
+    outcomes = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
+    assert all(o.startswith("UsageError:") and "pass --force" in o for o in outcomes), outcomes
+    assert (run / "checkpoint.pt").read_bytes() == before

@@ -33,10 +33,13 @@ def test_run_folder_matches_the_contract(tmp_path: Path, spike_task: TaskData) -
     run_dir = tmp_path / "runs" / "sdt"
     res = train_run("sdt", spike_task, run_dir, TrainConfig(epochs=2, batch_size=16), model_kwargs=TINY_SDT)
     assert res is not None
-    names = {p.name for p in run_dir.iterdir()}
+    names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
     assert names == {"resolved_config.yaml", "manifest.json", "model.json", "checkpoint.pt", "metrics.json",
                      "curves.png", "predictions_test.npz"}
+    assert {p.name for p in run_dir.iterdir() if p.name.startswith(".")} <= {".verified.json"}  # hash cache
     assert not (tmp_path / "runs" / ".sdt.partial").exists()
+    # beside the run: at most its (released) lock file; no temporaries, no training state
+    assert {p.name for p in (tmp_path / "runs").iterdir()} <= {"sdt", ".sdt.lock"}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     keys = {"micro_f1", "macro_f1", "samples_f1", "map", "hamming", "p_at_1",
             "micro_f1_tuned", "macro_f1_tuned", "samples_f1_tuned"}
@@ -49,6 +52,7 @@ def test_run_folder_matches_the_contract(tmp_path: Path, spike_task: TaskData) -
     assert "blocks.0.attn.kv_sn" in metrics["firing_rates"]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["kind"] == "run" and manifest["model"] == "sdt"
+    assert set(manifest["files"]) == names - {"manifest.json"}   # every file hashed
     assert manifest["inputs"]["encoded"]["key"] == "fake-0"
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert isinstance(state, dict) and "embed.weight" in state
@@ -150,12 +154,154 @@ def test_resume_refuses_another_model_or_other_inputs(tmp_path: Path, spike_task
 
 @pytest.mark.parametrize("bad", [[1, 2], torch.zeros(3), {"step": 1}])
 def test_load_run_refuses_a_checkpoint_that_is_not_a_state_dict(tmp_path: Path, spike_task: TaskData, bad) -> None:
-    from neuroposter.errors import DataError
+    from neuroposter.errors import DataError, ManifestError
+    from neuroposter.manifest import record_files
 
     train_run("sdt", spike_task, tmp_path / "r", TrainConfig(epochs=1, batch_size=32), model_kwargs=TINY_SDT)
     torch.save(bad, tmp_path / "r" / "checkpoint.pt")
+    # a swapped checkpoint no longer matches the manifest's hash: refused before it is even loaded
+    with pytest.raises(ManifestError, match=r"checkpoint.pt has changed since it was written.*"
+                                            r"run `neuroposter train --model sdt --name .*r --force` again"):
+        load_run(tmp_path / "r")
+    # one that the manifest vouches for (a broken writer) is still checked for being a state dict
+    record_files(tmp_path / "r")
     with pytest.raises(DataError, match="checkpoint.pt is not a state dict"):
         load_run(tmp_path / "r")
+
+
+def test_load_run_refuses_a_same_size_swapped_checkpoint(tmp_path: Path, spike_task: TaskData) -> None:
+    """Another run's state dict of the same shapes (same size) is caught by the content hash."""
+    from neuroposter.errors import ManifestError
+
+    cfg = TrainConfig(epochs=1, batch_size=32)
+    train_run("sdt", spike_task, tmp_path / "a", cfg, model_kwargs=TINY_SDT)
+    train_run("sdt", spike_task, tmp_path / "b", TrainConfig(epochs=1, batch_size=32, seed=1), model_kwargs=TINY_SDT)
+    a, b = tmp_path / "a" / "checkpoint.pt", tmp_path / "b" / "checkpoint.pt"
+    assert a.stat().st_size == b.stat().st_size and a.read_bytes() != b.read_bytes()
+    a.write_bytes(b.read_bytes())
+    with pytest.raises(ManifestError, match="checkpoint.pt has changed since it was written"):
+        load_run(tmp_path / "a")
+
+
+def test_an_existing_run_needs_force_and_other_destinations_are_refused(tmp_path: Path,
+                                                                         spike_task: TaskData) -> None:
+    from neuroposter._io import sha256_file
+    from neuroposter.errors import UsageError
+
+    cfg = TrainConfig(epochs=1, batch_size=32)
+    run = tmp_path / "runs" / "r"
+    train_run("sdt", spike_task, run, cfg, model_kwargs=TINY_SDT)
+    before = {p.name: sha256_file(p) for p in run.iterdir() if p.is_file()}
+    seen: list[int] = []
+    with pytest.raises(UsageError, match="already holds a run; pass --force"):
+        train_run("sdt", spike_task, run, cfg, model_kwargs=TINY_SDT, on_epoch_end=lambda e, h: seen.append(e))
+    assert seen == []                              # refused before any training
+    assert {p.name: sha256_file(p) for p in run.iterdir() if p.is_file()} == before
+    for bad in (tmp_path / "runs", tmp_path, run / "sub"):   # a folder of runs, a folder of files, inside a run
+        with pytest.raises(UsageError):
+            train_run("sdt", spike_task, bad, cfg, model_kwargs=TINY_SDT, on_epoch_end=lambda e, h: seen.append(e))
+    assert seen == []
+    res = train_run("sdt", spike_task, run, TrainConfig(epochs=1, batch_size=32, seed=3), model_kwargs=TINY_SDT,
+                    force=True)
+    assert res is not None and load_run(run).config["seed"] == 3
+
+
+def test_a_run_may_not_overlap_its_inputs(tmp_path: Path) -> None:
+    from neuroposter.errors import UsageError
+
+    enc = tmp_path / "encoded" / "default"
+    enc.mkdir(parents=True)
+    task = make_spike_task()
+    task.inputs_manifest = {"encoded": {"path": str(enc), "key": "k"}}
+    for bad in (enc, tmp_path / "encoded", tmp_path):
+        with pytest.raises(UsageError):
+            train_run("sdt", task, bad, TrainConfig(epochs=1, batch_size=32), model_kwargs=TINY_SDT)
+    with pytest.raises(UsageError, match="an input of this command"):
+        train_run("sdt", make_spike_task(), tmp_path / "x", TrainConfig(epochs=1, batch_size=32),
+                  model_kwargs=TINY_SDT, protect=[tmp_path / "x" / "inner"])
+
+
+def test_a_second_writer_of_the_same_run_fails_at_once(tmp_path: Path, spike_task: TaskData) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    from neuroposter.errors import ArtifactBusyError
+
+    run = tmp_path / "runs" / "r"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from neuroposter.artifact import artifact_lock
+        with artifact_lock({str(run)!r}):
+            print("locked", flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        seen: list[int] = []
+        with pytest.raises(ArtifactBusyError, match="being written by another neuroposter process"):
+            train_run("sdt", spike_task, run, TrainConfig(epochs=1, batch_size=32), model_kwargs=TINY_SDT,
+                      on_epoch_end=lambda e, h: seen.append(e))
+        assert seen == [] and not run.exists() and not (tmp_path / "runs" / ".r.partial").exists()
+    finally:
+        holder.communicate("", timeout=30)
+    assert train_run("sdt", spike_task, run, TrainConfig(epochs=1, batch_size=32), model_kwargs=TINY_SDT)
+
+
+def test_full_disk_while_saving_the_checkpoint_is_one_line(tmp_path: Path, spike_task: TaskData,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.save onto a full disk (the real ENOSPC, through /dev/full) -> ResourceError, no temporaries."""
+    import collections
+    import shutil
+
+    from neuroposter.errors import ResourceError
+
+    real_save, real_usage = torch.save, shutil.disk_usage
+    full = {"on": False}
+
+    def save(obj, f, *a, **kw):
+        if full["on"] and "checkpoint.pt" in str(f):
+            return real_save(obj, "/dev/full", *a, **kw)
+        return real_save(obj, f, *a, **kw)
+
+    def usage(path):  # the disk reports what a full disk reports, once it is full
+        u = real_usage(path)
+        return collections.namedtuple("usage", "total used free")(u.total, u.total, 0) if full["on"] else u
+
+    def fill(epoch: int, history: dict) -> None:
+        full["on"] = True
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    monkeypatch.setattr("neuroposter.artifact.check_free_space", lambda *a, **k: None)  # reach torch.save
+    run = tmp_path / "runs" / "r"
+    with pytest.raises(ResourceError) as exc:
+        train_run("sdt", spike_task, run, TrainConfig(epochs=1, batch_size=32), model_kwargs=TINY_SDT,
+                  on_epoch_end=fill)
+    msg = str(exc.value)
+    assert msg.startswith(f"no space left on device: {run / 'checkpoint.pt'}") and "\n" not in msg
+    assert "inline_container" not in msg and "--resume" in msg
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".r.lock", ".r.partial"]
+    assert not list((tmp_path / "runs").rglob("*.tmp"))
+    # space freed: --resume finishes from the kept training state
+    full["on"] = False
+    res = train_run("sdt", spike_task, run, TrainConfig(epochs=1, batch_size=32), model_kwargs=TINY_SDT, resume=True)
+    assert res is not None and res.fit.resumed_from == 1 and load_run(run)
+
+
+def test_too_little_free_space_is_refused_before_training(tmp_path: Path, spike_task: TaskData,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import collections
+    import shutil
+
+    from neuroposter.errors import ResourceError
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: collections.namedtuple("u", "total used free")(10, 10, 0))
+    seen: list[int] = []
+    with pytest.raises(ResourceError, match=r"^no space left on device: .*\.r\.partial \(about"):
+        train_run("sdt", spike_task, tmp_path / "r", TrainConfig(epochs=1, batch_size=32), model_kwargs=TINY_SDT,
+                  on_epoch_end=lambda e, h: seen.append(e))
+    assert seen == [] and not (tmp_path / "r").exists()
 
 
 def test_resume_refuses_a_file_that_is_not_a_training_state(tmp_path: Path, spike_task: TaskData) -> None:
