@@ -28,7 +28,7 @@ def main() -> None:
 
     ws = Workspace.at(args.workspace)
     run = load_run(ws.run(args.run))                                  # model + manifest + metrics
-    spikes, info = load_test_spikes(run.manifest, ws.root, args.samples)   # [T, B, N, D] test spikes
+    spikes, info = load_test_spikes(run.manifest, run.run_dir, args.samples)   # [T, B, N, D] test spikes
     graph = lower_model(run.model, T=int(info["T"]))                  # NIR graph, one time step
     x = to_graph_input(spikes.numpy(), graph)                         # channels-first [T, B, D, N]
     sim = simulate(graph, x, mode="same_step", record=True)           # reference simulator

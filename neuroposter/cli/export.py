@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from neuroposter.cli._common import add_common
+from neuroposter.cli._common import add_common, float_in_range, samples_or_all
 from neuroposter.targets import TARGETS
 
 __all__ = ["add_parser", "run"]
@@ -32,7 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "export", help="deploy a trained run: NIR graph, Loihi 2 (Lava), simulated chips, ONNX",
         description="Exports a training run to a target and verifies the deployment on real test inputs. "
         "Writes the bundle export/<target>/<run>/ (or --out): the artifacts, manifest.json and summary.json. "
-        "Exit code 1 when the verification fails.")
+        "An existing bundle is replaced only with --force. Exit code 1 when the verification fails (the new "
+        "bundle is then kept as <name>.failed and the previous one is left as it was) or a chip refuses the "
+        "network (its summary.json names why).")
     p.add_argument("--target", choices=TARGETS.names(), default="nir", help="deployment target (default: nir)")
     p.add_argument("--run", default=None,
                    help="run name in WORKSPACE/runs/ (default: sdt; for onnx the --model name)")
@@ -40,11 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="onnx: which ANN baseline run to export when --run is not given (default: cnn)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="bundle folder (default: EXPORT_ROOT/<target>/<run>/)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing bundle at the destination (never anything that is not a bundle)")
     p.add_argument("--export-root", metavar="DIR", default="export",
                    help="folder holding all bundles when --out is not given (default: ./export)")
-    p.add_argument("--samples", type=int, default=None,
-                   help="test samples used for verification (default: 32 for nir, 8 for onnx; per target)")
-    p.add_argument("--min-agreement", type=float, default=0.99,
+    p.add_argument("--samples", type=samples_or_all, default=None, metavar="N|all",
+                   help="test samples used for verification, 1..100000 or `all` (default: 32 for nir, 8 for onnx; per target)")
+    p.add_argument("--min-agreement", type=float_in_range(0, 1), default=0.99,
                    help="minimum spike/prediction agreement with the reference (default 0.99)")
     p.add_argument("--floating-pt", action="store_true",
                    help="loihi: run Lava's floating-point models instead of the bit-accurate fixed-point ones "
@@ -59,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
     """Runs the exporter of ``--target`` and prints its summary lines."""
     from pathlib import Path
 
+    from neuroposter.artifact import artifact_lock
     from neuroposter.cli._common import workspace_of, write_resolved_config
     from neuroposter.targets import ExportRequest, get_exporter
-    from neuroposter.targets._bundle import default_run
+    from neuroposter.targets._bundle import check_bundle_destination, default_run
 
     if args.model is not None and args.target != "onnx":
         print(f"neuroposter: note: --model applies to --target onnx only; exporting run "
@@ -69,13 +74,6 @@ def run(args: argparse.Namespace) -> int:
     ws = workspace_of(args)
     run_dir = ws.run(args.run or default_run(args.target, args.model))   # a run name or a path to a run
     out_dir = Path(args.out) if args.out else Path(args.export_root) / args.target / run_dir.name
-    out_r, run_r = out_dir.resolve(), run_dir.resolve()
-    if out_r == run_r or out_r in run_r.parents or run_r in out_r.parents:
-        import sys
-
-        print(f"neuroposter: error: the bundle folder {out_dir} would overlap the run {run_dir}; "
-              f"choose another --out", file=sys.stderr)
-        return 2
     options: dict[str, Any] = {"samples": args.samples, "min_agreement": args.min_agreement}
     if args.model is not None:
         options["model"] = args.model
@@ -89,10 +87,23 @@ def run(args: argparse.Namespace) -> int:
     options.update(dict(args.opt))
     options = {k: v for k, v in options.items() if v is not None}
     exporter = get_exporter(args.target)
-    result = exporter(ExportRequest(target=args.target, run_dir=run_dir, out_dir=Path(out_dir),
-                                    workspace=Path(ws.root), options=options))
-    if Path(result.out_dir).is_dir():
-        write_resolved_config(result.out_dir, args)
+    request = ExportRequest(target=args.target, run_dir=run_dir, out_dir=Path(out_dir), workspace=Path(ws.root),
+                            options=options, force=bool(args.force),
+                            write_config=lambda d: write_resolved_config(d, args))
+    # refuse a destination that could destroy data before any work, then hold the bundle's lock for
+    # the whole export (a second writer of the same bundle is told at once)
+    check_bundle_destination(request)
+    with artifact_lock(request.out_dir):
+        result = exporter(request)
     for line in result.lines:
         print(line)
+    if result.failed:
+        import sys
+
+        reason = str(result.summary.get("reason") or "verification failed").strip().splitlines()[0]
+        print(f"neuroposter: error: {args.target} verification failed ({reason}); the new bundle is kept at "
+              f"{result.out_dir} and {out_dir} was not replaced", file=sys.stderr)
+        return 1
+    if ws.root.is_dir():   # a success or a refusal verdict: `report` finds the bundle from anywhere
+        ws.record_export(request.out_dir)
     return 0 if result.ok else 1

@@ -2,7 +2,20 @@
 
 A bundle is ``export/<target>/<run>/`` (or ``--out``) holding the artifacts, ``manifest.json``
 (kind ``"export"``: source run, hashes of the artifacts and of the run checkpoint, library
-versions, options) and ``summary.json`` (what the target measured and checked).
+versions, options, every file's size and SHA-256), ``summary.json`` (what the target measured and
+checked) and ``resolved_config.yaml`` (the options the command ran with).
+
+Every target writes its bundle through :func:`bundle_dir`, a thin wrapper of
+:func:`neuroposter.artifact.write_artifact`: the destination is checked before anything is written
+(never the run, a workspace, its poster / dataset / feature / encoded / run / report folders, a
+folder of other files or a folder inside another artifact; an existing bundle only with
+``--force``), one writer at a time, and the finished bundle is swapped in atomically. A failed
+verification calls :func:`reject_bundle`: the new bundle is kept beside the good one as
+``<name>.failed`` and the good one is left untouched.
+
+The run's inputs are the ones its manifest names (:func:`run_input`), resolved relative to the run
+folder (moved workspaces work); a missing input is a one-line :class:`~neuroposter.errors.ManifestError`
+saying what to re-run -- never a silent fallback to other or random inputs.
 """
 
 from __future__ import annotations
@@ -10,23 +23,38 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
-from neuroposter._io import atomic_dir, atomic_write_json, sha256_file
-from neuroposter.errors import DataError, ManifestError
+from neuroposter._io import atomic_write_json, sha256_file
+from neuroposter.errors import DataError, ManifestError, UsageError
 from neuroposter.manifest import write_manifest
 
 __all__ = [
     "DEFAULT_RUNS",
     "default_run",
+    "protected_paths",
+    "check_bundle_destination",
     "bundle_dir",
+    "reject_bundle",
     "write_bundle",
-    "run_inputs",
+    "run_record",
+    "run_input",
+    "samples_option",
+    "fraction_option",
     "load_test_spikes",
+    "SAMPLES_LIMIT",
 ]
 
 # Default run per target: the SDT for the neuromorphic targets; onnx picks by --model.
 DEFAULT_RUNS = {"onnx": "cnn"}
+# Most test samples a target simulates (the CLI's `--samples all` is this many; every target then
+# takes min(samples, size of the test split)).
+SAMPLES_LIMIT = 100_000
+# The workspace folders a bundle may never be written over or into.
+_WORKSPACE_FOLDERS = ("raw", "datasets", "features", "encoded", "runs", "reports", "exports.json")
+# What re-creates each input a run's manifest can name.
+_RERUN = {"encoded": "neuroposter encode", "features": "neuroposter features", "dataset": "neuroposter data import"}
+_WHAT = {"encoded": "encoded set", "features": "feature store", "dataset": "dataset"}
 
 
 def default_run(target: str, model: str | None = None) -> str:
@@ -36,11 +64,94 @@ def default_run(target: str, model: str | None = None) -> str:
     return "sdt"
 
 
+# -- where a bundle may be written -------------------------------------------------------------------
+
+
+def protected_paths(request: Any, extra: Iterable[str | os.PathLike[str] | None] = ()) -> list[Path]:
+    """What a bundle must not overlap: the run, the workspace's artifact folders, the run's inputs."""
+    root = Path(request.workspace)
+    out: list[Path] = [Path(request.run_dir)] + [root / name for name in _WORKSPACE_FOLDERS]
+    out += [Path(p) for p in extra if p is not None]
+    return out
+
+
+def _refuse_workspace_root(out_dir: Path, root: Path) -> None:
+    """The workspace root itself (or a folder holding it) is never a bundle folder."""
+    out_r, root_r = out_dir.resolve(), root.resolve()
+    if out_r == root_r:
+        raise UsageError(f"{out_dir} is the workspace {root}; choose another --out (it is never replaced)")
+    if out_r in root_r.parents:
+        raise UsageError(f"{out_dir} holds the workspace {root}; choose another --out (it is never replaced)")
+
+
+def check_bundle_destination(request: Any, extra: Iterable[str | os.PathLike[str] | None] = ()) -> None:
+    """Refuses a bundle destination that could destroy data (call it before a long export).
+
+    Raises:
+        UsageError: ``request.out_dir`` is the workspace or holds it, overlaps the run, a workspace
+            folder or an input, is a folder of other files, lies inside another artifact, or holds
+            a bundle and ``request.force`` is not set. The message says what to do.
+    """
+    from neuroposter.artifact import check_destination
+
+    out_dir = Path(request.out_dir)
+    _refuse_workspace_root(out_dir, Path(request.workspace))
+    check_destination(out_dir, "export", force=bool(getattr(request, "force", False)),
+                      protect=protected_paths(request, extra), option="--out")
+
+
 @contextlib.contextmanager
-def bundle_dir(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary folder that atomically replaces ``out_dir`` when the block succeeds."""
-    with atomic_dir(out_dir) as tmp:
+def bundle_dir(request: Any, *, protect: Iterable[str | os.PathLike[str] | None] = (),
+               needs_bytes: int | None = None) -> Iterator[Path]:
+    """A temporary folder that becomes the bundle ``request.out_dir`` when the block succeeds.
+
+    The block writes the bundle and its manifest (:func:`write_bundle` or
+    :func:`neuroposter.manifest.write_manifest` with kind ``"export"``); ``resolved_config.yaml``
+    (``request.write_config``) is written after it, still inside the temporary folder, and hashed
+    with the rest. A block that calls :func:`reject_bundle` leaves the bundle as ``<name>.failed``.
+
+    Args:
+        request: the :class:`~neuroposter.targets.base.ExportRequest`.
+        protect: further paths the bundle must not overlap (the run's inputs).
+        needs_bytes: an estimate of the bundle's size, checked against the free disk space first.
+
+    Raises:
+        UsageError: refused destination (see :func:`check_bundle_destination`).
+        ArtifactBusyError: another process writes the same bundle.
+        ResourceError: not enough disk space.
+    """
+    from neuroposter.artifact import write_artifact
+
+    out_dir = Path(request.out_dir)
+    _refuse_workspace_root(out_dir, Path(request.workspace))
+    with write_artifact(out_dir, "export", force=bool(getattr(request, "force", False)),
+                        protect=protected_paths(request, protect), option="--out",
+                        needs_bytes=needs_bytes) as tmp:
         yield tmp
+        writer = getattr(request, "write_config", None)
+        if writer is not None:
+            writer(tmp)
+
+
+def reject_bundle(tmp: str | os.PathLike[str], out_dir: str | os.PathLike[str], reason: str) -> Path:
+    """Marks the bundle being written as a failed verification; returns where it will be kept.
+
+    Call inside :func:`bundle_dir`: the new bundle becomes ``<name>.failed`` beside ``out_dir``, and
+    whatever ``out_dir`` held is left untouched.
+    """
+    from neuroposter.artifact import failed_path, reject
+
+    reject(tmp, reason)
+    return failed_path(out_dir)
+
+
+def failed_line(out_dir: str | os.PathLike[str], failed: str | os.PathLike[str]) -> str:
+    """The summary line saying where a failed bundle was kept and that nothing was replaced."""
+    kept = "the previous bundle there is unchanged" if Path(out_dir).is_dir() else "nothing was written there"
+    return f"  the failed bundle is kept at {failed} for inspection; {kept}"
+
+
+# -- bundle files ------------------------------------------------------------------------------------
 
 
 def write_bundle(
@@ -52,6 +163,7 @@ def write_bundle(
     artifacts: list[str],
     summary: Mapping[str, Any],
     options: Mapping[str, Any],
+    inputs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Writes ``summary.json`` and ``manifest.json`` of a bundle.
 
@@ -63,62 +175,148 @@ def write_bundle(
         artifacts: file names inside ``directory`` to hash.
         summary: the summary to write.
         options: the export options (the manifest's config).
+        inputs: further inputs to record (e.g. the encoded set the verification ran on).
 
     Returns:
         The manifest.
     """
     directory, run_dir = Path(directory), Path(run_dir)
     hashes = {name: sha256_file(directory / name) for name in artifacts}
+    atomic_write_json(directory / "summary.json", summary)
+    return write_manifest(directory, "export", inputs={"run": run_record(run_dir, run_manifest), **dict(inputs or {})},
+                          config=dict(options), extra={"target": target, "source_run": run_dir.name,
+                                                       "artifacts": hashes})
+
+
+def run_record(run_dir: str | os.PathLike[str], run_manifest: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The bundle manifest's ``inputs.run``: where the run is, its key and its checkpoint's SHA-256.
+
+    ``report`` compares the key and the checkpoint hash with the run as it is now (a stale bundle is
+    refused), so every bundle -- a refusal verdict too -- records both.
+    """
+    run_dir = Path(run_dir)
+    files = (run_manifest or {}).get("files") or {}
+    ckpt_hash = (files.get("checkpoint.pt") or {}).get("sha256") if isinstance(files, Mapping) else None
     ckpt = run_dir / "checkpoint.pt"
-    run_info = {
+    return {
         "path": str(run_dir.resolve()),
         "key": (run_manifest or {}).get("key"),
-        "checkpoint_sha256": sha256_file(ckpt) if ckpt.is_file() else None,
+        "checkpoint_sha256": ckpt_hash or (sha256_file(ckpt) if ckpt.is_file() else None),
     }
-    atomic_write_json(directory / "summary.json", summary)
-    return write_manifest(directory, "export", inputs={"run": run_info}, config=dict(options),
-                          extra={"target": target, "source_run": run_dir.name, "artifacts": hashes})
 
 
-def run_inputs(run_manifest: Mapping[str, Any], name: str) -> Path | None:
-    """Path of the input artifact ``name`` (``"encoded"``, ``"features"``, ``"dataset"``) of a run."""
+# -- options -----------------------------------------------------------------------------------------
+
+
+def samples_option(options: Mapping[str, Any], default: int) -> int:
+    """``options["samples"]``: None (or absent) is the target's ``default``; otherwise 1..SAMPLES_LIMIT.
+
+    0 never means "all" (the CLI's ``--samples all`` is :data:`SAMPLES_LIMIT`).
+
+    Raises:
+        UsageError: not an integer in ``[1, SAMPLES_LIMIT]``.
+    """
+    value = options.get("samples")
+    if value is None:
+        return int(default)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UsageError(f"--samples must be an integer in [1, {SAMPLES_LIMIT}], got {value!r}")
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise UsageError(f"--samples must be an integer in [1, {SAMPLES_LIMIT}], got {value!r}") from None
+    if not 1 <= n <= SAMPLES_LIMIT:
+        raise UsageError(f"--samples must be an integer in [1, {SAMPLES_LIMIT}], got {n}")
+    return n
+
+
+def fraction_option(options: Mapping[str, Any], name: str, default: float) -> float:
+    """A fraction option such as ``min_agreement``: None (or absent) is ``default``, else in [0, 1].
+
+    Raises:
+        UsageError: not a number in ``[0, 1]``.
+    """
+    import math
+
+    value = options.get(name)
+    if value is None:
+        return float(default)
+    flag = "--" + name.replace("_", "-")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} must be a number in [0, 1], got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(x) or not 0.0 <= x <= 1.0:
+        raise UsageError(f"{flag} must be a number in [0, 1], got {value!r}")
+    return x
+
+
+# -- the run's inputs ----------------------------------------------------------------------------------
+
+
+def run_input(run_dir: str | os.PathLike[str], run_manifest: Mapping[str, Any], name: str) -> Path:
+    """Where input ``name`` (``"encoded"``, ``"features"``, ``"dataset"``) of a run is now.
+
+    Resolved from the run's manifest (relative to the run folder, so a moved workspace works).
+
+    Raises:
+        ManifestError: the manifest names no such input, or it is not there; the message names it
+            and what to re-run.
+    """
+    from neuroposter.manifest import input_path
+
+    run_dir = Path(run_dir)
+    what = _WHAT.get(name, name)
+    path = input_path(run_dir, run_manifest, name)
+    if path is None:
+        raise ManifestError(f"{run_dir}: its manifest names no {what} (inputs.{name}); "
+                            f"run `neuroposter train` again")
+    if not path.exists():
+        raise ManifestError(f"the {what} {path} that run {run_dir} was trained on is missing; "
+                            f"re-create it with `{_RERUN.get(name, 'neuroposter')}` (the same options as before) "
+                            f"or train the run again")
+    return path
+
+
+def check_input_key(path: str | os.PathLike[str], actual: Any, run_dir: str | os.PathLike[str],
+                    run_manifest: Mapping[str, Any], name: str) -> None:
+    """Refuses an input whose content key differs from the one the run recorded (it was rebuilt)."""
     entry = (run_manifest.get("inputs") or {}).get(name)
-    if isinstance(entry, Mapping) and entry.get("path"):
-        return Path(str(entry["path"]))
-    if isinstance(entry, str):
-        return Path(entry)
-    return None
+    expected = entry.get("key") if isinstance(entry, Mapping) else None
+    if expected and actual and str(expected) != str(actual):
+        what = _WHAT.get(name, name)
+        raise ManifestError(f"the {what} {path} changed since run {run_dir} was trained on it (key {actual} != "
+                            f"{expected}); train the run again (`neuroposter train`)")
 
 
-def load_test_spikes(run_manifest: Mapping[str, Any], workspace: str | os.PathLike[str], n: int
+def load_test_spikes(run_manifest: Mapping[str, Any], run_dir: str | os.PathLike[str], n: int
                      ) -> tuple[Any, dict[str, Any]]:
     """The first ``n`` test samples of the encoded set a run was trained on.
 
+    Args:
+        run_manifest: the run's manifest (``load_run(...).manifest``).
+        run_dir: the run folder (its manifest's input paths are relative to it).
+        n: how many samples (at most the size of the test split).
+
     Returns:
-        ``(spikes float32 [T, B, N, D] torch tensor, info)`` with ``info = {"encoded": path, "T", "samples"}``.
+        ``(spikes float32 [T, B, N, D] torch tensor, info)`` with ``info = {"encoded": path, "key",
+        "T", "samples"}``.
 
     Raises:
-        ManifestError: the encoded set is missing (says what to re-run).
+        ManifestError: the encoded set is missing or changed (says what to re-run).
     """
     import numpy as np
     import torch
 
     from neuroposter.encode import load_encoded
 
-    path = run_inputs(run_manifest, "encoded")
-    if path is None or not path.exists():
-        from neuroposter.workspace import Workspace
-
-        fallback = Workspace.at(workspace).encoded()
-        if path is not None and not path.exists() and not fallback.exists():
-            raise ManifestError(f"the encoded set {path} of the run is missing; run `neuroposter encode` again")
-        path = fallback
-    if not path.exists():
-        raise ManifestError(f"no encoded set at {path}; run `neuroposter encode` first")
+    path = run_input(run_dir, run_manifest, "encoded")
     enc = load_encoded(path)
+    check_input_key(path, getattr(enc, "key", None), run_dir, run_manifest, "encoded")
     size = enc.size("test")
     if size == 0:
         raise DataError(f"{path} has no test samples")
     k = min(int(n), size)
     spikes = np.stack([enc.spikes("test", i) for i in range(k)], axis=1)  # [T, B, N, D]
-    return torch.from_numpy(spikes.astype(np.float32)), {"encoded": str(path), "T": int(enc.T), "samples": k}
+    return torch.from_numpy(spikes.astype(np.float32)), {"encoded": str(path), "key": getattr(enc, "key", None),
+                                                         "T": int(enc.T), "samples": k}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 __all__ = ["ExportRequest", "ExportResult", "UnsupportedNodeError"]
 
@@ -19,6 +19,10 @@ class ExportRequest:
         out_dir: the bundle folder to write (``export/<target>/<run>`` unless ``--out``).
         workspace: the workspace root (to find datasets, features, encoded sets).
         options: target-specific options from the CLI (samples, agreement threshold, ...).
+        force: replace an existing bundle at ``out_dir`` (``--force``); without it an existing bundle
+            is refused. Whatever is not an export bundle is never replaced.
+        write_config: writes ``resolved_config.yaml`` into the folder it is given (the CLI's writer);
+            called inside the bundle before it is finalised, so the file is hashed with the rest.
     """
 
     target: str
@@ -26,6 +30,8 @@ class ExportRequest:
     out_dir: Path
     workspace: Path
     options: Mapping[str, Any] = field(default_factory=dict)
+    force: bool = False
+    write_config: Callable[[Path], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -33,16 +39,23 @@ class ExportResult:
     """What a target wrote and verified.
 
     Attributes:
-        out_dir: the bundle folder (holds manifest.json and summary.json).
+        out_dir: the bundle folder (holds manifest.json and summary.json); for a failed verification
+            the ``<name>.failed`` folder it was kept in.
         summary: the content of summary.json.
         lines: a short human-readable summary the CLI prints.
-        ok: False when verification failed (the CLI then exits 1 after printing).
+        ok: False when verification failed or the target refused the network (the CLI then exits 1
+            after printing).
+        failed: True when the verification failed: the new bundle was kept beside the requested one
+            as ``<name>.failed`` and nothing was replaced. False for a success and for a deliberate
+            refusal verdict (a chip that cannot host the network: ``ok`` False, bundle at its name,
+            ``summary["reason"]`` says why).
     """
 
     out_dir: Path
     summary: Mapping[str, Any]
     lines: tuple[str, ...] = ()
     ok: bool = True
+    failed: bool = False
 
 
 class UnsupportedNodeError(Exception):

@@ -45,6 +45,8 @@ __all__ = ["export", "check_chip", "lower_for_profile", "FULL_LEAK", "limits_rep
 
 log = logging.getLogger(__name__)
 
+DEFAULT_SAMPLES = 16
+
 # Can the chip's LIF be programmed to *full leak* (membrane and any synaptic state emptied every step,
 # the input of the step still reaching the membrane)? That is the condition under which
 # Threshold -> LIF(tau=dt) is exact on the chip. (value, reason with source and evidence grade);
@@ -243,17 +245,21 @@ def export(request: ExportRequest) -> ExportResult:
     Options: ``samples`` (16), ``split`` (``"test"``), ``seed`` (0), ``profile`` (default: the
     target name; a path to another YAML also works).
     """
-    from neuroposter._io import atomic_dir, atomic_write_json
+    from neuroposter._io import atomic_write_json
     from neuroposter.ir.graph_io import write_graph
     from neuroposter.ir.lower import lower_model, to_graph_input
     from neuroposter.manifest import write_manifest
     from neuroposter.profiling.profiles import load_profile
+    from neuroposter.targets._bundle import bundle_dir, check_bundle_destination, run_record, samples_option
     from neuroposter.targets.loihi import _float_model_logits, _load_inputs, agreement_vs_float
     from neuroposter.train import load_run
 
-    opts = {"samples": 16, "split": "test", "seed": 0, **dict(request.options or {})}
+    given = dict(request.options or {})
+    opts = {"split": "test", "seed": 0, **{k: v for k, v in given.items() if v is not None}}
+    opts["samples"] = samples_option(given, DEFAULT_SAMPLES)
     chip = str(request.target)
     profile = load_profile(opts.get("profile") or chip)
+    check_bundle_destination(request)
     t0 = time.perf_counter()
     loaded = load_run(request.run_dir)
     run_name = Path(request.run_dir).name
@@ -319,12 +325,15 @@ def export(request: ExportRequest) -> ExportResult:
     if lim["unknown"]:
         lines.append(f"  unknown in the profile (not checked): {', '.join(lim['unknown'])}")
     summary["seconds"] = time.perf_counter() - t0
-    with atomic_dir(request.out_dir) as tmp:
+    # A refusal (the chip cannot host the network) is the export's verdict, not a failed verification:
+    # the bundle keeps its name and says why (summary.json ok: false, reason).
+    with bundle_dir(request, protect=[enc_info.get("path")]) as tmp:
         atomic_write_json(tmp / "mapping.json", mapping)
         atomic_write_json(tmp / "summary.json", summary)
         if graph_q is not None:
             write_graph(tmp / "graph_q.nir", graph_q, verify=False)
-        write_manifest(tmp, "export", inputs={"run": {"path": str(request.run_dir), "key": loaded.manifest.get("key")}},
+        write_manifest(tmp, "export", inputs={"run": run_record(request.run_dir, loaded.manifest),
+                                              "encoded": {"path": enc_info.get("path"), "key": enc_info.get("key")}},
                        config={k: v for k, v in opts.items() if isinstance(v, (int, float, str, bool, type(None)))},
-                       extra={"target": chip})
+                       extra={"target": chip, "source_run": run_name})
     return ExportResult(Path(request.out_dir), summary, tuple(lines), bool(summary["ok"]))

@@ -10,7 +10,8 @@ test inputs (the first ``samples`` test samples of the encoded set named in the 
 * per-hop + re-timing agreement: ``per_hop`` with the delays of :func:`~neuroposter.ir.retime`,
   aligned by the reported latency, vs ``same_step`` (spikes and output).
 
-``ok`` is False when any agreement is below ``min_agreement`` (default 0.99).
+``ok`` is False when any agreement is below ``min_agreement`` (default 0.99): the bundle is then kept
+as ``<name>.failed`` beside the requested folder, which is left as it was.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from neuroposter.errors import DataError
-from neuroposter.targets._bundle import bundle_dir, load_test_spikes, write_bundle
+from neuroposter.targets._bundle import (bundle_dir, failed_line, fraction_option, load_test_spikes, reject_bundle,
+                                         samples_option, write_bundle)
 from neuroposter.targets.base import ExportRequest, ExportResult
 
 __all__ = ["export", "verify_graph"]
@@ -123,15 +125,16 @@ def export(req: ExportRequest) -> ExportResult:
     from neuroposter.train import load_run
 
     opts = dict(req.options)
-    samples = int(opts.get("samples") or DEFAULT_SAMPLES)
-    min_agree = float(opts.get("min_agreement") or DEFAULT_MIN_AGREEMENT)
+    samples = samples_option(opts, DEFAULT_SAMPLES)
+    min_agree = fraction_option(opts, "min_agreement", DEFAULT_MIN_AGREEMENT)
     loaded = load_run(req.run_dir)
     if loaded.model_name not in ("sdt", "snn-mlp"):
         raise DataError(f"the nir target exports spiking runs (sdt, snn-mlp); {req.run_dir} is a "
                         f"{loaded.model_name!r} run (use --target onnx)")
-    spikes, data = load_test_spikes(loaded.manifest, req.workspace, samples)
+    spikes, data = load_test_spikes(loaded.manifest, req.run_dir, samples)
     graph = lower_model(loaded.model, T=data["T"], source_run=str(req.run_dir), dtype=str(opts.get("dtype") or "float64"))
-    with bundle_dir(req.out_dir) as tmp:
+    failed = None
+    with bundle_dir(req, protect=[data.get("encoded")]) as tmp:
         back = write_graph(tmp / "graph.nir", graph)
         eq = verify_graph(back, loaded.model, spikes)
         stats = graph_stats(back)
@@ -152,11 +155,18 @@ def export(req: ExportRequest) -> ExportResult:
             "min_agreement": min_agree,
             "ok": ok,
         }
+        if not ok:
+            summary["reason"] = "agreement below --min-agreement {:g}: {}".format(
+                min_agree, ", ".join(f"{k} {v:.4f}" for k, v in checks.items() if v < min_agree))
         write_bundle(tmp, target="nir", run_dir=req.run_dir, run_manifest=loaded.manifest, artifacts=["graph.nir"],
-                     summary=summary, options={**opts, "samples": samples, "min_agreement": min_agree})
+                     summary=summary, options={**opts, "samples": samples, "min_agreement": min_agree},
+                     inputs={"encoded": {"path": data["encoded"], "key": data.get("key")}})
+        if not ok:
+            failed = reject_bundle(tmp, req.out_dir, summary["reason"])
+    where = failed if failed is not None else req.out_dir
     nodes = ", ".join(f"{v} {k}" for k, v in stats["nodes_by_type"].items() if k not in ("Input", "Output"))
     lines = (
-        f"nir: {loaded.model_name} run {req.run_dir} -> {req.out_dir / 'graph.nir'}",
+        f"nir: {loaded.model_name} run {req.run_dir} -> {where / 'graph.nir'}",
         f"  nodes: {nodes}; SDSA sub-graphs: {stats['subgraphs'].get('sdsa', 0)}",
         f"  neurons {stats['neurons']:,}; synapses stored {stats['synapses_stored']:,} "
         f"(expanded {stats['synapses_expanded']:,}, identity {stats['synapses_identity']:,})",
@@ -165,5 +175,6 @@ def export(req: ExportRequest) -> ExportResult:
         f"prediction agreement {eq['prediction_agreement']:.4%}, "
         f"per-hop+retiming agreement {eq['per_hop_retimed_spike_agreement']:.4%}",
         f"  {'OK' if ok else 'FAILED'}: every agreement {'>=' if ok else 'must be >='} {min_agree:g}",
+        *((failed_line(req.out_dir, failed),) if failed is not None else ()),
     )
-    return ExportResult(out_dir=req.out_dir, summary=summary, lines=lines, ok=ok)
+    return ExportResult(out_dir=where, summary=summary, lines=lines, ok=ok, failed=failed is not None)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from neuroposter.errors import DataError
-from neuroposter.targets._bundle import bundle_dir, run_inputs, write_bundle
+from neuroposter.targets._bundle import (bundle_dir, check_input_key, failed_line, reject_bundle, run_input,
+                                         samples_option, write_bundle)
 from neuroposter.targets.base import ExportRequest, ExportResult
 
 __all__ = ["OPSET", "ONNX_MODELS", "export", "export_onnx", "verify_onnx"]
@@ -124,51 +125,62 @@ def _first_test_indices(dataset: Any, n: int) -> list[int]:
     return idx[:n]
 
 
-def real_inputs(loaded: Any, workspace: Path, n: int) -> tuple[Any, str]:
-    """Real test inputs of a run (images or feature tokens) and where they came from.
+def real_inputs(loaded: Any, run_dir: Path, n: int) -> tuple[Any, str, dict[str, Any]]:
+    """Real test inputs of a run (images or feature tokens), where they came from, and that input.
 
-    Falls back to seeded random inputs (said so in the returned description) when the workspace no
-    longer holds the run's data.
+    The inputs are the ones the run's manifest names: the encoded set (``ann-transformer``: its
+    normalised feature tokens), the dataset (``vit``: posters at the run's image size) or the feature
+    store (``cnn``: its dataset's posters under the store's image policy).
+
+    Returns:
+        ``(inputs [B, ...], description, {"name": {"path", "key"}})``.
+
+    Raises:
+        ManifestError: the input is missing or changed (never replaced by random inputs).
     """
     import torch
 
     name, model, manifest = loaded.model_name, loaded.model, loaded.manifest
-    try:
-        if name == "ann-transformer":
-            from neuroposter.encode import load_encoded
-
-            path = run_inputs(manifest, "encoded") or Path(workspace) / "encoded" / "default"
-            ds = load_encoded(path).features_dataset("test")
-            k = min(n, len(ds))
-            x = torch.stack([torch.as_tensor(np.asarray(ds[i][0]), dtype=torch.float32) for i in range(k)])
-            return x, f"test feature tokens of {path}"
-        if name == "vit":
-            from neuroposter.data import load_dataset
-            from neuroposter.models.vit import image_to_tensor
-
-            path = run_inputs(manifest, "dataset") or Path(workspace) / "datasets" / "default"
-            ds = load_dataset(path)
-            imgs = [image_to_tensor(ds.load_image(i), int(model.image_size)) for i in _first_test_indices(ds, n)]
-            return torch.stack(imgs), f"test posters of {path}"
-        if name == "cnn":
-            from neuroposter.features import open_store, preprocess
-
-            path = run_inputs(manifest, "features") or Path(workspace) / "features" / "default"
-            store = open_store(path)
-            ds = store.dataset
-            imgs = [preprocess(ds.load_image(i)) for i in _first_test_indices(ds, n)]
-            return torch.stack(imgs), f"test posters of {path}"
-    except Exception as exc:  # noqa: BLE001 - any missing artifact: fall back, and say so
-        log.warning("onnx: no real test inputs for %s (%s); using random inputs", name, exc)
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    else:
-        reason = "unknown model"
-    g = torch.Generator().manual_seed(0)
     if name == "ann-transformer":
-        cfg = model.cfg
-        return torch.randn(n, cfg.n_tokens, cfg.d_in, generator=g), f"random (no real inputs: {reason})"
-    size = int(getattr(model, "image_size", 224))
-    return torch.randn(n, 3, size, size, generator=g), f"random (no real inputs: {reason})"
+        from neuroposter.encode import load_encoded
+
+        path = run_input(run_dir, manifest, "encoded")
+        enc = load_encoded(path)
+        check_input_key(path, getattr(enc, "key", None), run_dir, manifest, "encoded")
+        ds = enc.features_dataset("test")
+        k = min(n, len(ds))
+        if k == 0:
+            raise DataError(f"{path} has no test samples")
+        x = torch.stack([torch.as_tensor(np.asarray(ds[i][0]), dtype=torch.float32) for i in range(k)])
+        used = {"encoded": {"path": str(path), "key": getattr(enc, "key", None)}}
+        return x, f"test feature tokens of {path}", used
+    if name == "vit":
+        from neuroposter.data import load_dataset
+        from neuroposter.models.vit import image_to_tensor
+
+        path = run_input(run_dir, manifest, "dataset")
+        ds = load_dataset(path)
+        check_input_key(path, getattr(ds, "key", None), run_dir, manifest, "dataset")
+        idx = _first_test_indices(ds, n)
+        if not idx:
+            raise DataError(f"{path} has no test posters")
+        imgs = [image_to_tensor(ds.load_image(i), int(model.image_size)) for i in idx]
+        used = {"dataset": {"path": str(path), "key": getattr(ds, "key", None)}}
+        return torch.stack(imgs), f"test posters of {path}", used
+    if name == "cnn":
+        from neuroposter.features import open_store, preprocess
+
+        path = run_input(run_dir, manifest, "features")
+        store = open_store(path)
+        check_input_key(path, getattr(store, "key", None), run_dir, manifest, "features")
+        ds = store.dataset
+        idx = _first_test_indices(ds, n)
+        if not idx:
+            raise DataError(f"the dataset of {path} has no test posters")
+        imgs = [preprocess(ds.load_image(i)) for i in idx]
+        used = {"features": {"path": str(path), "key": getattr(store, "key", None)}}
+        return torch.stack(imgs), f"test posters of {path}", used
+    raise DataError(f"the onnx target has no inputs for a {name!r} run")
 
 
 def export(req: ExportRequest) -> ExportResult:
@@ -179,15 +191,24 @@ def export(req: ExportRequest) -> ExportResult:
     from neuroposter.train import load_run
 
     opts = dict(req.options)
-    samples = int(opts.get("samples") or DEFAULT_SAMPLES)
-    bound = float(opts.get("max_rel_diff") or MAX_REL_DIFF)
+    samples = samples_option(opts, DEFAULT_SAMPLES)
+    bound = opts.get("max_rel_diff")
+    try:
+        bound = MAX_REL_DIFF if bound is None else float(bound)
+    except (TypeError, ValueError):
+        bound = float("nan")
+    if not bound > 0 or bound == float("inf"):
+        from neuroposter.errors import UsageError
+
+        raise UsageError(f"--opt max_rel_diff must be a number > 0, got {opts.get('max_rel_diff')!r}")
     loaded = load_run(req.run_dir)
     if loaded.model_name not in ONNX_MODELS:
         raise DataError(f"the onnx target exports {', '.join(ONNX_MODELS)} runs; {req.run_dir} is a "
                         f"{loaded.model_name!r} run (use --target nir or loihi)")
-    x, source = real_inputs(loaded, Path(req.workspace), samples)
+    x, source, used = real_inputs(loaded, Path(req.run_dir), samples)
     input_name = "tokens" if loaded.model_name == "ann-transformer" else "images"
-    with bundle_dir(req.out_dir) as tmp:
+    failed = None
+    with bundle_dir(req, protect=[v["path"] for v in used.values()]) as tmp:
         facts = export_onnx(loaded.model, x[:1], tmp / "model.onnx", input_name=input_name)
         check = verify_onnx(tmp / "model.onnx", loaded.model, x)
         ok = check["max_rel_diff"] < bound
@@ -205,15 +226,22 @@ def export(req: ExportRequest) -> ExportResult:
             "max_rel_diff_bound": bound,
             "ok": ok,
         }
+        if not ok:
+            summary["reason"] = (f"onnxruntime differs from PyTorch by {check['max_rel_diff']:.2e} of the logit "
+                                 f"scale (must be < {bound:g})")
         write_bundle(tmp, target="onnx", run_dir=req.run_dir, run_manifest=loaded.manifest, artifacts=["model.onnx"],
-                     summary=summary, options={**opts, "samples": samples, "opset": OPSET})
+                     summary=summary, options={**opts, "samples": samples, "opset": OPSET}, inputs=used)
+        if not ok:
+            failed = reject_bundle(tmp, req.out_dir, summary["reason"])
+    where = failed if failed is not None else req.out_dir
     in_shape = "x".join(str(d) for d in facts["inputs"][input_name])
     lines = (
-        f"onnx: {loaded.model_name} run {req.run_dir} -> {req.out_dir / 'model.onnx'} (opset {OPSET}, "
+        f"onnx: {loaded.model_name} run {req.run_dir} -> {where / 'model.onnx'} (opset {OPSET}, "
         f"{input_name} {in_shape} -> logits)",
         f"  {sum(facts['nodes_by_op'].values())} nodes, {facts['parameters']:,} parameters; checker and shape inference clean",
         f"  onnxruntime vs PyTorch on {check['samples']} inputs ({source}): max |diff| {check['max_abs_diff']:.2e} "
         f"({check['max_rel_diff']:.1e} of the logit scale), top-1 agreement {check['top1_agreement']:.0%}",
         f"  {'OK' if ok else 'FAILED'}: relative difference {'<' if ok else 'must be <'} {bound:g}",
+        *((failed_line(req.out_dir, failed),) if failed is not None else ()),
     )
-    return ExportResult(out_dir=req.out_dir, summary=summary, lines=lines, ok=ok)
+    return ExportResult(out_dir=where, summary=summary, lines=lines, ok=ok, failed=failed is not None)

@@ -50,6 +50,8 @@ def test_export_sdt_bundle_and_rerun(monkeypatch, tmp_path) -> None:
 
 
 def test_export_fails_below_min_agreement(monkeypatch, tmp_path) -> None:
+    import neuroposter.targets.loihi as loihi
+    from neuroposter.errors import UsageError
     from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
     from neuroposter.targets.loihi import export
 
@@ -58,9 +60,16 @@ def test_export_fails_below_min_agreement(monkeypatch, tmp_path) -> None:
                                              n_classes=3))
     x = (np.random.default_rng(1).random((4, 3, 3, 8)) < 0.4).astype(np.uint8)
     _stub(monkeypatch, model, "sdt", x)
-    res = export(ExportRequest("loihi", tmp_path / "r", tmp_path / "o", tmp_path,
-                               {"samples": 3, "min_agreement": 1.01}))
-    assert not res.ok and "min-agreement" in res.summary["reason"]
+    with pytest.raises(UsageError, match="min-agreement"):   # an agreement above 1 can never be met
+        export(ExportRequest("loihi", tmp_path / "r", tmp_path / "o", tmp_path, {"samples": 3, "min_agreement": 1.01}))
+    assert not (tmp_path / "o").exists()
+    real = loihi.verify_plan
+    monkeypatch.setattr(loihi, "verify_plan", lambda *a, **k: {**real(*a, **k), "prediction_agreement": 0.5})
+    res = export(ExportRequest("loihi", tmp_path / "r", tmp_path / "o", tmp_path, {"samples": 3}))
+    assert not res.ok and res.failed and "min-agreement" in res.summary["reason"]
+    assert res.out_dir == tmp_path / "o.failed" and not (tmp_path / "o").exists()
+    assert json.loads((tmp_path / "o.failed" / "manifest.json").read_text())["status"] == "failed"
+    assert any("o.failed" in line for line in res.lines)
 
 
 def test_export_snn_mlp_with_netx(monkeypatch, tmp_path) -> None:
@@ -107,3 +116,73 @@ def test_rerun_entry_point_reports_a_bad_bundle_in_one_line(tmp_path, capsys) ->
     (bundle / "inputs.npz").write_bytes(b"not a zip")
     assert main([str(bundle)]) == 2
     assert "inputs.npz: not readable" in capsys.readouterr().err
+
+
+def test_netx_on_a_full_disk_is_one_line_and_leaves_no_temporary(monkeypatch, tmp_path) -> None:
+    import collections
+    import os
+    import shutil
+    import tempfile
+
+    from neuroposter.errors import ResourceError
+    from neuroposter.targets.loihi.examples import chain_graph, random_spikes
+    from neuroposter.targets.loihi.netx_export import export_and_check, netx_size_estimate
+
+    from neuroposter.ir.quantize import quantize_loihi
+
+    g = chain_graph()
+    assert netx_size_estimate(quantize_loihi(g, netx=True)[0]) > 8 * 12 * 10
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 100, 100))
+    before = set(os.listdir(tempfile.gettempdir()))
+    with pytest.raises(ResourceError, match="no space left on device.*netx HDF5"):
+        export_and_check(g, random_spikes(4, 2, (12,), p=0.5))
+    with pytest.raises(ResourceError, match="no space left on device"):
+        export_and_check(g, random_spikes(4, 2, (12,), p=0.5), path=str(tmp_path / "n.net"))
+    assert not (tmp_path / "n.net").exists()
+    assert not {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("neuroposter-")}
+
+
+def test_netx_write_failure_removes_its_temporary(monkeypatch) -> None:
+    import os
+    import tempfile
+
+    from neuroposter.targets.loihi import netx_export
+    from neuroposter.targets.loihi.examples import chain_graph, random_spikes
+
+    def broken(graph_int, path, *, t_sample=1):
+        open(path, "wb").write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(netx_export, "write_netx", broken)
+    before = set(os.listdir(tempfile.gettempdir()))
+    from neuroposter.errors import ResourceError
+
+    with pytest.raises(ResourceError, match="no space left on device"):
+        netx_export.export_and_check(chain_graph(), random_spikes(4, 2, (12,), p=0.5))
+    assert not {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("neuroposter-")}
+
+
+def test_lava_run_failure_removes_the_spike_recordings(monkeypatch) -> None:
+    import os
+    import tempfile
+
+    from neuroposter.ir.quantize import quantize_loihi
+    from neuroposter.targets.loihi import builder
+    from neuroposter.targets.loihi.examples import chain_graph, random_spikes
+
+    plan = builder.plan_network(quantize_loihi(chain_graph())[0])
+    real = builder.build_lava
+
+    def build_then_break(*args, **kwargs):
+        net = real(*args, **kwargs)
+        assert net.record_dir and os.path.isdir(net.record_dir)
+        first = next(iter(net.processes.values()))
+        monkeypatch.setattr(type(first), "run", lambda self, **kw: (_ for _ in ()).throw(RuntimeError("boom")))
+        return net
+
+    monkeypatch.setattr(builder, "build_lava", build_then_break)
+    before = set(os.listdir(tempfile.gettempdir()))
+    with pytest.raises(RuntimeError, match="boom"):
+        builder.run_lava(plan, random_spikes(4, 2, (12,), p=0.5))
+    assert not {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("neuroposter-")}

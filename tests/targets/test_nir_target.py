@@ -73,10 +73,33 @@ def test_nir_export_bundle(workspace, tmp_path) -> None:
     assert any("latency L = 9" in line for line in res.lines)
 
 
-def test_nir_export_fails_when_agreement_is_impossible(workspace, tmp_path) -> None:
-    res = get_exporter("nir")(ExportRequest("nir", workspace / "runs" / "sdt", tmp_path / "b", workspace,
-                                            {"samples": 2, "min_agreement": 1.01}))
-    assert not res.ok and "FAILED" in res.lines[-1]
+def test_nir_export_refuses_an_impossible_agreement_threshold(workspace, tmp_path) -> None:
+    from neuroposter.errors import UsageError
+
+    with pytest.raises(UsageError, match="min-agreement"):
+        get_exporter("nir")(ExportRequest("nir", workspace / "runs" / "sdt", tmp_path / "b", workspace,
+                                          {"samples": 2, "min_agreement": 1.01}))
+    assert not (tmp_path / "b").exists()
+
+
+def test_nir_failed_verification_keeps_the_good_bundle(workspace, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "b"
+    req = ExportRequest("nir", workspace / "runs" / "sdt", out, workspace, {"samples": 2})
+    assert get_exporter("nir")(req).ok
+    good = (out / "manifest.json").read_bytes()
+    real = nir_target.verify_graph
+
+    def worse(*args, **kwargs):  # a lowering that disagrees with the model on some spikes
+        return {**real(*args, **kwargs), "same_step_spike_agreement": 0.5}
+
+    monkeypatch.setattr(nir_target, "verify_graph", worse)
+    res = get_exporter("nir")(ExportRequest("nir", workspace / "runs" / "sdt", out, workspace, {"samples": 2},
+                                            force=True))
+    assert not res.ok and res.failed and res.out_dir == tmp_path / "b.failed"
+    assert any("FAILED" in line for line in res.lines) and "b.failed" in res.lines[-1]
+    assert (out / "manifest.json").read_bytes() == good          # the good bundle is untouched
+    failed = json.loads((tmp_path / "b.failed" / "manifest.json").read_text())
+    assert failed["status"] == "failed" and "same_step_spike_agreement 0.5000" in failed["failure"]
 
 
 def test_cli_export_nir(workspace, tmp_path, capsys, monkeypatch) -> None:

@@ -75,15 +75,43 @@ def test_cnn_images_to_logits(tmp_path) -> None:
     assert verify_onnx(tmp_path / "c.onnx", model, x)["max_rel_diff"] < 1e-4
 
 
-def test_onnx_target_bundle(tmp_path) -> None:
+def test_onnx_target_bundle(tmp_path, monkeypatch) -> None:
+    from neuroposter.targets import onnx_target
+
     model, cfg = _ann()
     ws = tmp_path / "ws"
     _make_run(ws / "runs" / "ann-transformer", model, "ann-transformer", cfg.to_dict())
+    x = torch.randn(4, cfg.n_tokens, cfg.d_in, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(onnx_target, "real_inputs", lambda loaded, run_dir, n: (
+        x[:n], "test feature tokens of stub", {"encoded": {"path": str(tmp_path / "enc"), "key": "e"}}))
     out = tmp_path / "out"
     res = get_exporter("onnx")(ExportRequest("onnx", ws / "runs" / "ann-transformer", out, ws, {"samples": 4}))
     assert res.ok, res.lines
     summary = json.loads((out / "summary.json").read_text())
     assert summary["max_abs_diff"] < 1e-4 and summary["opset"] == 17 and summary["onnxruntime"]["samples"] == 4
-    assert summary["inputs_source"].startswith("random")  # no encoded set in this workspace: said so
+    assert summary["inputs_source"] == "test feature tokens of stub"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "export" and "model.onnx" in manifest["artifacts"]
+    assert manifest["inputs"]["encoded"]["key"] == "e" and "model.onnx" in manifest["files"]
+
+
+def test_onnx_target_never_falls_back_to_random_inputs(tmp_path) -> None:
+    from neuroposter.errors import ManifestError
+
+    model, cfg = _ann()
+    ws = tmp_path / "ws"
+    _make_run(ws / "runs" / "ann-transformer", model, "ann-transformer", cfg.to_dict())   # names no encoded set
+    with pytest.raises(ManifestError, match="names no encoded set"):
+        get_exporter("onnx")(ExportRequest("onnx", ws / "runs" / "ann-transformer", tmp_path / "out", ws, {}))
+    run = ws / "runs" / "cnn"
+    run.mkdir(parents=True)
+    write_manifest(run, "run", inputs={"features": {"path": str(ws / "features" / "gone"), "key": "f"}},
+                   extra={"model": "cnn"})
+    from types import SimpleNamespace
+
+    from neuroposter.targets.onnx_target import real_inputs
+
+    loaded = SimpleNamespace(model_name="cnn", model=None, manifest=json.loads((run / "manifest.json").read_text()))
+    with pytest.raises(ManifestError, match=r"feature store .*gone.* is missing; re-create it with `neuroposter features`"):
+        real_inputs(loaded, run, 2)
+    assert not (tmp_path / "out").exists()

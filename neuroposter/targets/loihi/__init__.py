@@ -12,7 +12,8 @@
    arithmetic="int")`` (spike agreement per layer, prediction agreement) and vs the float Norse model
    (prediction agreement, metric difference), plus the quantisation's effect on spikes (integer vs
    float same-step reference); the export fails (``ok=False``) when the prediction agreement with the
-   reference is below ``--min-agreement`` (default 0.99);
+   reference is below ``--min-agreement`` (default 0.99): the new bundle is then kept as
+   ``<name>.failed`` and whatever ``<name>`` held is left as it was;
 5. for a chain-shaped spiking MLP (``snn-mlp``) also writes lava-dl netx HDF5 and checks it the same
    way (:mod:`.netx_export`);
 6. maps the graph onto the ``loihi2`` hardware profile (:mod:`neuroposter.targets.mapping`);
@@ -142,19 +143,26 @@ def verify_plan(plan: Any, lava: Any, ref: Any) -> dict[str, Any]:
     }
 
 
-def _load_inputs(request: ExportRequest, loaded: Any, samples: int, split: str, seed: int
+def _load_inputs(request: ExportRequest, loaded: Any, samples: int, split: str, seed: int | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Test samples ``[T, B, N, D]`` (uint8), labels ``[B, G]`` and indices from the run's encoded set."""
+    """Test samples ``[T, B, N, D]`` (uint8), labels ``[B, G]`` and indices from the run's encoded set.
+
+    The encoded set is the one the run's manifest names (resolved relative to the run folder).
+
+    Raises:
+        ManifestError: it is missing or changed since the run was trained (says what to re-run).
+        DataError: the split is empty.
+    """
     from neuroposter.encode import load_encoded
+    from neuroposter.errors import DataError
+    from neuroposter.targets._bundle import check_input_key, run_input
 
-    enc_info = (loaded.manifest.get("inputs") or {}).get("encoded") or {}
-    path = enc_info.get("path")
-    if not path:
-        from neuroposter.errors import ManifestError
-
-        raise ManifestError(f"{request.run_dir}: the run manifest names no encoded set (inputs.encoded.path)")
+    path = run_input(request.run_dir, loaded.manifest, "encoded")
     enc = load_encoded(path)
+    check_input_key(path, getattr(enc, "key", None), request.run_dir, loaded.manifest, "encoded")
     n = enc.size(split)
+    if n == 0:
+        raise DataError(f"{path} has no {split} samples")
     k = min(int(samples), n)
     idx = np.arange(k) if seed is None else np.sort(np.random.default_rng(int(seed)).permutation(n)[:k])
     xs = np.stack([enc.spikes(split, int(i)) for i in idx], axis=1)          # [T, B, N, D]
@@ -181,17 +189,29 @@ def export(request: ExportRequest) -> ExportResult:
 
     Returns:
         The :class:`ExportResult`; ``ok`` is False when the prediction agreement with the reference
-        is below ``min_agreement`` or the graph cannot be hosted (the reason is in ``summary``).
+        is below ``min_agreement`` or the netx check fails (``failed``: the bundle went to
+        ``<name>.failed``), or when the graph cannot be hosted (a refusal verdict at ``<name>``);
+        the reason is in ``summary``.
+
+    Raises:
+        UsageError: a refused ``--out`` or an option out of range. ManifestError: the run or its
+            encoded set is missing or changed. ResourceError: not enough disk space.
     """
-    from neuroposter._io import atomic_dir, atomic_write_json, atomic_write_text
+    from neuroposter._io import atomic_write_json, atomic_write_text
+    from neuroposter.errors import ResourceError
     from neuroposter.ir.lower import lower_model, to_graph_input
     from neuroposter.ir.quantize import QuantizationError, quantize_loihi
     from neuroposter.manifest import write_manifest
+    from neuroposter.targets._bundle import (bundle_dir, check_bundle_destination, failed_line, fraction_option,
+                                             reject_bundle, run_record, samples_option)
     from neuroposter.targets.loihi.builder import plan_network, run_lava
     from neuroposter.targets.mapping import map_graph
     from neuroposter.train import load_run
 
-    opts = {**DEFAULTS, **dict(request.options or {})}
+    given = dict(request.options or {})
+    opts = {**DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
+    opts["samples"] = samples_option(given, DEFAULTS["samples"])
+    opts["min_agreement"] = fraction_option(given, "min_agreement", DEFAULTS["min_agreement"])
     if opts.get("floating_pt") or opts.get("fixed_pt") is False:
         opts["select_tag"] = "floating_pt"
     select_tag = str(opts["select_tag"])
@@ -199,9 +219,11 @@ def export(request: ExportRequest) -> ExportResult:
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
+    check_bundle_destination(request)        # refuse a bad --out before minutes of simulation
     loaded = load_run(request.run_dir)
     run_name = Path(request.run_dir).name
     xs, labels, idx, enc_info = _load_inputs(request, loaded, int(opts["samples"]), str(opts["split"]), opts["seed"])
+    check_bundle_destination(request, [enc_info.get("path")])
     t0 = time.perf_counter()
     graph = lower_model(loaded.model, T=int(enc_info["T"]), source_run=str(request.run_dir))
     timings["lower_s"] = time.perf_counter() - t0
@@ -217,7 +239,11 @@ def export(request: ExportRequest) -> ExportResult:
         timings["quantize_plan_s"] = time.perf_counter() - t0
     except (UnsupportedNodeError, QuantizationError) as exc:
         summary.update(ok=False, reason=str(exc))
-        return _write_refusal(request, summary, [f"loihi: refused: {exc}"])
+        return _write_refusal(request, summary, [f"loihi: refused: {exc}"], enc_info, loaded.manifest)
+    # before minutes of simulation: room for the bundle (two graphs, the inputs and three read-outs)
+    from neuroposter.artifact import check_free_space
+
+    check_free_space(Path(request.out_dir).parent, _bundle_estimate(graph, x), "the Loihi bundle")
 
     from neuroposter.ir.retime import retime
     from neuroposter.ir.simulate import simulate
@@ -274,7 +300,9 @@ def export(request: ExportRequest) -> ExportResult:
     if netx_export.is_chain(graph):
         try:
             netx_info = netx_export.export_and_check(graph, x, select_tag="fixed_pt")
-        except Exception as exc:  # noqa: BLE001 - reported, not fatal
+        except ResourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported (a failed verification), not a crash
             netx_info = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         summary["netx"] = {k: v for k, v in netx_info.items() if k != "file_bytes" and k != "graph_int"}
         ok = ok and bool(netx_info.get("ok", False))
@@ -286,10 +314,15 @@ def export(request: ExportRequest) -> ExportResult:
 
     from neuroposter.ir.graph_io import write_graph
 
-    with atomic_dir(request.out_dir) as tmp:
+    ref_out = reference_readout_int(plan, ref)
+    netx_bytes = len(netx_info["file_bytes"]) if netx_info and netx_info.get("file_bytes") else 0
+    needs = max(_bundle_estimate(graph, x), int(1.5 * (2 * _graph_nbytes(graph) + x.nbytes + ref_out.nbytes
+                                                       + lava.output[out_name].nbytes + float_logits.nbytes)
+                                                 + netx_bytes) + (1 << 20))
+    failed = None
+    with bundle_dir(request, protect=[enc_info.get("path")], needs_bytes=needs) as tmp:
         write_graph(tmp / "graph_int.nir", graph_int, verify=False)
         write_graph(tmp / "graph.nir", graph, verify=False)
-        ref_out = reference_readout_int(plan, ref)
         np.savez_compressed(tmp / "inputs.npz", x=x.astype(np.uint8), labels=labels, indices=idx,
                             reference_output=ref_out, lava_output=lava.output[out_name],
                             float_model_logits=float_logits)
@@ -298,12 +331,15 @@ def export(request: ExportRequest) -> ExportResult:
         atomic_write_json(tmp / "mapping.json", mapping)
         atomic_write_json(tmp / "summary.json", summary)
         atomic_write_text(tmp / "README.md", _readme(run_name, summary, netx_info is not None))
-        write_manifest(tmp, "export", inputs={"run": {"path": str(request.run_dir), "key": loaded.manifest.get("key")},
+        write_manifest(tmp, "export", inputs={"run": run_record(request.run_dir, loaded.manifest),
                                               "encoded": {"path": enc_info["path"], "key": enc_info["key"]}},
                        config={k: v for k, v in opts.items() if isinstance(v, (int, float, str, bool, type(None)))},
-                       extra={"target": "loihi"})
+                       extra={"target": "loihi", "source_run": run_name})
+        if not ok:
+            failed = reject_bundle(tmp, request.out_dir, str(summary.get("reason") or "verification failed"))
+    where = Path(failed if failed is not None else request.out_dir)
     lines = [
-        f"loihi: {run_name} ({loaded.model_name}) -> {request.out_dir}",
+        f"loihi: {run_name} ({loaded.model_name}) -> {where}",
         f"  Lava {select_tag}: {plan.summary()['populations']} populations, {plan.summary()['synapse_processes']} "
         f"synapse processes, latency {plan.latency}; {x.shape[1]} samples in {lava.run_s:.1f} s",
         f"  vs reference (int, per hop): prediction agreement {ver['prediction_agreement']:.3f}, "
@@ -319,16 +355,49 @@ def export(request: ExportRequest) -> ExportResult:
                      f"{netx_info.get('prediction_agreement', 'n/a')}")
     if not ok:
         lines.append(f"  FAILED: {summary.get('reason')}")
-    return ExportResult(Path(request.out_dir), summary, tuple(lines), ok)
+    if failed is not None:
+        lines.append(failed_line(request.out_dir, failed))
+    return ExportResult(where, summary, tuple(lines), ok, failed=failed is not None)
 
 
-def _write_refusal(request: ExportRequest, summary: Mapping[str, Any], lines: list[str]) -> ExportResult:
-    from neuroposter._io import atomic_dir, atomic_write_json
+def _bundle_estimate(graph: Any, x: np.ndarray) -> int:
+    """Bytes a Loihi bundle of ``graph`` on inputs ``x`` will take, generously (for the free-space check)."""
+    T, B = int(x.shape[0]), int(x.shape[1])
+    classes = 1024                                         # read-outs: [T, B, C] int64 x 3, C unknown yet
+    return int(1.5 * (2 * _graph_nbytes(graph) + x.nbytes + 3 * 8 * T * B * classes)) + (1 << 20)
+
+
+def _graph_nbytes(graph: Any) -> int:
+    """Bytes of the parameter arrays of a (nested) NIR graph (an estimate of its file size)."""
+    import nir
+
+    total = 0
+    for node in getattr(graph, "nodes", {}).values():
+        if isinstance(node, nir.NIRGraph):
+            total += _graph_nbytes(node)
+            continue
+        for v in vars(node).values():
+            if isinstance(v, np.ndarray):
+                total += int(v.nbytes)
+    return total
+
+
+def _write_refusal(request: ExportRequest, summary: Mapping[str, Any], lines: list[str],
+                   enc_info: Mapping[str, Any] | None = None,
+                   run_manifest: Mapping[str, Any] | None = None) -> ExportResult:
+    """Writes the bundle of a deliberate refusal (the network cannot be hosted): a verdict, not a failure.
+
+    The bundle goes to its final name with ``summary.json`` (``ok: false`` and the ``reason``).
+    """
+    from neuroposter._io import atomic_write_json
     from neuroposter.manifest import write_manifest
+    from neuroposter.targets._bundle import bundle_dir, run_record
 
-    with atomic_dir(request.out_dir) as tmp:
+    path = (enc_info or {}).get("path")
+    with bundle_dir(request, protect=[path]) as tmp:
         atomic_write_json(tmp / "summary.json", summary)
-        write_manifest(tmp, "export", inputs={"run": {"path": str(request.run_dir)}}, extra={"target": "loihi"})
+        write_manifest(tmp, "export", inputs={"run": run_record(request.run_dir, run_manifest)},
+                       extra={"target": "loihi", "source_run": Path(request.run_dir).name})
     return ExportResult(Path(request.out_dir), dict(summary), tuple(lines), False)
 
 

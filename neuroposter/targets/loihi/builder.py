@@ -602,13 +602,24 @@ def build_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, s
 
         from neuroposter.targets.loihi.processes import SpikeRecorder
 
+        from neuroposter.artifact import check_free_space
+
+        # one uint8 [size, steps] memmap per population (+ the .npy headers)
+        needed = sum(int(p.size) * int(steps) + 4096 for p in plan.populations.values())
+        check_free_space(tempfile.gettempdir(), needed, "Lava spike recordings (temporary)")
         record_dir = tempfile.mkdtemp(prefix="neuroposter-lava-")
-        for i, (u, p) in enumerate(plan.populations.items()):
-            path = f"{record_dir}/pop{i}.npy"
-            np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(p.size, steps)).flush()
-            spike_sinks[u] = SpikeRecorder(shape=(p.size,), path=path)
-            procs[u].s_out.connect(spike_sinks[u].a_in)
-            procs[f"spikes:{u}"] = spike_sinks[u]
+        try:
+            for i, (u, p) in enumerate(plan.populations.items()):
+                path = f"{record_dir}/pop{i}.npy"
+                np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(p.size, steps)).flush()
+                spike_sinks[u] = SpikeRecorder(shape=(p.size,), path=path)
+                procs[u].s_out.connect(spike_sinks[u].a_in)
+                procs[f"spikes:{u}"] = spike_sinks[u]
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(record_dir, ignore_errors=True)
+            raise
 
     # synapses
     for s in plan.synapses:
@@ -701,33 +712,36 @@ def run_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, sel
             net = build_lava(plan, sub, select_tag=select_tag, record=record)
             build_s += time.perf_counter() - t0
             t0 = time.perf_counter()
-            first = next(iter(net.processes.values()))
-            cfg = Loihi2SimCfg(select_tag=select_tag, exception_proc_model_map=fast_models(select_tag))
-            import warnings
-
-            warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
-            try:
-                # run in a few slices so that the progress bar moves
-                slices = 1
-                done = 0
-                for k in range(slices):
-                    n = (net.steps * (k + 1)) // slices - done
-                    if n <= 0:
-                        continue
-                    first.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
-                    done += n
-                    if bar is not None:
-                        bar.update(n)
-                data_out = {u: s.data.get() for u, s in net.sinks.items()}
-            finally:
-                first.stop()
             data_spk = {}
-            if net.record_dir:
-                import shutil
+            try:
+                first = next(iter(net.processes.values()))
+                cfg = Loihi2SimCfg(select_tag=select_tag, exception_proc_model_map=fast_models(select_tag))
+                import warnings
 
-                for k, u in enumerate(net.spike_sinks):
-                    data_spk[u] = np.array(np.load(f"{net.record_dir}/pop{k}.npy"))
-                shutil.rmtree(net.record_dir, ignore_errors=True)
+                warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
+                try:
+                    # run in a few slices so that the progress bar moves
+                    slices = 1
+                    done = 0
+                    for k in range(slices):
+                        n = (net.steps * (k + 1)) // slices - done
+                        if n <= 0:
+                            continue
+                        first.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
+                        done += n
+                        if bar is not None:
+                            bar.update(n)
+                    data_out = {u: s.data.get() for u, s in net.sinks.items()}
+                finally:
+                    first.stop()
+                if net.record_dir:
+                    for k, u in enumerate(net.spike_sinks):
+                        data_spk[u] = np.array(np.load(f"{net.record_dir}/pop{k}.npy"))
+            finally:
+                if net.record_dir:   # the temporary recordings go, whatever happened
+                    import shutil
+
+                    shutil.rmtree(net.record_dir, ignore_errors=True)
             run_s += time.perf_counter() - t0
             parts.append(_from_streams(plan, net, data_out, data_spk, record))
     finally:

@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import tempfile
 from typing import Any
 
 import nir
 import numpy as np
 
+from neuroposter.artifact import check_free_space
+from neuroposter.errors import ResourceError
 from neuroposter.ir.quantize import flatten_graph, loihi_params
 
-__all__ = ["is_chain", "chain_layers", "write_netx", "export_and_check"]
+__all__ = ["is_chain", "chain_layers", "write_netx", "export_and_check", "netx_size_estimate"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +128,36 @@ def write_netx(graph_int: nir.NIRGraph, path_or_buffer: Any, *, t_sample: int = 
     return layers
 
 
+def netx_size_estimate(graph_int: nir.NIRGraph) -> int:
+    """An upper estimate of the netx HDF5 file of a chain graph, in bytes (checked against free space).
+
+    Weights and biases are stored as float64 (8 bytes each); each layer's group, datasets and the
+    HDF5 superblock take a few KiB, counted generously.
+    """
+    layers = chain_layers(graph_int) or []
+    fg = flatten_graph(graph_int)
+    values = 0
+    for conn, _ in layers:
+        w = np.asarray(fg.nodes[conn].weight)
+        values += int(w.size) + int(w.shape[0])          # weights + one bias per output
+    return 8 * values + 64 * 1024 * (len(layers) + 1)
+
+
+def _write_netx_file(graph_int: nir.NIRGraph, path: str, *, t_sample: int) -> None:
+    """:func:`write_netx` to a file; a full disk is a one-line :class:`ResourceError` (no partial file)."""
+    import errno
+
+    try:
+        write_netx(graph_int, path, t_sample=t_sample)
+    except OSError as exc:
+        if os.path.exists(path):
+            os.unlink(path)
+        if exc.errno == errno.ENOSPC or "no space left" in str(exc).lower():
+            raise ResourceError(f"no space left on device: {path} (writing the netx HDF5 file, about "
+                                f"{netx_size_estimate(graph_int) / 1e6:,.1f} MB)") from None
+        raise
+
+
 def export_and_check(graph: nir.NIRGraph, x: np.ndarray, *, select_tag: str = "fixed_pt",
                      path: str | None = None) -> dict[str, Any]:
     """Quantises for netx, writes the HDF5, loads it with ``netx.hdf5.Network``, runs ``x``, checks.
@@ -138,9 +172,6 @@ def export_and_check(graph: nir.NIRGraph, x: np.ndarray, *, select_tag: str = "f
         ``{"ok", "layers" (spike agreement per layer vs the reference), "prediction_agreement",
         "output_exact", "file_bytes", ...}``.
     """
-    import os
-    import tempfile
-
     from neuroposter.targets.loihi._mp import prepare_lava
 
     prepare_lava()
@@ -167,39 +198,46 @@ def export_and_check(graph: nir.NIRGraph, x: np.ndarray, *, select_tag: str = "f
     fg = flatten_graph(gi)
     tmpdir = None
     if path is None:
-        tmpdir = tempfile.mkdtemp(prefix="netx")
+        # the file is read back into memory below; the temporary folder goes whatever happens
+        check_free_space(tempfile.gettempdir(), netx_size_estimate(gi), "the netx HDF5 file (temporary)")
+        tmpdir = tempfile.mkdtemp(prefix="neuroposter-netx-")
         path = os.path.join(tmpdir, "network.net")
-    write_netx(gi, path, t_sample=int(x.shape[0]))
-    t_in, batch = x.shape[:2]
-    n_in = int(np.prod(x.shape[2:]))
-    depth = len(layers) - 1
-    steps = batch * t_in + depth
-    net = netx_hdf5.Network(net_config=path, reset_interval=t_in if batch > 1 else steps + 1)
-    # per-layer reset phase: layer i (depth i + 1) starts a sample i + 1 steps later than the input
-    interval = t_in if batch > 1 else steps + 1
-    for i, layer in enumerate(net.layers):
-        layer.neuron.proc_params.overwrite("reset_offset", (i + 2) % interval)
-    data = np.zeros((n_in, steps), dtype=np.int32)
-    flat = x.reshape(t_in, batch, n_in)
-    for b in range(batch):
-        data[:, b * t_in:(b + 1) * t_in] = flat[:, b, :].T
-    src = Source(data=data)
-    sinks = []
-    src.s_out.connect(net.inp)
-    for layer in net.layers:
-        s = Sink(shape=layer.out.shape, buffer=steps)
-        layer.out.connect(s.a_in)
-        sinks.append(s)
+    else:
+        check_free_space(os.path.dirname(os.path.abspath(path)), netx_size_estimate(gi), "the netx HDF5 file")
     try:
-        net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        streams = [s.data.get() for s in sinks]
+        _write_netx_file(gi, path, t_sample=int(x.shape[0]))
+        t_in, batch = x.shape[:2]
+        n_in = int(np.prod(x.shape[2:]))
+        depth = len(layers) - 1
+        steps = batch * t_in + depth
+        net = netx_hdf5.Network(net_config=path, reset_interval=t_in if batch > 1 else steps + 1)
+        # per-layer reset phase: layer i (depth i + 1) starts a sample i + 1 steps later than the input
+        interval = t_in if batch > 1 else steps + 1
+        for i, layer in enumerate(net.layers):
+            layer.neuron.proc_params.overwrite("reset_offset", (i + 2) % interval)
+        data = np.zeros((n_in, steps), dtype=np.int32)
+        flat = x.reshape(t_in, batch, n_in)
+        for b in range(batch):
+            data[:, b * t_in:(b + 1) * t_in] = flat[:, b, :].T
+        src = Source(data=data)
+        sinks = []
+        src.s_out.connect(net.inp)
+        for layer in net.layers:
+            s = Sink(shape=layer.out.shape, buffer=steps)
+            layer.out.connect(s.a_in)
+            sinks.append(s)
+        try:
+            net.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+            streams = [s.data.get() for s in sinks]
+        finally:
+            net.stop()
+        with open(path, "rb") as fh:
+            file_bytes = fh.read()
     finally:
-        net.stop()
-    file_bytes = open(path, "rb").read()
-    if tmpdir:
-        import shutil
+        if tmpdir:
+            import shutil
 
-        shutil.rmtree(tmpdir, ignore_errors=True)
+            shutil.rmtree(tmpdir, ignore_errors=True)
     rt = retime(gi)
     ref = simulate(gi, x, mode="per_hop", arithmetic="int", delays=rt.delays)
     agree = {}

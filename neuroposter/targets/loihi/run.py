@@ -47,6 +47,12 @@ def rerun(bundle: str | Path, *, select_tag: str = "fixed_pt", samples: int | No
     if missing:
         raise DataError(f"{bundle}: not a complete Loihi bundle (missing {', '.join(missing)}); "
                         "re-run `neuroposter export --target loihi`")
+    if samples is not None and (isinstance(samples, bool) or int(samples) < 1):
+        raise DataError(f"samples must be >= 1, got {samples}")
+    if (bundle / "manifest.json").is_file():   # every file as the export wrote it (a failed bundle is refused)
+        from neuroposter.manifest import require_manifest
+
+        require_manifest(bundle, "export", rerun="neuroposter export --target loihi --force")
     graph_int = read_graph(bundle / "graph_int.nir")
     try:
         with np.load(bundle / "inputs.npz") as data:
@@ -71,6 +77,16 @@ def rerun(bundle: str | Path, *, select_tag: str = "fixed_pt", samples: int | No
             "latency": plan.latency, "run_s": res.run_s, "select_tag": select_tag}
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; prints one summary line and returns the exit code."""
     ap = argparse.ArgumentParser(prog="python -m neuroposter.targets.loihi.run",
@@ -81,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="bit-accurate Loihi 2 models (default)")
     g.add_argument("--floating-pt", dest="select_tag", action="store_const", const="floating_pt",
                    help="floating-point models (debugging)")
-    ap.add_argument("--samples", type=int, default=None, help="run only the first N stored samples")
+    ap.add_argument("--samples", type=_positive_int, default=None, help="run only the first N (>= 1) stored samples")
     args = ap.parse_args(argv)
     from neuroposter.errors import NeuroposterError
     from neuroposter.targets.base import UnsupportedNodeError
