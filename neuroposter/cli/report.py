@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neuroposter.cli._common import add_common
+from neuroposter.cli._common import add_common, samples_or_all
 
 __all__ = ["add_parser", "run"]
 
@@ -22,9 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profiles", nargs="+", default=None, metavar="PROFILE",
                    help="device profiles (names or YAML paths; default: every chip and ANN platform; "
                         "`neuroposter report --list-profiles` lists them)")
-    p.add_argument("--samples", type=int, default=32, help="test samples the SNNs are simulated on (default 32)")
-    p.add_argument("--exports", default="export", metavar="DIR",
-                   help="export bundle root with onnx/<run>/model.onnx and <chip>/<run>/summary.json (default: export)")
+    p.add_argument("--samples", type=samples_or_all, default=32, metavar="N|all",
+                   help="test samples the SNNs are simulated on, 1..100000 or `all` (default 32)")
+    p.add_argument("--exports", default=None, metavar="DIR",
+                   help="also read the export bundles under DIR (<target>/<run>/); by default the report reads the "
+                        "bundles recorded in WORKSPACE/exports.json by every export, from any current folder")
+    p.add_argument("--force", action="store_true", help="replace an existing report of the same --name")
     p.add_argument("--frontend-profile", default="jetson_agx_orin",
                    help="ANN profile pricing the DenseNet-169 front end in neuromorphic device views "
                         "(default: jetson_agx_orin)")
@@ -43,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from neuroposter.cli._common import workspace_of
     from neuroposter.profiling.profiles import list_profiles, load_profile
 
+    # profiles named on the command line are loaded (and so validated) before anything else is done
+    chosen = [load_profile(n) for n in (args.profiles or [])]
     if args.list_profiles:
-        for n in list_profiles():
-            p = load_profile(n)
+        for n, p in [(p.name, p) for p in chosen] or [(n, load_profile(n)) for n in list_profiles()]:
             print(f"{n:22s} {p.kind:12s} {p.scope:8s} {p.evidence:10s} {p.description}")
         return 0
     from neuroposter.report.build import build_report
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     res = build_report(ws.root, name=args.name, runs=args.runs, profiles=args.profiles, samples=args.samples,
                        exports=args.exports, frontend=None if args.no_frontend else "auto",
                        frontend_profile=args.frontend_profile, latency=not args.no_latency,
-                       allow_export=not args.no_export, resolved_config=cfg)
+                       allow_export=not args.no_export, resolved_config=cfg, force=args.force)
     print(f"report written to {res.out_dir}/report.html (+ report.md, energy.csv, {len(res.files)} files)")
     for line in res.summary:
         print(f"  {line}")

@@ -1,17 +1,25 @@
-"""Builds the energy profiling report: ``WORKSPACE/reports/<name>/`` (HTML, Markdown, CSV, PNG), atomically."""
+"""Builds the energy profiling report: ``WORKSPACE/reports/<name>/`` (HTML, Markdown, CSV, PNG), atomically.
+
+The report is written through :func:`neuroposter.artifact.write_artifact`: its lock is held for the whole
+command (a second writer of the same report fails at once), the destination is checked before anything is
+counted (``--name .`` or a folder that is not a report is refused; an existing report needs ``force``), and
+the finished folder is swapped in atomically with every file hashed into its manifest.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
-from neuroposter._io import atomic_dir, atomic_write_json, sha256_file
-from neuroposter.errors import DataError
+from neuroposter._io import atomic_write_json, sha256_file
+from neuroposter.errors import DataError, ManifestError, UsageError
 from neuroposter.manifest import write_manifest
 from neuroposter.profiling.counts import OpCounts
 from neuroposter.profiling.profiles import HardwareProfile, list_profiles, load_profile
@@ -62,7 +70,7 @@ def build_report(
     runs: Sequence[str] | None = None,
     profiles: Sequence[str] | None = None,
     samples: int = 32,
-    exports: str | os.PathLike[str] = "export",
+    exports: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     frontend: OpCounts | str | None = "auto",
     frontend_profile: str = tables.DEFAULT_FRONTEND_PROFILE,
     latency: bool = True,
@@ -72,6 +80,7 @@ def build_report(
     resolved_config: Mapping[str, Any] | None = None,
     bootstrap: int = 1000,
     bootstrap_seed: int = 0,
+    force: bool = False,
 ) -> ReportResult:
     """Builds the report from the workspace's runs, export bundles and hardware profiles.
 
@@ -80,8 +89,9 @@ def build_report(
         name: report name (``WORKSPACE/reports/<name>/``).
         runs: run names (default: every run under ``WORKSPACE/runs``).
         profiles: device profiles to price on (names or YAML paths; default: every chip and ANN platform).
-        samples: test samples the SNNs are simulated on.
-        exports: the export-bundle root (``export/`` by default, relative to the current folder).
+        samples: test samples the SNNs are simulated on (an integer >= 1).
+        exports: export-bundle roots to read besides the bundles recorded in ``WORKSPACE/exports.json``
+            (the registry every export writes; it is found from any current folder).
         frontend: ``"auto"`` (count the DenseNet-169 backbone), precomputed :class:`OpCounts`, or None (no front
             end: the report then states that the SNN totals exclude it).
         frontend_profile: the ANN profile pricing the front end in the device view of neuromorphic chips.
@@ -92,19 +102,66 @@ def build_report(
         resolved_config: options to save as ``resolved_config.yaml``.
         bootstrap: resamples of the paired bootstrap over test posters (0: no intervals).
         bootstrap_seed: its seed.
+        force: replace an existing report of the same name.
 
     Returns:
         :class:`ReportResult`.
 
     Raises:
+        UsageError: an unsafe ``name``, a destination that is not a report, an existing report without
+            ``force``, ``samples`` below 1. ArtifactBusyError: another process writes the same report.
+        ManifestError: a run or bundle changed since it was written, or a bundle is stale (says what to re-run).
         DataError: no runs found.
     """
+    from neuroposter.artifact import artifact_lock, check_destination
+    from neuroposter.workspace import Workspace
+
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
+        raise UsageError(f"samples must be an integer >= 1 (test samples the SNNs are simulated on), got {samples!r}")
     ws = Path(workspace)
-    exports_p = Path(exports)
+    target = Path(out_dir) if out_dir is not None else Workspace(ws).report(name)
+    check_destination(target, "report", force=force, protect=[ws / "runs"], option="--name")
+    with artifact_lock(target):  # the whole command: a second writer fails now, not after the counting
+        return _build(ws, target, runs=runs, profiles=profiles, samples=int(samples), exports=exports,
+                      frontend=frontend, frontend_profile=frontend_profile, latency=latency,
+                      allow_export=allow_export, counts=counts, resolved_config=resolved_config,
+                      bootstrap=bootstrap, bootstrap_seed=bootstrap_seed, force=force)
+
+
+def _export_roots(exports: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None) -> list[Path]:
+    if exports is None:
+        return []
+    if isinstance(exports, (str, os.PathLike)):
+        return [Path(exports)]
+    return [Path(e) for e in exports]
+
+
+def _figure(warnings: list[str], what: str, draw: Callable[..., str | None], *args: Any, **kw: Any) -> str | None:
+    """Draws one figure; a failure leaves the figure out with a warning instead of sinking the report."""
+    try:
+        return draw(*args, **kw)
+    except Exception as exc:  # noqa: BLE001 - a figure is never worth losing the report's numbers
+        log.debug("figure %s failed", what, exc_info=True)
+        warnings.append(f"figure {what} not drawn ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+        return None
+
+
+def _build(ws: Path, target: Path, *, runs, profiles, samples, exports, frontend, frontend_profile, latency,
+           allow_export, counts, resolved_config, bootstrap, bootstrap_seed, force) -> ReportResult:
+    from neuroposter.artifact import write_artifact
+    from neuroposter.workspace import EXPORTS_NAME
+
     warnings: list[str] = []
-    run_infos = collect.find_runs(ws / "runs", list(runs) if runs else None)
+    roots = _export_roots(exports)
+    run_infos = collect.find_runs(ws / "runs", list(runs) if runs else None, warnings)
     if not run_infos:
         raise DataError(f"no runs under {ws / 'runs'}; train models with `neuroposter train` first")
+    all_runs = {p.name for p in (ws / "runs").glob("*") if p.is_dir()} if (ws / "runs").is_dir() else set()
+    bundles = collect.find_bundles(ws, roots, run_infos, warnings, all_runs)
+    if not roots and not (ws / EXPORTS_NAME).is_file() and Path("export").is_dir():
+        warnings.append(f"no {ws / EXPORTS_NAME} (the registry of this workspace's export bundles), so ./export was "
+                        "not read (bundles exported by an older neuroposter are not recorded); pass --exports export "
+                        "to include them")
     names = list(profiles) if profiles else [p for p in list_profiles() if p not in _GENERIC]
     device_profiles = [load_profile(p) for p in names]
     all_profiles: dict[str, HardwareProfile] = {p.name: p for p in device_profiles}
@@ -121,9 +178,11 @@ def build_report(
             if r.kind == "snn":
                 r.counts, r.counts_source = collect.snn_counts_for_run(r, ws, samples=samples)
             else:
-                r.counts, r.counts_source, p = collect.ann_counts_for_run(r, exports_p, ws, allow_export=allow_export)
+                r.counts, r.counts_source, p = collect.ann_counts_for_run(r, bundles, ws, allow_export=allow_export)
                 if p is not None:
                     onnx_paths[r.name] = p
+        except (ManifestError, UsageError):
+            raise  # a changed or stale input is refused, never priced
         except Exception as exc:  # noqa: BLE001 - one run's failure must not sink the report
             msg = f"{r.name}: no op counts ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
             r.notes.append(msg)
@@ -134,7 +193,9 @@ def build_report(
         fe_counts, fe_source = frontend, str(frontend.meta.get("source", "precomputed front-end counts"))
     elif frontend == "auto" and any(r.model in collect.FEATURE_MODELS for r in run_infos):
         try:
-            fe_counts, fe_source = collect.frontend_counts(ws, run_infos, exports_p)
+            fe_counts, fe_source = collect.frontend_counts(ws, run_infos, bundles)
+        except ManifestError:
+            raise
         except Exception as exc:  # noqa: BLE001
             msg = f"front end not counted ({type(exc).__name__}: {exc}); feature-model totals exclude it"
             warnings.append(msg)
@@ -150,7 +211,7 @@ def build_report(
         ci, ci_warnings = uncertainty.accuracy_ci(run_infos, headline.SNN_MODEL, B=bootstrap, seed=bootstrap_seed)
         warnings += ci_warnings
     layers = tables.layer_table(run_infos)
-    verdicts = collect.mapping_verdicts(exports_p, run_infos)
+    verdicts = collect.mapping_verdicts(bundles, run_infos)
     lat_rows: list[dict[str, Any]] = []
     if latency:
         from neuroposter.profiling.latency import measure_latency
@@ -163,37 +224,48 @@ def build_report(
                 warnings.append(f"{rn}: latency not measured ({type(exc).__name__}: {exc})")
     latency_df = pd.DataFrame(lat_rows)
 
-    target = Path(out_dir) if out_dir is not None else ws / "reports" / name
     views = headline.key_views(energy, frontend_profile)
     head = headline.headline_table(run_infos, energy, views)
     summary = headline.headline_text(head, views, run_infos, ci=ci)
     result = ReportResult(target, warnings=warnings, energy=energy, accuracy=accuracy, headline=head, summary=summary,
                           accuracy_ci=ci)
-    with atomic_dir(target) as tmp:
+    protect = [ws / "runs", *(r.path for r in run_infos), *(b.path for b in bundles)]
+    with write_artifact(target, "report", force=force, protect=protect, option="--name") as tmp:
         files: list[str] = []
+        fig = functools.partial(_figure, warnings)
+        paper_label = tables.Evaluation("sdt_paper", tables.PAPER_PROFILE).label
         figs = {
-            "acc": figures.accuracy_vs_energy(head, views, tmp / "accuracy_vs_energy.png"),
-            "acc_all": figures.accuracy_vs_energy_all(energy, accuracy, tmp / "accuracy_vs_energy_all_profiles.png"),
-            "head_fe": figures.head_vs_frontend(head, views, tmp / "head_vs_frontend.png"),
-            "bd_paper": figures.energy_breakdown(breakdowns, tables.Evaluation("sdt_paper", tables.PAPER_PROFILE).label,
-                                                 tmp / "breakdown_sdt_paper.png",
-                                                 f"SDT-paper view ({tables.paper_constants(all_profiles.get(tables.PAPER_PROFILE))}, "
-                                                 "first layer once)"),
-            "bd_memory": figures.energy_breakdown(breakdowns, tables.Evaluation("memory", tables.MEMORY_PROFILE).label,
-                                                  tmp / "breakdown_memory.png", "memory-aware view (Lemaire-style)"),
-            "bd_int8": figures.energy_breakdown(breakdowns, tables.Evaluation("precision", "horowitz_45nm_int8").label,
-                                                tmp / "breakdown_int8.png", "precision-matched view, int8 (Horowitz)"),
-            "fr": figures.firing_rates(run_infos, tmp / "firing_rates.png"),
-            "ops": figures.ops_per_layer(run_infos, tmp / "ops_per_layer.png"),
-            "map": figures.mapping_verdicts_fig(verdicts, tmp / "mapping_verdicts.png"),
-            "ci": figures.bootstrap_forest(ci, tmp / "accuracy_ci.png"),
+            "acc": fig("accuracy_vs_energy", figures.accuracy_vs_energy, head, views, tmp / "accuracy_vs_energy.png"),
+            "acc_all": fig("accuracy_vs_energy_all_profiles", figures.accuracy_vs_energy_all, energy, accuracy,
+                           tmp / "accuracy_vs_energy_all_profiles.png"),
+            "head_fe": fig("head_vs_frontend", figures.head_vs_frontend, head, views, tmp / "head_vs_frontend.png"),
+            "bd_paper": fig("breakdown_sdt_paper", figures.energy_breakdown, breakdowns, paper_label,
+                            tmp / "breakdown_sdt_paper.png",
+                            f"SDT-paper view ({tables.paper_constants(all_profiles.get(tables.PAPER_PROFILE))}, "
+                            "first layer once)"),
+            "bd_memory": fig("breakdown_memory", figures.energy_breakdown, breakdowns,
+                             tables.Evaluation("memory", tables.MEMORY_PROFILE).label, tmp / "breakdown_memory.png",
+                             "memory-aware view (Lemaire-style)"),
+            "bd_int8": fig("breakdown_int8", figures.energy_breakdown, breakdowns,
+                           tables.Evaluation("precision", "horowitz_45nm_int8").label, tmp / "breakdown_int8.png",
+                           "precision-matched view, int8 (Horowitz)"),
+            "fr": fig("firing_rates", figures.firing_rates, run_infos, tmp / "firing_rates.png"),
+            "ops": fig("ops_per_layer", figures.ops_per_layer, run_infos, tmp / "ops_per_layer.png"),
+            "map": fig("mapping_verdicts", figures.mapping_verdicts_fig, verdicts, tmp / "mapping_verdicts.png"),
+            "ci": fig("accuracy_ci", figures.bootstrap_forest, ci, tmp / "accuracy_ci.png"),
         }
         device_bd: dict[str, str | None] = {}
         for p in device_profiles:
             lab = tables.Evaluation("device", p.name).label
             if any(k == lab + "|model" and b.available for (_, k), b in breakdowns.items()):
-                device_bd[p.name] = figures.energy_breakdown(breakdowns, lab, tmp / f"breakdown_device_{p.name}.png",
-                                                             f"device view: {p.name} ({p.scope}, {p.evidence})")
+                device_bd[p.name] = fig(f"breakdown_device_{p.name}", figures.energy_breakdown, breakdowns, lab,
+                                        tmp / f"breakdown_device_{p.name}.png",
+                                        f"device view: {p.name} ({p.scope}, {p.evidence})")
+        # a figure that failed half-way may have left its file: only figures that were drawn are kept
+        drawn = {f for f in list(figs.values()) + list(device_bd.values()) if f}
+        for png in tmp.glob("*.png"):
+            if png.name not in drawn:
+                png.unlink()
         files += [f for f in list(figs.values()) + list(device_bd.values()) if f]
         energy.to_csv(tmp / "energy.csv", index=False)
         accuracy.to_csv(tmp / "accuracy.csv", index=False)
@@ -228,12 +300,15 @@ def build_report(
             (tmp / "resolved_config.yaml").write_text(yaml.safe_dump(to_jsonable(dict(resolved_config)),
                                                                      sort_keys=True), encoding="utf-8")
             files.append("resolved_config.yaml")
-        write_manifest(tmp, "report",
-                       inputs={r.name: {"path": str(r.path), "key": r.manifest.get("key")} for r in run_infos},
+        inputs: dict[str, Any] = {f"run:{r.name}": {"path": str(r.path), "key": r.manifest.get("key")}
+                                  for r in run_infos}
+        inputs.update({f"bundle:{b.target}/{b.run}:{i}": {"path": str(b.path), "key": b.manifest.get("key")}
+                       for i, b in enumerate(bundles)})
+        write_manifest(tmp, "report", inputs=inputs,
                        config={"profiles": [p.name for p in device_profiles], "samples": samples,
-                               "exports": str(exports_p), "frontend_profile": frontend_profile,
+                               "exports": [str(e) for e in roots], "frontend_profile": frontend_profile,
                                "bootstrap": {"B": bootstrap, "seed": bootstrap_seed, "level": 0.95}},
-                       extra={"files": sorted(files)})
+                       extra={"outputs": sorted(files)})
         files.append("manifest.json")
     result.files = sorted(files)
     return result

@@ -24,11 +24,27 @@ def _plt() -> Any:
 
 
 def _save(fig: Any, path: Path, *, layout: bool = True) -> str:
-    if layout:
-        fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
+    try:
+        if layout:
+            fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        _plt().close(fig)
     return path.name
+
+
+# Largest magnitude drawn: matplotlib's tick locators overflow on axes that span values near the float limit.
+_DRAWABLE = 1e200
+
+
+def _plottable(x: Any, *, log: bool = False) -> bool:
+    """A finite number of drawable size (and > 0 for a log axis): anything else is left out of a figure, never
+    drawn at a wrong place (extreme profile values can overflow to inf; a zero has no place on a log axis)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isfinite(v)) and abs(v) <= _DRAWABLE and (v > 0 or not log)
 
 
 _MARKERS = "osD^vP*Xph<>"
@@ -78,11 +94,11 @@ def accuracy_vs_energy(headline: pd.DataFrame, views: Sequence[Any], path: Path,
         for _, r in headline.iterrows():
             y = r[metric]
             p, h = r[f"{v.key}_pipeline_mj"], r[f"{v.key}_head_mj"]
-            if pd.isna(y) or pd.isna(p):
+            if not _plottable(y) or not _plottable(p, log=True):
                 continue
             c, m = style[r["run"]]
             ax.scatter([p], [y], color=c, marker=m, s=45, zorder=3)
-            if pd.notna(h) and h != p:
+            if _plottable(h, log=True) and h != p:
                 ax.plot([h, p], [y, y], color=c, lw=0.8, alpha=0.6, zorder=2)
                 ax.scatter([h], [y], facecolors="none", edgecolors=[c], marker=m, s=45, zorder=3)
         _baseline(ax, float(base.max()) if not base.empty else None, metric)
@@ -111,8 +127,10 @@ def accuracy_vs_energy_all(energy: pd.DataFrame, accuracy: pd.DataFrame, path: P
     """Secondary figure: every profile of every view (pipeline totals), one panel per view, one colour and marker
     per model (legend, no text labels)."""
     plt = _plt()
-    pipe = energy[(energy["component"] == "pipeline") & energy["available"]]
+    pipe = energy[(energy["component"] == "pipeline") & energy["available"].astype(bool)]
+    pipe = pipe[[_plottable(v, log=True) for v in pipe["energy_mj"]]]
     acc, base = _metric_of(accuracy, metric)
+    acc = acc[[_plottable(v) for v in acc]]
     if pipe.empty or acc.empty:
         return None
     views = [v for v in ("sdt_paper", "precision", "memory", "device") if v in set(pipe["view"])]
@@ -152,25 +170,34 @@ def head_vs_frontend(headline: pd.DataFrame, views: Sequence[Any], path: Path) -
         y = np.arange(len(runs))
         heads = np.array([_f(x) for x in headline[f"{v.key}_head_mj"]])
         fes = np.array([_f(x) for x in headline[f"{v.key}_frontend_mj"]])
-        ax.barh(y, np.nan_to_num(heads), color=[style[r][0] for r in runs])
-        ax.barh(y, np.nan_to_num(fes), left=np.nan_to_num(heads), color="lightgrey", hatch="//", edgecolor="grey")
-        xmax = float(np.nanmax(np.nan_to_num(heads) + np.nan_to_num(fes))) if len(runs) else 0.0
+        # a row is drawn when both bars and their sum are finite numbers of drawable size
+        with np.errstate(over="ignore", invalid="ignore"):
+            ends = np.nan_to_num(heads, nan=0.0, posinf=np.inf) + np.nan_to_num(fes, nan=0.0, posinf=np.inf)
+        ends = np.where(np.isfinite(ends) & (np.abs(ends) <= _DRAWABLE), ends, np.nan)
+        ax.barh(y, np.where(np.isfinite(ends), np.nan_to_num(heads), 0.0), color=[style[r][0] for r in runs])
+        ax.barh(y, np.where(np.isfinite(ends), np.nan_to_num(fes), 0.0),
+                left=np.where(np.isfinite(ends), np.nan_to_num(heads), 0.0), color="lightgrey", hatch="//",
+                edgecolor="grey")
+        xmax = float(np.nanmax(ends)) if len(runs) and np.isfinite(ends).any() else 0.0
         for i, (h, f, ev) in enumerate(zip(heads, fes, headline[f"{v.key}_evaluation"])):
             if not ev:
                 txt = "not priced in this view"
             elif np.isnan(h):
                 txt = "n/a (constant not published)"
+            elif not np.isfinite(ends[i]):
+                txt = "not drawn (too large a number of mJ to draw; see energy.csv)"
             else:
-                tot = h + (0.0 if np.isnan(f) else f)
-                txt = f"model {h:.3g} mJ" + (f" = {100 * h / tot:.2g} % of {tot:.3g} mJ" if not np.isnan(f) else "")
+                tot = ends[i]
+                share = f" = {100 * (h / tot if tot > 0 else 1.0):.2g} % of {tot:.3g} mJ" if not np.isnan(f) else ""
+                txt = f"model {h:.3g} mJ" + share
                 if v.key == "device":
                     txt += f" [{ev.split('/', 1)[1]}]"
-            ax.annotate(txt, xy=(np.nan_to_num(h) + np.nan_to_num(f), i), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=7)
+            ax.annotate(txt, xy=(0.0 if np.isnan(ends[i]) else ends[i], i), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=7)
         ax.set_yticks(y)
         ax.set_yticklabels(runs, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlim(0, xmax * 1.6 if xmax > 0 else 1)
+        ax.set_xlim(0, (xmax * 1.6 if np.isfinite(xmax * 1.6) else xmax) if xmax > 0 else 1)
         ax.set_xlabel("energy per inference (mJ, linear)", fontsize=8)
         ax.set_title(v.title, fontsize=8)
     from matplotlib.patches import Patch
@@ -182,6 +209,7 @@ def head_vs_frontend(headline: pd.DataFrame, views: Sequence[Any], path: Path) -
 
 
 def _f(x: Any) -> float:
+    """A float; NaN for a missing value."""
     return float("nan") if x is None or pd.isna(x) else float(x)
 
 
@@ -190,7 +218,8 @@ def energy_breakdown(breakdowns: Mapping[tuple[str, str], EnergyBreakdown], labe
     """Per run, the share of each term in the model's own energy (100 % stacked bars, so small models stay
     legible next to large ones); each bar is labelled with the model's total and the front end's, in mJ."""
     plt = _plt()
-    runs = sorted({r for (r, k) in breakdowns if k == label + "|model" and breakdowns[(r, k)].available})
+    runs = sorted({r for (r, k) in breakdowns if k == label + "|model" and breakdowns[(r, k)].available
+                   and _plottable(breakdowns[(r, k)].total_pj)})
     if not runs:
         return None
     terms: list[str] = []
@@ -203,14 +232,16 @@ def energy_breakdown(breakdowns: Mapping[tuple[str, str], EnergyBreakdown], labe
     totals = np.array([breakdowns[(r, label + "|model")].total_pj or 0.0 for r in runs])
     cmap = plt.get_cmap("tab20")
     for i, term in enumerate(terms):
-        vals = np.array([breakdowns[(r, label + "|model")].term_pj(term) for r in runs])
-        share = np.divide(100 * vals, totals, out=np.zeros_like(vals), where=totals > 0)
+        vals = np.array([breakdowns[(r, label + "|model")].term_pj(term) for r in runs], dtype=float)
+        with np.errstate(over="ignore", invalid="ignore"):
+            share = np.divide(vals, totals, out=np.zeros_like(vals), where=totals > 0) * 100
+        share = np.nan_to_num(share, nan=0.0, posinf=0.0, neginf=0.0)
         ax.barh(runs, share, left=left, color=cmap(i % 20), label=term)
         left += share
     for i, r in enumerate(runs):
         fe = breakdowns.get((r, label + "|frontend"))
         txt = f"model {totals[i] * 1e-9:.3g} mJ"
-        if fe is not None and fe.total_pj is not None:
+        if fe is not None and fe.total_pj is not None and _plottable(fe.total_pj):
             txt += f" + front end {fe.total_pj * 1e-9:.3g} mJ"
         ax.annotate(txt, xy=(100, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
     ax.set_xlim(0, 100)
@@ -230,7 +261,7 @@ def firing_rates(runs: Iterable[Any], path: Path) -> str | None:
     fig, axes = plt.subplots(len(snn), 1, figsize=(9, 2.6 * len(snn)), squeeze=False)
     for ax, r in zip(axes[:, 0], snn):
         fr = r.counts.firing_rates()
-        ax.bar(range(len(fr)), list(fr.values()), color="tab:orange")
+        ax.bar(range(len(fr)), [v if _plottable(v) else 0.0 for v in fr.values()], color="tab:orange")
         ax.set_xticks(range(len(fr)))
         ax.set_xticklabels(list(fr), rotation=60, ha="right", fontsize=6)
         ax.set_ylabel("spikes / neuron / step")
@@ -250,8 +281,10 @@ def ops_per_layer(runs: Iterable[Any], path: Path) -> str | None:
         if len(layers) > 60:  # big CNNs: keep the 60 largest
             layers = sorted(layers, key=lambda lc: -lc.dense_ops)[:60]
         x = np.arange(len(layers))
-        ax.bar(x - 0.2, [max(lc.dense_ops, 1e-9) for lc in layers], width=0.4, label="dense (all inputs active)")
-        ax.bar(x + 0.2, [max(lc.synops, 1e-9) for lc in layers], width=0.4, label="effective (measured)")
+        ax.bar(x - 0.2, [max(lc.dense_ops, 1e-9) if _plottable(lc.dense_ops) else 1e-9 for lc in layers], width=0.4,
+               label="dense (all inputs active)")
+        ax.bar(x + 0.2, [max(lc.synops, 1e-9) if _plottable(lc.synops) else 1e-9 for lc in layers], width=0.4,
+               label="effective (measured)")
         ax.set_yscale("log")
         ax.set_ylim(bottom=0.5)
         ax.set_xticks(x)

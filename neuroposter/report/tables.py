@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -63,6 +65,25 @@ def _mj(v: float | None) -> float | None:
     return None if v is None else v * 1e-9
 
 
+_NOT_FINITE = ("not a finite number: the counts times the profile's constants overflow (check the profile's "
+               "values)")
+
+
+def _finite(b: EnergyBreakdown) -> EnergyBreakdown:
+    """``b``, or ``b`` marked unavailable when a total or a term is infinite or NaN (never priced as such)."""
+    values = [b.total_pj, b.low_pj, b.high_pj, *(getattr(t, "pj", None) for t in b.terms)]
+    if not b.available or all(v is None or math.isfinite(float(v)) for v in values):
+        return b
+    return dataclasses.replace(b, available=False, reason=_NOT_FINITE, total_pj=None, low_pj=None, high_pj=None,
+                               terms=())
+
+
+def _sum(a: float | None, b: float | None) -> float | None:
+    """``a + b`` (None counts as 0); None when the sum is not finite."""
+    v = (a or 0.0) + (b or 0.0)
+    return v if math.isfinite(v) else None
+
+
 def energy_table(
     runs: Iterable[Any],
     evaluations: Sequence[Evaluation],
@@ -93,13 +114,14 @@ def energy_table(
             except ValueError as exc:  # all-in profile under a per-term view
                 b = EnergyBreakdown(c.name, prof.name, ev.view, available=False, reason=str(exc),
                                     scope=prof.scope, evidence=prof.evidence)
+            b = _finite(b)
             keep[(run.name, ev.label + "|model")] = b
             fb = None
             fprof = prof
             if frontend is not None and run.model in frontend_models:
                 if ev.view == "device" and prof.kind != "ann":
                     fprof = profiles[frontend_profile]
-                fb = estimate_energy(frontend, fprof, view=ev.view, first_layer="once")
+                fb = _finite(estimate_energy(frontend, fprof, view=ev.view, first_layer="once"))
                 keep[(run.name, ev.label + "|frontend")] = fb
             base = {"run": run.name, "model": run.model, "kind": c.kind, "view": ev.view,
                     "first_layer": ev.first_layer if ev.view == "sdt_paper" and c.kind == "snn" else "",
@@ -125,11 +147,13 @@ def energy_table(
                 else:
                     base = {**base, "counts_source": f"{base['counts_source']} | front end: {fe_src}"}
             both = b.available and (fb is None or fb.available)
-            tot = None if not both else (b.total_pj or 0.0) + (fb.total_pj if fb else 0.0)
-            low = None if not both else (b.low_pj or 0.0) + (fb.low_pj if fb else 0.0)
-            high = None if not both or b.high_pj is None or (fb is not None and fb.high_pj is None) else (
-                b.high_pj + (fb.high_pj if fb else 0.0))
+            bounded = both and b.high_pj is not None and (fb is None or fb.high_pj is not None)
+            tot = None if not both else _sum(b.total_pj, fb.total_pj if fb else 0.0)
+            low = None if not both else _sum(b.low_pj, fb.low_pj if fb else 0.0)
+            high = _sum(b.high_pj, fb.high_pj if fb else 0.0) if bounded else None
             reason = b.reason or (fb.reason if fb is not None else "")
+            if both and (tot is None or low is None or (bounded and high is None)):  # the sum overflows
+                both, tot, low, high, reason = False, None, None, None, _NOT_FINITE
             rows.append({**base, "component": "pipeline", "energy_mj": _mj(tot), "low_mj": _mj(low),
                          "high_mj": _mj(high), "available": both, "reason": reason,
                          "priced_on": prof.name if fb is None else f"{prof.name} + front end on {fprof.name}"})

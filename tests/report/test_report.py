@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from neuroposter.manifest import write_manifest
 from neuroposter.profiling.counts import count_snn
 from neuroposter.profiling.onnx_counts import count_onnx
 
@@ -22,12 +23,17 @@ def _run(ws: Path, name: str, model: str, scale: float) -> None:
     d = ws / "runs" / name
     d.mkdir(parents=True)
     test = {k: v * scale for k, v in METRICS.items()}
-    (d / "manifest.json").write_text(json.dumps({"kind": "run", "key": f"key-{name}", "model": model,
-                                                 "created": "2025-01-01T00:00:00+00:00", "inputs": {}}))
     (d / "model.json").write_text(json.dumps({"model": model, "kwargs": {}}))
     (d / "metrics.json").write_text(json.dumps({"model": model, "test": test, **test,
                                                 "baselines": {"prior": {k: v * 0.5 for k, v in METRICS.items()}},
                                                 "thresholds": [0.5]}))
+    write_manifest(d, "run", key=f"key-{name}", extra={"model": model})
+
+
+def _bundle(d: Path, target: str, run_dir: Path) -> None:
+    """Marks ``d`` (already holding its files) as the export bundle of ``run_dir``, as the export targets do."""
+    write_manifest(d, "export", inputs={"run": {"path": str(run_dir), "key": f"key-{run_dir.name}"}},
+                   extra={"target": target, "source_run": run_dir.name})
 
 
 def _snn_counts(rng):
@@ -70,11 +76,14 @@ def fake_ws(tmp_path):
     torch.onnx.export(_Tiny().eval(), torch.zeros(1, 3, 8, 8), str(exports / "onnx" / "cnn" / "model.onnx"),
                       input_names=["image"], output_names=["logits"], dynamic_axes={"image": {0: "batch"}},
                       opset_version=17)
+    _bundle(exports / "onnx" / "cnn", "onnx", ws / "runs" / "cnn")
     (exports / "truenorth" / "sdt").mkdir(parents=True)
     (exports / "truenorth" / "sdt" / "summary.json").write_text(json.dumps(
         {"fits": False, "reason": "fan-in 320 > 256 at embed"}))
+    _bundle(exports / "truenorth" / "sdt", "truenorth", ws / "runs" / "sdt")
     (exports / "xylo" / "sdt").mkdir(parents=True)
     (exports / "xylo" / "sdt" / "summary.json").write_text(json.dumps({"verdict": "fits"}))
+    _bundle(exports / "xylo" / "sdt", "xylo", ws / "runs" / "sdt")
     frontend = count_onnx(exports / "onnx" / "cnn" / "model.onnx", name="frontend", source="tiny stand-in")
     return ws, exports, {"sdt": _snn_counts(rng)}, frontend
 
@@ -144,6 +153,7 @@ def twin_ws(fake_ws):
     (exports / "onnx" / "ann-transformer").mkdir(parents=True)
     (exports / "onnx" / "ann-transformer" / "model.onnx").write_bytes(
         (exports / "onnx" / "cnn" / "model.onnx").read_bytes())
+    _bundle(exports / "onnx" / "ann-transformer", "onnx", ws / "runs" / "ann-transformer")
     return ws, exports, counts, frontend
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from neuroposter.manifest import write_manifest
 from neuroposter.train.bootstrap import paired_bootstrap
 from neuroposter.train.metrics import constant_baselines, multilabel_metrics
 
@@ -34,12 +35,10 @@ def _write_run(ws: Path, name: str, model: str, labels: np.ndarray, scores: np.n
                "split_sizes": {"train": N, "val": N, "test": N}}
     if thresholds is not None:
         metrics["thresholds"] = [float(t) for t in thresholds]
-    (d / "manifest.json").write_text(json.dumps({"kind": "run", "key": f"key-{name}", "model": model,
-                                                 "created": "2025-01-01T00:00:00+00:00", "inputs": {},
-                                                 "config": {"train": {"seed": 0}}}))
     (d / "model.json").write_text(json.dumps({"model": model, "kwargs": {}}))
     (d / "metrics.json").write_text(json.dumps(metrics))
     np.savez(d / "predictions_test.npz", scores=scores.astype(np.float32), labels=labels.astype(np.uint8))
+    write_manifest(d, "run", key=f"key-{name}", config={"train": {"seed": 0}}, extra={"model": model})
 
 
 @pytest.fixture
@@ -56,7 +55,7 @@ def ci_ws(tmp_path):
     _write_run(ws, "cnn", "cnn", y, np.clip(0.5 + rng.normal(0, 0.2, y.shape), 0, 1), t)
     perm = rng.permutation(N)
     _write_run(ws, "vit", "vit", y[perm], good()[perm], None)
-    return ws, tmp_path / "no-exports"
+    return ws, None
 
 
 def _build(ws, exports, name="ci"):
