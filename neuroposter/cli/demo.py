@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from neuroposter.cli._common import add_common
+from neuroposter.cli._common import SEED_MAX, add_common, int_in_range
 
 __all__ = ["add_parser", "run", "SIZES", "stages"]
 
@@ -47,7 +47,9 @@ class Stage:
 
 
 def _common(args: argparse.Namespace) -> list[str]:
-    return ["--workspace", str(args.workspace)]
+    # the demo rebuilds the built-in default: each stage replaces its own earlier artifact (only an
+    # artifact of the same kind; a stage never replaces anything else, --force or not)
+    return ["--workspace", str(args.workspace), "--force"]
 
 
 def _export(target: str, run: str, *extra: str) -> Callable[[argparse.Namespace, dict[str, int]], list[str]]:
@@ -105,10 +107,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="run the whole pipeline on the built-in synthetic poster set",
         description="Runs synth -> import -> features -> encode -> train -> export -> report on the "
-        "built-in synthetic posters, printing each stage's time.")
+        "built-in synthetic posters, printing each stage's time. Each stage rebuilds its own artifact of "
+        "the workspace (as with --force); nothing of another kind is ever replaced.")
     p.add_argument("--size", choices=sorted(SIZES), default="default",
                    help="default: the full demo; tiny: the same stages on a few dozen posters")
-    p.add_argument("--seed", type=int, default=0, help="seed for data, splits and training")
+    p.add_argument("--seed", type=int_in_range(0, SEED_MAX - 16, "the demo also trains seeds seed+1, seed+2"),
+                   default=0, help="seed for data, splits and training")
     p.add_argument("--export-root", metavar="DIR", default="export",
                    help="folder for the export bundles (default: ./export)")
     add_common(p)
