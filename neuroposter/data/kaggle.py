@@ -1,6 +1,6 @@
 """Reading the Kaggle ``MovieGenre.csv`` and importing it (with its posters) as a dataset.
 
-The file's traps (see ``shared/reference/poster_dataset.md``) are handled here once: its encoding
+The file's traps (see ``docs/sources.md#moviegenre``) are handled here once: its encoding
 (latin-1 in the original; UTF-8 with or without a byte-order mark and UTF-16/32 are detected and
 recorded), an optional leading unnamed index column, exact duplicate rows, empty ``Genre`` and
 ``Poster`` cells, titles without a year, NaN scores, non-integer ids, and missing, truncated or

@@ -1,4 +1,5 @@
-"""Hardware profiles: YAML data files (energies with sources and evidence, chip limits) and their typed loader.
+"""Hardware profiles: YAML data files (energies with sources and evidence, chip limits and capabilities,
+integer formats) and their typed loader.
 
 A profile is one YAML file per chip or ANN platform (``hardware_profiles/<name>.yaml``; schema in
 ``hardware_profiles/README.md``). Every profile is validated when it is loaded, against the declarative table
@@ -39,6 +40,7 @@ from neuroposter.profiling.schema import (
     UNITS,
     ProfileError,
     check_profile,
+    fixed_point_rules,
     limit_rules,
     split_unit,
     validate_profile,
@@ -56,6 +58,7 @@ __all__ = [
     "validate_profile",
     "EnergyValue",
     "Limits",
+    "FixedPoint",
     "HardwareProfile",
     "load_profile",
     "list_profiles",
@@ -149,7 +152,11 @@ class Limits:
         max_channels: largest number of feature maps per layer.
         kernel_memory_per_core: per-core kernel memory entries (Speck).
         neuron_memory_per_core: per-core neuron memory entries (Speck).
+        full_leak: whether the chip's LIF can be set to *full leak* (membrane and any synaptic state emptied
+            every step, the step's input still reaching the membrane), which makes ``Threshold -> LIF(tau=dt)``
+            exact on the chip; None = unknown (no such lowering). The reason is in ``notes["full_leak"]``.
         sources: per-field source strings, where a limit comes from somewhere else than the profile's source.
+        notes: per-field notes (caveats, the reasoning behind a capability such as ``full_leak``).
     """
 
     neurons_per_core: int | None = None
@@ -174,20 +181,103 @@ class Limits:
     max_channels: int | None = None
     kernel_memory_per_core: tuple[int, ...] | None = None
     neuron_memory_per_core: tuple[int, ...] | None = None
+    full_leak: bool | None = None
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    notes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def as_dict(self) -> dict[str, Any]:
         """The limits as plain data (None for unknown)."""
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "sources":
+            if f.name in ("sources", "notes"):
                 out[f.name] = dict(v)
             elif isinstance(v, tuple):
                 out[f.name] = list(v)
             else:
                 out[f.name] = v
         return out
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """The integer formats of a chip's neuron and synapse (Loihi 2: Lava's bit-accurate models), with maxima.
+
+    The widths come from the profile's ``fixed_point`` section, except ``weight_bits``, ``state_bits`` and
+    ``max_delay``, which are the profile's limits of the same name (one place per fact).
+
+    Attributes:
+        weight_bits: signed weight mantissa width (Loihi 2: 8).
+        state_bits: signed neuron state (u, v) width (Loihi 2: 24).
+        threshold_mant_bits: unsigned threshold mantissa width (Loihi 2: 17).
+        bias_mant_bits: signed bias mantissa width (Loihi 2: 13).
+        bias_exp_bits: unsigned bias exponent width (Loihi 2: 3).
+        decay_bits: decay width; a state decays as ``x * (2**decay_bits - d) >> decay_bits`` (Loihi 2: 12).
+        act_shift_bits: left shift of the synaptic input before it is added to u (Loihi 2: 6).
+        threshold_shift_bits: left shift of the threshold mantissa before the compare (Loihi 2: 6).
+        decay_u_offset: added to the current decay ``du`` (Lava's ``ds_offset``: 1).
+        decay_v_offset: added to the voltage decay ``dv`` (Lava's ``dm_offset``: 0).
+        max_delay: largest synaptic delay in timesteps (None: unknown).
+        sources: per-field source strings.
+
+    Example:
+        >>> fp = load_profile("loihi2").fixed_point
+        >>> fp.mant_max, fp.vth_max, fp.state_max, fp.bias_mant_max, fp.bias_exp_max, fp.decay_unity
+        (127, 131071, 8388607, 4095, 7, 4096)
+    """
+
+    weight_bits: int
+    state_bits: int
+    threshold_mant_bits: int
+    bias_mant_bits: int
+    bias_exp_bits: int
+    decay_bits: int
+    act_shift_bits: int
+    threshold_shift_bits: int
+    decay_u_offset: int
+    decay_v_offset: int
+    max_delay: int | None = None
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def mant_max(self) -> int:
+        """Largest weight mantissa magnitude of the symmetric signed format (8 bits: 127)."""
+        return (1 << (self.weight_bits - 1)) - 1
+
+    @property
+    def vth_max(self) -> int:
+        """Largest threshold mantissa (17 bits unsigned: ``2**17 - 1``)."""
+        return (1 << self.threshold_mant_bits) - 1
+
+    @property
+    def state_max(self) -> int:
+        """Largest state value (24 bits signed: ``2**23 - 1``)."""
+        return (1 << (self.state_bits - 1)) - 1
+
+    @property
+    def state_limit(self) -> int:
+        """``2**(state_bits - 1)`` (``2**23``): a two's-complement state wraps at +-this value."""
+        return 1 << (self.state_bits - 1)
+
+    @property
+    def bias_mant_max(self) -> int:
+        """Largest bias mantissa magnitude (13 bits signed: 4095)."""
+        return (1 << (self.bias_mant_bits - 1)) - 1
+
+    @property
+    def bias_exp_max(self) -> int:
+        """Largest bias exponent (3 bits: 7)."""
+        return (1 << self.bias_exp_bits) - 1
+
+    @property
+    def decay_unity(self) -> int:
+        """``2**decay_bits`` (4096): a decay ``d`` keeps ``(decay_unity - d) / decay_unity`` of the state."""
+        return 1 << self.decay_bits
+
+    @property
+    def decay_max(self) -> int:
+        """Largest decay value (12 bits: 4095)."""
+        return self.decay_unity - 1
 
 
 @dataclass(frozen=True)
@@ -207,6 +297,7 @@ class HardwareProfile:
         energy_detail: term key -> :class:`EnergyValue` (range, per-value source and evidence).
         limits: :class:`Limits`.
         nir_nodes: NIR node type names the target can host.
+        fixed_point: the chip's integer formats (:class:`FixedPoint`), or None when the profile has none.
         process_nm: process node.
         voltage_v: supply voltage.
         precision: deployment precision (e.g. ``"int8"``, ``"fp32"``).
@@ -227,6 +318,7 @@ class HardwareProfile:
     energy_detail: Mapping[str, EnergyValue]
     limits: Limits
     nir_nodes: frozenset[str]
+    fixed_point: FixedPoint | None = None
     process_nm: float | None = None
     voltage_v: float | None = None
     precision: str | None = None
@@ -317,14 +409,18 @@ def _parse_energy(raw: Mapping[str, Any] | None, prof_source: str, prof_evidence
     return points, detail
 
 
-def _parse_limits(raw: Mapping[str, Any] | None) -> Limits:
-    rules = limit_rules()
+def _parse_keyed(raw: Mapping[str, Any] | None, rules: Mapping[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """(values, sources, notes) of a ``limits``-style section, values converted by their rule's type."""
     kwargs: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    notes: dict[str, str] = {}
     for key, val in (raw or {}).items():
         if isinstance(val, dict):
             if val.get("source") is not None:
                 sources[key] = val["source"]
+            if val.get("note") is not None:
+                notes[key] = val["note"]
             val = val.get("value")
         rule = rules[key]
         if val is None:
@@ -337,7 +433,21 @@ def _parse_limits(raw: Mapping[str, Any] | None) -> Limits:
             kwargs[key] = _texts(val)
         else:
             kwargs[key] = val
-    return Limits(**kwargs, sources=MappingProxyType(sources))
+    return kwargs, sources, notes
+
+
+def _parse_limits(raw: Mapping[str, Any] | None) -> Limits:
+    kwargs, sources, notes = _parse_keyed(raw, limit_rules())
+    return Limits(**kwargs, sources=MappingProxyType(sources), notes=MappingProxyType(notes))
+
+
+def _parse_fixed_point(raw: Mapping[str, Any] | None, limits: Limits) -> FixedPoint | None:
+    if raw is None:
+        return None
+    kwargs, sources, _ = _parse_keyed(raw, fixed_point_rules())
+    sources.update({k: limits.sources[k] for k in ("weight_bits", "state_bits", "max_delay") if k in limits.sources})
+    return FixedPoint(weight_bits=limits.weight_bits, state_bits=limits.state_bits,  # type: ignore[arg-type]
+                      max_delay=limits.max_delay, sources=MappingProxyType(sources), **kwargs)
 
 
 def _parse(raw: Any, *, where: str, path: Path | None) -> HardwareProfile:
@@ -346,6 +456,7 @@ def _parse(raw: Any, *, where: str, path: Path | None) -> HardwareProfile:
     source: str | tuple[str, ...] = raw["source"] if isinstance(raw["source"], str) else tuple(raw["source"])
     prof_source = source if isinstance(source, str) else "; ".join(source)
     energy, detail = _parse_energy(raw.get("energy"), prof_source, evidence)
+    limits = _parse_limits(raw.get("limits"))
     return HardwareProfile(
         name=raw["name"],
         kind=raw["kind"],
@@ -355,8 +466,9 @@ def _parse(raw: Any, *, where: str, path: Path | None) -> HardwareProfile:
         source=source,
         energy=MappingProxyType(energy),
         energy_detail=MappingProxyType(detail),
-        limits=_parse_limits(raw.get("limits")),
+        limits=limits,
         nir_nodes=frozenset(_texts(raw.get("nir_nodes"))),
+        fixed_point=_parse_fixed_point(raw.get("fixed_point"), limits),
         process_nm=_float(raw.get("process_nm")),
         voltage_v=_float(raw.get("voltage_v")),
         precision=raw.get("precision"),

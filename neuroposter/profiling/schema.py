@@ -5,7 +5,7 @@ decided in one place, :data:`SCHEMA` (dotted key pattern -> rule, first match wi
 family (energy, power, memory size, time, ...) is decided in one place, :data:`QUANTITIES`; the unit a key
 is written in comes from its suffix (:data:`UNITS`: ``_pj``, ``_mw``, ``_kb``, ``_mhz``, ...). Cross-key rules
 (required keys, ``min <= max``, ordered pairs such as ``weight_bits_min <= weight_bits``, all-in versus
-per-term) are small tables too.
+per-term, a ``fixed_point`` section given whole) are small tables too.
 
 :func:`validate_profile` is pure: a parsed YAML document in, a list of :class:`Problem` out (empty: valid).
 :func:`check_profile` raises :class:`ProfileError` (a :class:`~neuroposter.errors.UsageError`: the CLI exits
@@ -43,6 +43,7 @@ __all__ = [
     "SCHEMA",
     "REQUIRED",
     "ORDERED_PAIRS",
+    "FIXED_POINT_REQUIRES",
     "ProfileError",
     "Unit",
     "Rule",
@@ -50,6 +51,7 @@ __all__ = [
     "split_unit",
     "rule_for",
     "limit_rules",
+    "fixed_point_rules",
     "validate_profile",
     "check_profile",
     "rules_markdown",
@@ -218,6 +220,7 @@ _TEXTS = Rule("texts")
 _MAPPING = Rule("mapping")
 _COUNT = _Q["count"]
 _COUNTS = replace(_Q["count"], many=True, list_only=True)
+_OFFSET = Rule("integer", ge=0, le=64)   # a small constant added to a decay (Lava's ds_offset / dm_offset)
 
 # Key pattern -> rule, first match wins; "*" matches within one dotted segment. The top-level and `limits`
 # entries also define which keys exist there; `energy` keys are a term of ENERGY_TERMS / POWER_TERMS plus a
@@ -234,12 +237,13 @@ SCHEMA: tuple[tuple[str, Rule], ...] = (
     ("precision", _TEXT),
     ("energy", _MAPPING),
     ("limits", _MAPPING),
+    ("fixed_point", _MAPPING),
     ("nir_nodes", _TEXTS),
     ("facts", _MAPPING),
     ("notes", _TEXT),
     ("includes", _TEXTS),
     ("excludes", _TEXTS),
-    # fields of a per-value mapping {value, min, max, source, evidence, note} (energy and limits)
+    # fields of a per-value mapping {value, min, max, source, evidence, note} (energy, limits, fixed_point)
     ("*.*.source", _TEXT),
     ("*.*.note", _TEXT),
     ("*.*.evidence", Rule("choice", choices=EVIDENCE)),
@@ -270,6 +274,18 @@ SCHEMA: tuple[tuple[str, Rule], ...] = (
     ("limits.max_channels", _COUNT),
     ("limits.kernel_memory_per_core", _COUNTS),
     ("limits.neuron_memory_per_core", _COUNTS),
+    # neuron capabilities (null = unknown)
+    ("limits.full_leak", Rule("bool")),
+    # fixed-point formats of the chip's integer neuron and synapse (one entry per field of profiles.FixedPoint
+    # besides the widths already in limits: weight_bits, state_bits, max_delay)
+    ("fixed_point.threshold_mant_bits", _Q["bits"]),
+    ("fixed_point.bias_mant_bits", _Q["bits"]),
+    ("fixed_point.bias_exp_bits", _Q["bits"]),
+    ("fixed_point.decay_bits", _Q["bits"]),
+    ("fixed_point.act_shift_bits", _Q["bits"]),
+    ("fixed_point.threshold_shift_bits", _Q["bits"]),
+    ("fixed_point.decay_u_offset", _OFFSET),
+    ("fixed_point.decay_v_offset", _OFFSET),
     # informational numbers: the unit suffix names the quantity; a list of such numbers is allowed
     ("facts.*", Rule("by_unit", many=True)),
 )
@@ -282,6 +298,8 @@ ORDERED_PAIRS: tuple[tuple[str, str], ...] = (
     ("limits.synapses_per_core", "limits.synapses_per_chip"),
     ("limits.memory_per_core_kb", "limits.memory_per_chip_mb"),
 )
+# A `fixed_point` section describes one complete integer format: all its keys, and these limits, must be given.
+FIXED_POINT_REQUIRES: tuple[str, ...] = ("limits.weight_bits", "limits.state_bits")
 # Keys of a per-value mapping.
 ENERGY_ENTRY_KEYS: tuple[str, ...] = ("value", "min", "max", "source", "evidence", "note")
 LIMIT_ENTRY_KEYS: tuple[str, ...] = ("value", "source", "evidence", "note")
@@ -289,6 +307,7 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _PATTERNS = tuple((re.compile(re.escape(p).replace(r"\*", "[^.]*")), r) for p, r in SCHEMA)
 _TOP_KEYS = tuple(p for p, _ in SCHEMA if "." not in p and "*" not in p)
 _LIMIT_KEYS = tuple(p.split(".", 1)[1] for p, _ in SCHEMA if p.startswith("limits.") and "*" not in p)
+_FIXED_POINT_KEYS = tuple(p.split(".", 1)[1] for p, _ in SCHEMA if p.startswith("fixed_point.") and "*" not in p)
 
 
 def rule_for(key: str) -> Rule | None:
@@ -302,6 +321,11 @@ def rule_for(key: str) -> Rule | None:
 def limit_rules() -> dict[str, Rule]:
     """``limits`` key -> rule, in schema order (the fields of :class:`~neuroposter.profiling.profiles.Limits`)."""
     return {k: rule_for(f"limits.{k}") for k in _LIMIT_KEYS}  # type: ignore[misc]
+
+
+def fixed_point_rules() -> dict[str, Rule]:
+    """``fixed_point`` key -> rule, in schema order (fields of :class:`~neuroposter.profiling.profiles.FixedPoint`)."""
+    return {k: rule_for(f"fixed_point.{k}") for k in _FIXED_POINT_KEYS}  # type: ignore[misc]
 
 
 # ------------------------------------------------------------------------------------------- problems
@@ -516,12 +540,13 @@ def _energy(sec: dict) -> list[Problem]:
     return out
 
 
-def _limits(sec: dict) -> list[Problem]:
+def _keyed(section: str, sec: dict, known: tuple[str, ...]) -> list[Problem]:
+    """A section of named values (``limits``, ``fixed_point``): each a value or a per-value mapping."""
     out: list[Problem] = []
     for key, val in sec.items():
-        path = f"limits.{key}"
-        if key not in _LIMIT_KEYS:
-            out.append(_unknown(path, str(key), _LIMIT_KEYS))
+        path = f"{section}.{key}"
+        if key not in known:
+            out.append(_unknown(path, str(key), known))
             continue
         rule = rule_for(path)
         assert rule is not None
@@ -531,6 +556,14 @@ def _limits(sec: dict) -> list[Problem]:
         else:
             out += _check(path, val, rule, unit)
     return out
+
+
+def _limits(sec: dict) -> list[Problem]:
+    return _keyed("limits", sec, _LIMIT_KEYS)
+
+
+def _fixed_point(sec: dict) -> list[Problem]:
+    return _keyed("fixed_point", sec, _FIXED_POINT_KEYS)
 
 
 def _facts(sec: dict) -> list[Problem]:
@@ -578,6 +611,12 @@ def _cross(raw: dict, stem: str | None) -> list[Problem]:
             continue
         if _exact(a[0], a[1].exp if a[1] else 0) > _exact(b[0], b[1].exp if b[1] else 0):
             out.append(Problem(small, f"is larger than {large} = {_show(b[0])} (a range needs low <= high)", a[0]))
+    fixed = raw.get("fixed_point")
+    if isinstance(fixed, dict):
+        for dotted in tuple(f"fixed_point.{k}" for k in _FIXED_POINT_KEYS) + FIXED_POINT_REQUIRES:
+            if _base_value(raw, dotted) is None:
+                out.append(Problem(dotted, "missing or null: a fixed_point section needs every fixed_point key "
+                                           f"and {', '.join(FIXED_POINT_REQUIRES)}"))
     energy = raw.get("energy")
     if isinstance(energy, dict) and raw.get("scope") in SCOPES:
         for key, val in energy.items():
@@ -621,7 +660,7 @@ def validate_profile(raw: Any, *, stem: str | None = None) -> list[Problem]:
         rule = rule_for(key)
         assert rule is not None
         if rule.type == "mapping" and isinstance(val, dict):
-            out += {"energy": _energy, "limits": _limits, "facts": _facts}[key](val)
+            out += {"energy": _energy, "limits": _limits, "fixed_point": _fixed_point, "facts": _facts}[key](val)
         else:
             out += _check(key, val, rule, _unit_of(key, rule))
     if not out:

@@ -1,6 +1,6 @@
 """Multi-label metrics, per-genre threshold tuning and constant-predictor baselines.
 
-The reporting set follows ``../shared/reference/poster_dataset.md`` section 3: micro/macro/samples
+The reporting set follows ``docs/sources.md#multilabel-metrics``: micro/macro/samples
 F1 at a fixed threshold 0.5 and at per-genre thresholds tuned on validation (never on test),
 macro mAP, Hamming loss and precision@1, always beside constant baselines. ``1 - Hamming`` is never
 reported as an accuracy (all-zeros already scores high on it). scikit-learn metrics, ``zero_division=0``.

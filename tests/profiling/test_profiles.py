@@ -57,6 +57,36 @@ def test_loihi2_limits_contract():
     assert load_profile("loihi2").energy["e_synop_pj"] is None  # not published: null, not invented
 
 
+def test_loihi2_fixed_point_formats():
+    """Lava's Loihi 2 bit-accurate formats (docs/sources.md#lava-fixed-point), as the quantiser needs them."""
+    p = load_profile("loihi2")
+    fp = p.fixed_point
+    assert fp is not None
+    assert (fp.weight_bits, fp.state_bits, fp.threshold_mant_bits, fp.bias_mant_bits, fp.bias_exp_bits,
+            fp.decay_bits, fp.act_shift_bits, fp.threshold_shift_bits, fp.decay_u_offset, fp.decay_v_offset,
+            fp.max_delay) == (8, 24, 17, 13, 3, 12, 6, 6, 1, 0, 62)
+    assert fp.mant_max == 127                       # symmetric 8-bit signed mantissa
+    assert fp.vth_max == 131071                     # 17-bit unsigned
+    assert fp.state_max == 8388607 and fp.state_limit == 8388608   # 24-bit signed: 2**23 - 1, wraps at 2**23
+    assert fp.bias_mant_max == 4095 and fp.bias_exp_max == 7       # 13-bit signed mantissa, 3-bit exponent
+    assert fp.decay_unity == 4096 and fp.decay_max == 4095         # 12-bit decays
+    # one place per fact: the widths shared with the limits are the limits
+    assert (fp.weight_bits, fp.state_bits, fp.max_delay) == (p.limits.weight_bits, p.limits.state_bits,
+                                                             p.limits.max_delay)
+    assert all("docs/sources.md#" in fp.sources[k] for k in ("threshold_mant_bits", "decay_bits", "max_delay"))
+    assert all(load_profile(n).fixed_point is None for n in ("loihi", "spinnaker2", "xylo", "speck"))
+
+
+@pytest.mark.parametrize("chip, full_leak, why", [
+    ("spinnaker2", True, "integrator=FORWARD"), ("spinnaker", True, "sPyNNaker"),
+    ("xylo", False, "dash_syn = 0"), ("speck", False, "IAF only"), ("truenorth", False, "not verified"),
+    ("loihi2", None, None), ("loihi", None, None)])
+def test_full_leak_capability(chip, full_leak, why):
+    lim = load_profile(chip).limits
+    assert lim.full_leak is full_leak
+    assert (why in lim.notes["full_leak"]) if why else "full_leak" not in lim.notes
+
+
 def test_units_normalised():
     assert load_profile("spinnaker").energy["e_synop_pj"] == pytest.approx(13300.0)
     assert load_profile("cpu_i7_4960x").energy["e_op_pj"] == pytest.approx(8600.0)

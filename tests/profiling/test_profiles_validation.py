@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from neuroposter.errors import UsageError
 from neuroposter.profiling.profiles import (
+    FixedPoint,
     HardwareProfile,
     Limits,
     ProfileError,
@@ -31,6 +32,7 @@ from neuroposter.profiling.schema import (
     SCHEMA,
     UNITS,
     check_profile,
+    fixed_point_rules,
     limit_rules,
     rule_for,
     rules_markdown,
@@ -60,6 +62,11 @@ def _refusal(tmp_path: Path, raw: dict | str) -> tuple[Path, str]:
     assert "\n" not in msg, msg
     assert msg.startswith(f"profile {f}: "), msg
     return f, msg
+
+
+# A complete fixed_point section (Loihi 2's values).
+_FIXED = {"threshold_mant_bits": 17, "bias_mant_bits": 13, "bias_exp_bits": 3, "decay_bits": 12, "act_shift_bits": 6,
+          "threshold_shift_bits": 6, "decay_u_offset": 1, "decay_v_offset": 0}
 
 
 def _set(section: str | None, key: str, value):
@@ -190,6 +197,22 @@ REFUSED = {
                                   "energy.e_neuron_update_pj: an all-in profile cannot carry per-term", ""),
     "duplicate term": (lambda r: r["energy"].update(e_synop_nj=0.001), ": duplicate term (already given as "
                        "energy.e_synop_", "energy.e_synop_"),
+    # neuron capabilities and fixed-point formats
+    "full_leak as text": (_set("limits", "full_leak", "yes"), "limits.full_leak = 'yes' is not allowed",
+                          "true or false"),
+    "full_leak reason not text": (_set("limits", "full_leak", {"value": True, "note": 5}),
+                                  "limits.full_leak.note = 5 is not allowed", "a non-empty string"),
+    "typo of a fixed_point key": (_set("fixed_point", "vth_mant_bits", 17),
+                                  "fixed_point.vth_mant_bits: unknown key", "known: threshold_mant_bits"),
+    "fixed_point width 0": (_set("fixed_point", "decay_bits", 0), "fixed_point.decay_bits = 0 is out of range",
+                            "[1, 64] bits"),
+    "fixed_point offset negative": (_set("fixed_point", "decay_u_offset", -1),
+                                    "fixed_point.decay_u_offset = -1 is out of range", "[0, 64]"),
+    "incomplete fixed_point": (_set("fixed_point", "decay_bits", 12),
+                               "fixed_point.threshold_mant_bits: missing or null: a fixed_point section needs every",
+                               "limits.weight_bits, limits.state_bits"),
+    "fixed_point without state_bits": (lambda r: r.update(fixed_point=dict(_FIXED), limits={"weight_bits": 8}),
+                                       "limits.state_bits: missing or null", "a fixed_point section"),
 }
 
 
@@ -283,8 +306,24 @@ def test_every_profile_found_by_name_loads():
 
 
 def test_schema_covers_every_limit_field():
-    assert set(limit_rules()) == {f.name for f in fields(Limits)} - {"sources"}
+    assert set(limit_rules()) == {f.name for f in fields(Limits)} - {"sources", "notes"}
     assert all(rule is not None for rule in limit_rules().values())
+
+
+def test_schema_covers_every_fixed_point_field():
+    from_limits = {"weight_bits", "state_bits", "max_delay", "sources"}
+    assert set(fixed_point_rules()) == {f.name for f in fields(FixedPoint)} - from_limits
+    assert set(_FIXED) == set(fixed_point_rules())
+    assert from_limits - {"sources"} <= set(limit_rules())
+
+
+def test_complete_fixed_point_section_loads(tmp_path):
+    raw = _base()
+    raw["limits"].update(weight_bits=8, state_bits=24)
+    raw["fixed_point"] = dict(_FIXED, decay_bits={"value": 12, "source": "s"})
+    fp = load_profile(_write(tmp_path, raw)).fixed_point
+    assert fp is not None and fp.decay_bits == 12 and fp.sources["decay_bits"] == "s" and fp.max_delay is None
+    assert load_profile(_write(tmp_path, _base())).fixed_point is None
 
 
 def test_every_quantity_bound_is_finite_and_every_unit_has_a_rule():
