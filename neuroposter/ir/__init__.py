@@ -11,7 +11,10 @@ otherwise shadow the function of the same name):
 * :func:`write_graph`, :func:`read_graph` (``neuroposter.ir.graph_io``): ``nir.write`` + verified
   ``nir.read`` (type-checked).
 
-``neuroposter.ir.quantize`` (Loihi fixed-point parameters) is maintained with the Lava target.
+* :mod:`neuroposter.ir.graph` / :mod:`neuroposter.ir.nodes`: the one flattened graph model and the node-type
+  table derived from ``nir``'s classes; :mod:`neuroposter.ir.int_neuron`: the one integer LIF;
+  :mod:`neuroposter.ir.quantize`: n-bit quantisation and the quantisation report (Loihi 2 fixed point lives
+  with its target, :mod:`neuroposter.targets.loihi.fixed_point`).
 """
 
 from __future__ import annotations

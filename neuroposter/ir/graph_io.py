@@ -17,7 +17,8 @@ import numpy as np
 
 from neuroposter._io import atomic_path
 from neuroposter.errors import DataError
-from neuroposter.ir._graph import SPIKING_TYPES, flatten, kind_of
+from neuroposter.ir.graph import Graph, executable
+from neuroposter.ir.timing import edge_hop
 
 __all__ = ["write_graph", "read_graph", "graph_differences", "graph_stats"]
 
@@ -113,66 +114,42 @@ def _numel(shape: Any) -> int:
     return int(np.prod(np.asarray(shape).reshape(-1))) if shape is not None else 0
 
 
-def _stored_weights(node: nir.NIRNode) -> int:
-    if isinstance(node, (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)):
-        return int(np.asarray(node.weight).size)
-    if isinstance(node, nir.Scale):
-        return int(np.asarray(node.scale).size)
-    return 0
-
-
-def _expanded_synapses(unit: Any) -> int:
-    """Number of (pre, post) pairs a connection node realises (weight re-use counted)."""
-    node = unit.node
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        w = np.asarray(node.weight)
-        return int(w.size)
-    if isinstance(node, nir.Conv1d):
-        w = np.asarray(node.weight)
-        return int(w.shape[0] * w.shape[1] * w.shape[2] * unit.out_shape[-1])  # upper bound (padding included)
-    if isinstance(node, nir.Conv2d):
-        w = np.asarray(node.weight)
-        return int(w.size * unit.out_shape[-1] * unit.out_shape[-2])
-    if isinstance(node, nir.Scale):
-        return int(np.asarray(node.scale).size)
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        k = np.asarray(node.kernel_size).reshape(-1)
-        return int(np.prod(k) * _numel(unit.out_shape))
-    return 0
-
-
-def graph_stats(graph: nir.NIRGraph) -> dict[str, Any]:
+def graph_stats(graph: nir.NIRGraph | Graph) -> dict[str, Any]:
     """What a graph holds: node counts by type (sub-graphs inlined, plus the count of sub-graphs by
     ``metadata["op"]``), neurons, synapses.
 
-    Synapses are counted three ways: ``stored`` (weight parameters as stored: a Conv1d kernel is
-    counted once however many tokens re-use it), ``expanded`` (pre/post pairs realised, i.e. the
-    dense equivalent of each weight-shared connection; for a padded convolution an upper bound), and
-    ``identity`` (neuron -> neuron edges, one synapse per element, weight 1).
+    Synapses are counted three ways: ``stored`` and ``expanded`` are the sums of
+    :meth:`neuroposter.ir.graph.Graph.synapses` over the connection nodes (weight parameters as
+    stored: a Conv1d kernel is counted once however many tokens re-use it; pre/post pairs realised,
+    i.e. the dense equivalent of each weight-shared connection; for a padded convolution an upper
+    bound), and ``identity`` (neuron -> neuron edges, one synapse per element, weight 1).
+
+    Args:
+        graph: a type-checked NIR graph, or its ``flatten(graph, strict=True)``.
 
     Returns:
         ``{"nodes_by_type", "subgraphs", "neurons", "spiking_neurons", "synapses_stored",
-        "synapses_expanded", "synapses_identity", "edges"}``.
+        "synapses_expanded", "synapses_identity", "edges", "connection_nodes", "neuron_nodes", "kinds"}``
+        (``kinds``: node count per role, see :mod:`neuroposter.ir.nodes`).
     """
-    flat = flatten(graph)
-    by_type = Counter(type(u.node).__name__ for u in flat.units.values())
-    neurons = sum(_numel(u.out_shape) for u in flat.units.values() if u.kind == "neuron")
-    spiking = sum(_numel(u.out_shape) for u in flat.units.values() if isinstance(u.node, SPIKING_TYPES))
-    stored = sum(_stored_weights(u.node) for u in flat.units.values() if u.kind == "conn")
-    expanded = sum(_expanded_synapses(u) for u in flat.units.values() if u.kind == "conn")
-    identity = sum(_numel(flat.units[d].in_shape) for e in flat.edges
-                   if flat.edge_hop(e, "per_hop") for d in [e[1]])
-    ops = Counter(str(m.get("op", "graph")) for m in flat.subgraphs.values())
+    flat = executable(graph)
+    units = flat.nodes.values()
+    by_type = Counter(u.type.name for u in units)
+    neurons = sum(_numel(u.out_shape) for u in units if u.role == "neuron")
+    spiking = sum(_numel(u.out_shape) for u in units if u.type.spiking)
+    syn = [flat.synapses(u.path) for u in units if u.role == "conn"]
+    identity = sum(_numel(flat.nodes[e[1]].in_shape) for e in flat.edges if edge_hop(flat, e, "per_hop"))
+    ops = Counter(str(m.get("op", "graph")) for m in flat.groups.values())
     return {
         "nodes_by_type": dict(sorted(by_type.items())),
         "subgraphs": dict(sorted(ops.items())),
         "neurons": int(neurons),
         "spiking_neurons": int(spiking),
-        "synapses_stored": int(stored),
-        "synapses_expanded": int(expanded),
+        "synapses_stored": int(sum(s.stored for s in syn)),
+        "synapses_expanded": int(sum(s.expanded for s in syn)),
         "synapses_identity": int(identity),
         "edges": len(flat.edges),
-        "connection_nodes": sum(1 for u in flat.units.values() if u.kind == "conn"),
-        "neuron_nodes": sum(1 for u in flat.units.values() if u.kind == "neuron"),
-        "kinds": dict(Counter(kind_of(u.node) for u in flat.units.values())),
+        "connection_nodes": sum(1 for u in units if u.role == "conn"),
+        "neuron_nodes": sum(1 for u in units if u.role == "neuron"),
+        "kinds": dict(Counter(u.role for u in units)),
     }

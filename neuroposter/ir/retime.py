@@ -1,7 +1,7 @@
 """Re-timing: the delays that make one-step-per-hop execution equal the same-step result, shifted.
 
 NIR edges are instantaneous, so a lowered graph equals the Norse model computed within one time
-step. On Loihi 2 every synapse costs a step (see the hop model in :mod:`neuroposter.ir._graph`),
+step. On Loihi 2 every synapse costs a step (see the hop model in :mod:`neuroposter.ir.timing`),
 so two paths of different hop counts into one unit (the SDSA's ``Q`` vs ``K AND V -> sum -> SN ->
 broadcast`` paths, every membrane shortcut) would combine signals of different input steps. This
 pass computes, for every unit, the step at which data of input step 0 reaches it:
@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 
 import nir
 
-from neuroposter.ir._graph import arrival_times, flatten
+from neuroposter.ir.graph import Edge, Graph, executable
+from neuroposter.ir.timing import arrival_times, edge_hop
 
 __all__ = ["Retiming", "retime"]
-
-Edge = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -53,17 +52,21 @@ class Retiming:
         return max(self.delays.values(), default=0)
 
 
-def retime(graph: nir.NIRGraph) -> Retiming:
+def retime(graph: nir.NIRGraph | Graph) -> Retiming:
     """Computes the per-hop latency of every path and the aligning delays.
 
     Args:
-        graph: a type-checked NIR graph (sub-graphs allowed), acyclic.
+        graph: a type-checked NIR graph (sub-graphs allowed), acyclic, or its strict
+            :func:`~neuroposter.ir.graph.flatten` (one Input, one Output, typed nodes).
 
     Returns:
         The :class:`Retiming`; pass ``.delays`` to ``simulate(..., mode="per_hop", delays=...)``.
+
+    Raises:
+        neuroposter.ir.graph.GraphError: a graph that cannot be executed as given (named).
     """
-    flat = flatten(graph)
+    flat = executable(graph)
     start, delays = arrival_times(flat, "per_hop", None, align=True)
-    identity = tuple(dict.fromkeys(e for e in flat.edges if flat.edge_hop(e, "per_hop")))
+    identity = tuple(dict.fromkeys(e for e in flat.edges if edge_hop(flat, e, "per_hop")))
     return Retiming(latency=int(start[flat.output]), delays={e: d for e, d in delays.items() if d},
                     arrival=dict(start), identity_edges=identity)

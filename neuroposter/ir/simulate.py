@@ -30,7 +30,7 @@ Modes:
   order each step, as the Norse model computes them. Latency 0.
 * ``per_hop``: as Lava/Loihi 2 execute: every connection node (synapse) adds one step, neurons add
   none, and an edge from a neuron (or the Input) straight into a neuron is an implicit identity synapse (one step);
-  see :mod:`neuroposter.ir._graph`. Per-edge ``delays`` (from :func:`~neuroposter.ir.retime`) are
+  see :mod:`neuroposter.ir.timing`. Per-edge ``delays`` (from :func:`~neuroposter.ir.retime`) are
   added. Every node is held at rest (state at its initial value, output 0, biases silent) until
   the first step at which data from input step 0 reaches it (``SimResult.start``), i.e. a
   pipelined start; with the re-timing delays, the output then equals the ``same_step`` output
@@ -40,29 +40,21 @@ Modes:
 Arithmetic:
 
 * ``float``: float64 by default (``dtype="float32"`` available).
-* ``int``: Loihi 2 fixed point. Connection weights/biases must be integer-valued;
-  ``y = (W I) << e`` (arithmetic ``>>`` for ``e < 0``, ``e = metadata["loihi"]["weight_exp"]``,
-  default 0) ``+ b``. Neurons (LIF, CubaLIF, IF, LI, I, and Threshold when it carries
-  ``metadata["loihi"]``) run the bit-accurate Lava ``PyLifModelBitAcc`` dynamics
-
-  .. math::
-      u \\leftarrow \\mathrm{sgn}(p)\\,(|p| \\gg 12) + (a_{in} \\ll s_a),\\; p = u\\,(4096 - (du + o_u))
-
-      v \\leftarrow \\mathrm{sgn}(q)\\,(|q| \\gg 12) + u + b,\\; q = v\\,(4096 - (dv + o_v))
-
-      z = [v > (v_{th} \\ll s_{th})],\\; v \\leftarrow 0 \\text{ where } z
-
-  with ``u`` wrapping and ``v`` saturating at 24 bits. The integer parameters come from
-  ``node.metadata["loihi"]`` (keys ``du``, ``dv``, ``vth``, ``bias`` (effective, i.e.
-  ``bias_mant << bias_exp``; or ``bias_mant`` + ``bias_exp``), optional ``act_shift`` (default 6),
-  ``vth_shift`` (6), ``ds_offset`` (1), ``dm_offset`` (0), as Lava's bit-accurate LIF); without
-  it they are derived from the float parameters: ``du = 4095``, ``dv = round(4096 dt/tau)`` (LIF,
-  LI; 0 for IF, I; CubaLIF ``du = round(4096 dt/tau_syn) - 1``), ``vth = round(v_threshold)``,
+* ``int``: a chip's fixed point (Loihi 2's, as the Loihi target quantises). Connection weights/biases
+  must be integer-valued; ``y = (W I) << e`` (arithmetic ``>>`` for ``e < 0``,
+  ``e = metadata["loihi"]["weight_exp"]``, default 0) ``+ b``. Neurons (LIF, CubaLIF, IF, LI, I, and
+  Threshold when it carries ``metadata["loihi"]``) run the integer LIF of
+  :mod:`neuroposter.ir.int_neuron` (Lava's ``PyLifModelBitAcc``) in the format of the graph's
+  ``metadata["int_format"]`` (recorded by the quantiser from the chip's profile) or ``int_format=``.
+  The integer parameters come from ``node.metadata["loihi"]`` (keys ``du``, ``dv``, ``vth``, ``bias``
+  (effective, i.e. ``bias_mant << bias_exp``; or ``bias_mant`` + ``bias_exp``)); without it they are
+  derived from the float parameters: ``du`` the largest decay, ``dv = round(2**decay_bits dt/tau)`` (LIF,
+  LI; 0 for IF, I; CubaLIF ``du = round(2**decay_bits dt/tau_syn) - 1``), ``vth = round(v_threshold)``,
   ``bias = round(v_leak * 2**act_shift)``. A Threshold without ``loihi`` metadata is the exact
   integer comparison ``[I > threshold]``.
 
 Output: the summed input of the ``Output`` node; in ``int`` arithmetic, when the Output carries
-``metadata["loihi"] = {"scale", "bias"}`` (as ``neuroposter.ir.quantize.quantize_loihi`` writes),
+``metadata["loihi"] = {"scale", "bias"}`` (as ``neuroposter.targets.loihi.fixed_point.quantize_loihi`` writes),
 the host-side read-out ``(a + bias) / scale`` (float).
 
 Records (``record=True``): ``SimResult.records[path]`` holds the output of every neuron-like node
@@ -84,16 +76,10 @@ import torch
 import torch.nn.functional as F
 
 from neuroposter.errors import NeuroposterError
-from neuroposter.ir._graph import (
-    SPIKING_TYPES,
-    FlatGraph,
-    GraphStructureError,
-    Unit,
-    arrival_times,
-    edge_lags,
-    flatten,
-    topo_order,
-)
+from neuroposter.ir.graph import Graph, GraphError, Node, executable
+from neuroposter.ir.int_neuron import IntFormat, int_lif_step
+from neuroposter.ir.nodes import names
+from neuroposter.ir.timing import arrival_times, delay_steps, edge_lags, topo_order
 
 __all__ = ["SimResult", "SimulationError", "simulate", "MODES", "ARITHMETICS"]
 
@@ -101,7 +87,6 @@ log = logging.getLogger(__name__)
 
 MODES = ("same_step", "per_hop")
 ARITHMETICS = ("float", "int")
-_UV_MAX = 2 ** 23  # Loihi 2 u/v are 24-bit
 
 
 class SimulationError(NeuroposterError):
@@ -143,10 +128,6 @@ class SimResult:
         s = self.start[path]
         return arr[s:s + self.T]
 
-    def prediction(self) -> np.ndarray:
-        """Mean of the aligned output over time: ``[B, *output_shape]``."""
-        return self.aligned_output().astype(np.float64).mean(axis=0)
-
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -176,23 +157,13 @@ def _padding(p: Any, nd: int) -> Any:
     return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
-def _integral(a: np.ndarray, what: str, unit: Unit) -> np.ndarray:
+def _integral(a: np.ndarray, what: str, unit: Node) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     if not np.all(np.isfinite(a)) or not np.array_equal(a, np.round(a)):
         raise SimulationError(
-            f"node {unit.name!r} ({type(unit.node).__name__}): int arithmetic needs integer {what}; "
-            "quantize the graph first (neuroposter.ir.quantize)")
+            f"node {unit.path!r} ({unit.type.name}): int arithmetic needs integer {what}; "
+            "quantize the graph first (e.g. neuroposter.targets.loihi.fixed_point.quantize_loihi)")
     return a
-
-
-def _sm_shift(p: torch.Tensor, bits: int) -> torch.Tensor:
-    """Sign-magnitude right shift (rounds toward zero), as Lava's fixed-point decays."""
-    return torch.sign(p) * (p.abs() >> bits)
-
-
-def _wrap24(x: torch.Tensor) -> torch.Tensor:
-    x = torch.where(x > _UV_MAX, x - 2 * _UV_MAX, x)
-    return torch.where(x <= -_UV_MAX, x + 2 * _UV_MAX, x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,8 +195,8 @@ def _t(a: Any, dtype: torch.dtype) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(np.asarray(a, dtype=np.float64)), dtype=torch.float64).to(dtype)
 
 
-def _conn_op(unit: Unit, arithmetic: str, dtype: torch.dtype) -> _Op:
-    node = unit.node
+def _conn_op(unit: Node, arithmetic: str, dtype: torch.dtype) -> _Op:
+    node = unit.nir
     integer = arithmetic == "int"
     cdt = torch.float64 if integer else dtype  # integer convolutions run exactly in float64
 
@@ -270,8 +241,8 @@ def _conn_op(unit: Unit, arithmetic: str, dtype: torch.dtype) -> _Op:
             if is_sum:
                 return y
             return torch.floor(y / (k[0] * k[1])) if integer else y / (k[0] * k[1])
-    else:  # pragma: no cover - kind_of guarantees one of the above
-        raise SimulationError(f"node {unit.name!r} ({type(node).__name__}) is not a connection")
+    else:  # pragma: no cover - _make_op guarantees one of the above
+        raise SimulationError(f"node {unit.path!r} ({type(node).__name__}) is not a connection")
 
     meta = node.metadata.get("loihi", {}) if isinstance(node.metadata, dict) else {}
     wexp = int(np.asarray(meta.get("weight_exp", 0)).reshape(-1)[0]) if integer else 0
@@ -299,10 +270,10 @@ def _conn_op(unit: Unit, arithmetic: str, dtype: torch.dtype) -> _Op:
 class _FloatNeuron(_Op):
     """Forward-Euler LIF / CubaLIF / IF / LI / I / Threshold (see the module docstring)."""
 
-    def __init__(self, unit: Unit, dt: float, dtype: torch.dtype) -> None:
-        node = unit.node
+    def __init__(self, unit: Node, dt: float, dtype: torch.dtype) -> None:
+        node = unit.nir
         self.kind = type(node).__name__
-        self.spiking = isinstance(node, SPIKING_TYPES)
+        self.spiking = unit.type.spiking
         self.shape = unit.out_shape
         self.dtype = dtype
         t = lambda a: _t(a, dtype)  # noqa: E731
@@ -351,38 +322,41 @@ class _FloatNeuron(_Op):
         return zf, ((i, v) if k == "CubaLIF" else v)
 
 
-class _LoihiNeuron(_Op):
-    """Bit-accurate Loihi 2 LIF (Lava ``PyLifModelBitAcc``) in int64 (see the module docstring)."""
+class _IntNeuron(_Op):
+    """The integer LIF (:func:`neuroposter.ir.int_neuron.int_lif_step`) of one node, in the graph's format."""
 
-    def __init__(self, unit: Unit, dt: float) -> None:
-        node = unit.node
-        self.name = unit.name
+    def __init__(self, unit: Node, dt: float, fmt: IntFormat | None) -> None:
+        node = unit.nir
+        self.name = unit.path
         self.kind = type(node).__name__
-        self.spiking = isinstance(node, SPIKING_TYPES)
+        self.spiking = unit.type.spiking
         self.shape = unit.out_shape
         meta = dict(node.metadata.get("loihi", {})) if isinstance(node.metadata, dict) else {}
         self.exact_threshold = self.kind == "Threshold" and not meta
         if self.exact_threshold:
             self.th = _t(node.threshold, torch.float64)
             return
-        self.act_shift = int(meta.get("act_shift", 6))
-        self.vth_shift = int(meta.get("vth_shift", 6))
-        ds_offset = int(meta.get("ds_offset", 1))
-        dm_offset = int(meta.get("dm_offset", 0))
+        if fmt is None:
+            raise SimulationError(
+                f"node {self.name!r} ({self.kind}): int arithmetic needs the integer neuron format; quantise the "
+                "graph for a profile (its metadata['int_format']) or pass int_format= (e.g. "
+                "IntFormat.of_profile(load_profile('loihi2').fixed_point))")
+        self.fmt = fmt
+        one, dmax = fmt.decay_unity, fmt.decay_unity - 1
         if "du" in meta:
             du = np.asarray(meta["du"])
         elif self.kind == "CubaLIF":
-            du = np.rint(4096 * dt / np.asarray(node.tau_syn, dtype=np.float64)) - 1
+            du = np.rint(one * dt / np.asarray(node.tau_syn, dtype=np.float64)) - 1
         else:
-            du = np.asarray(4095)
+            du = np.asarray(dmax)
         if "dv" in meta:
             dv = np.asarray(meta["dv"])
         elif self.kind in ("LIF", "LI"):
-            dv = np.rint(4096 * dt / np.asarray(node.tau, dtype=np.float64))
+            dv = np.rint(one * dt / np.asarray(node.tau, dtype=np.float64))
         elif self.kind == "CubaLIF":
-            dv = np.rint(4096 * dt / np.asarray(node.tau_mem, dtype=np.float64))
+            dv = np.rint(one * dt / np.asarray(node.tau_mem, dtype=np.float64))
         elif self.kind == "Threshold":
-            dv = np.asarray(4095)
+            dv = np.asarray(dmax)
         else:
             dv = np.asarray(0)
         if "bias" in meta:
@@ -392,9 +366,10 @@ class _LoihiNeuron(_Op):
             e = np.asarray(meta.get("bias_exp", 0), dtype=np.int64)
             bias = np.where(e >= 0, mant << np.maximum(e, 0), mant >> np.maximum(-e, 0))
         elif hasattr(node, "v_leak"):
-            bias = np.rint(np.asarray(node.v_leak, dtype=np.float64) * 2 ** self.act_shift)
+            bias = np.rint(np.asarray(node.v_leak, dtype=np.float64) * 2 ** fmt.act_shift)
         else:
             bias = np.asarray(0)
+        self.vth = torch.as_tensor(0)
         if self.spiking:
             if "vth" in meta:
                 vth = np.asarray(meta["vth"])
@@ -403,16 +378,16 @@ class _LoihiNeuron(_Op):
                                          dtype=np.float64))
             v_reset = getattr(node, "v_reset", None)
             if v_reset is not None and np.any(np.asarray(v_reset) != 0):
-                raise SimulationError(f"node {self.name!r} ({self.kind}): Loihi resets to 0; int arithmetic "
-                                      "needs v_reset = 0")
-            self.vth = torch.as_tensor(np.asarray(vth, dtype=np.int64)) << self.vth_shift
+                raise SimulationError(f"node {self.name!r} ({self.kind}): the integer neuron resets to 0; int "
+                                      "arithmetic needs v_reset = 0")
+            self.vth = torch.as_tensor(np.asarray(vth, dtype=np.int64))
         r = getattr(node, "r", None)
         if r is not None and not meta and not self.kind == "CubaLIF":  # with loihi params the gain is in the weights
             self.r = torch.as_tensor(_integral(np.asarray(r), "r", unit).astype(np.int64))
         else:
             self.r = torch.as_tensor(1)
-        self.decay_u = torch.as_tensor(4096 - (np.asarray(du, dtype=np.int64) + ds_offset))
-        self.decay_v = torch.as_tensor(4096 - (np.asarray(dv, dtype=np.int64) + dm_offset))
+        self.du = torch.as_tensor(np.asarray(du, dtype=np.int64))
+        self.dv = torch.as_tensor(np.asarray(dv, dtype=np.int64))
         self.bias = torch.as_tensor(np.asarray(bias, dtype=np.int64))
 
     def init(self, batch: int) -> Any:
@@ -425,15 +400,9 @@ class _LoihiNeuron(_Op):
         if self.exact_threshold:
             return (x.to(torch.float64) > self.th).to(torch.int64), None
         u, v = state
-        a = x.to(torch.int64) * self.r
-        u = _wrap24(_sm_shift(u * self.decay_u, 12) + (a << self.act_shift))
-        v = _sm_shift(v * self.decay_v, 12) + u + self.bias
-        v = torch.clamp(v, -_UV_MAX + 1, _UV_MAX - 1)
-        if not self.spiking:
-            return v, (u, v)
-        z = v > self.vth
-        v = torch.where(z, torch.zeros_like(v), v)
-        return z.to(torch.int64), (u, v)
+        u, v, out = int_lif_step(u, v, x.to(torch.int64) * self.r, du=self.du, dv=self.dv, vth=self.vth,
+                                 bias=self.bias, fmt=self.fmt, spiking=self.spiking)
+        return out, (u, v)
 
 
 class _DelayLine(_Op):
@@ -454,23 +423,26 @@ class _DelayLine(_Op):
         return torch.gather(stack, 0, idx).squeeze(0), hist
 
 
-def _make_op(unit: Unit, flat: FlatGraph, arithmetic: str, dtype: torch.dtype) -> _Op:
-    kind = unit.kind
-    if kind == "conn":
+#: Neuron types the simulator runs (``CubaLI`` has no implementation here).
+_NEURONS: tuple[str, ...] = ("LIF", "CubaLIF", "IF", "LI", "I", "Threshold")
+
+
+def _make_op(unit: Node, flat: Graph, arithmetic: str, dtype: torch.dtype, fmt: IntFormat | None = None) -> _Op:
+    role = unit.role
+    if role == "conn":
         return _conn_op(unit, arithmetic, dtype)
-    if kind == "neuron":
-        return _LoihiNeuron(unit, flat.dt) if arithmetic == "int" else _FloatNeuron(unit, flat.dt, dtype)
-    if kind == "reshape":
+    if role == "neuron" and unit.type.name in _NEURONS:
+        return _IntNeuron(unit, flat.dt, fmt) if arithmetic == "int" else _FloatNeuron(unit, flat.dt, dtype)
+    if role == "reshape":
         shape = unit.out_shape
         return _Stateless(lambda x: x.reshape((x.shape[0], *shape)))
-    if kind == "delay":
-        return _DelayLine(flat.delay_steps(unit.name), unit.out_shape)
-    if kind in ("input", "output"):
+    if role == "delay":
+        return _DelayLine(delay_steps(flat, unit.path), unit.out_shape)
+    if role in ("input", "output"):
         return _Stateless(lambda x: x)
     raise SimulationError(
-        f"the simulator cannot run node {unit.name!r} of type {type(unit.node).__name__}; supported: Affine, "
-        "Linear, Conv1d, Conv2d, Scale, SumPool2d, AvgPool2d, Flatten, Delay, LIF, CubaLIF, IF, LI, I, "
-        "Threshold, Input, Output and sub-graphs")
+        f"the simulator cannot run node {unit.path!r} of type {unit.type.name}; supported: "
+        f"{', '.join(names(role='conn'))}, Flatten, Delay, {', '.join(_NEURONS)}, Input, Output and sub-graphs")
 
 
 def _compact(arr: np.ndarray) -> np.ndarray:
@@ -485,7 +457,7 @@ def _compact(arr: np.ndarray) -> np.ndarray:
 
 
 def simulate(
-    graph: nir.NIRGraph,
+    graph: nir.NIRGraph | Graph,
     x: np.ndarray | torch.Tensor,
     *,
     mode: str = "same_step",
@@ -493,11 +465,13 @@ def simulate(
     delays: Mapping[tuple[str, str], int] | None = None,
     record: bool = True,
     dtype: str = "float64",
+    int_format: IntFormat | None = None,
 ) -> SimResult:
     """Runs a NIR graph over time on a batch of inputs.
 
     Args:
-        graph: a type-checked NIR graph (sub-graphs allowed) with one Input and one Output.
+        graph: a type-checked NIR graph (sub-graphs allowed) with one Input and one Output, or its
+            ``flatten(graph, strict=True)`` (:mod:`neuroposter.ir.graph`) to avoid flattening again.
         x: inputs ``[T, B, *input_shape]`` (numpy or torch).
         mode: ``"same_step"`` (all edges instantaneous, as the Norse model) or ``"per_hop"`` (one
             step per synapse, as Lava/Loihi).
@@ -506,6 +480,8 @@ def simulate(
             ``retime(graph).delays``.
         record: keep per-node spikes and per-connection inputs.
         dtype: float precision of ``float`` arithmetic (``"float64"`` or ``"float32"``).
+        int_format: the integer neuron format of ``int`` arithmetic (default: the graph's
+            ``metadata["int_format"]``, which the fixed-point quantisers record from the chip's profile).
 
     Returns:
         A :class:`SimResult`; in ``per_hop`` it covers ``T + L`` steps.
@@ -521,58 +497,61 @@ def simulate(
     if fdtype is None:
         raise SimulationError(f"unknown dtype {dtype!r}; valid: float64, float32")
     try:
-        flat = flatten(graph)
+        flat = executable(graph)
         start, all_delays = arrival_times(flat, mode, dict(delays or {}))
         lags = edge_lags(flat, mode, all_delays)
-    except GraphStructureError as exc:
+    except GraphError as exc:
         raise SimulationError(str(exc)) from None
     vdtype = torch.int64 if arithmetic == "int" else fdtype
 
     xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x.detach().cpu())
-    in_shape = flat.units[flat.input].out_shape
+    in_shape = flat.nodes[flat.input].out_shape
     if xt.dim() < 2 or tuple(xt.shape[2:]) != in_shape:
         raise SimulationError(f"input must be [T, B, {', '.join(map(str, in_shape))}] for Input "
                               f"{flat.input!r}; got {tuple(xt.shape)}")
     if arithmetic == "int":
-        _integral(xt.numpy(), "inputs", flat.units[flat.input])
+        _integral(xt.numpy(), "inputs", flat.nodes[flat.input])
     xt = xt.to(vdtype)
     T, B = int(xt.shape[0]), int(xt.shape[1])
     L = start[flat.output]
     T_out = T + L
 
-    pipelined = {n for n, u in flat.units.items() if mode == "per_hop" and u.kind == "conn"}
+    pipelined = {n for n, u in flat.nodes.items() if mode == "per_hop" and u.role == "conn"}
     instant = [e for e, lag in zip(flat.edges, lags) if lag == 0 and e[0] not in pipelined]
     try:
         order = topo_order(flat, instant)
-    except GraphStructureError as exc:
+    except GraphError as exc:
         raise SimulationError(str(exc)) from None
-    incoming: dict[str, list[tuple[str, int]]] = {n: [] for n in flat.units}
-    max_lag: dict[str, int] = {n: 0 for n in flat.units}
+    incoming: dict[str, list[tuple[str, int]]] = {n: [] for n in flat.nodes}
+    max_lag: dict[str, int] = {n: 0 for n in flat.nodes}
     for (s, d), lag in zip(flat.edges, lags):
         incoming[d].append((s, lag))
         max_lag[s] = max(max_lag[s], lag)
 
-    ops = {n: _make_op(u, flat, arithmetic, fdtype) for n, u in flat.units.items()}
+    fmt = int_format
+    if fmt is None and arithmetic == "int" and "int_format" in (flat.metadata or {}):
+        fmt = IntFormat.from_mapping(flat.metadata["int_format"])
+    ops = {n: _make_op(u, flat, arithmetic, fdtype, fmt) for n, u in flat.nodes.items()}
     states = {n: op.init(B) for n, op in ops.items()}
-    zeros_out = {n: torch.zeros((B, *u.out_shape), dtype=vdtype) for n, u in flat.units.items()}
-    hist: dict[str, dict[int, torch.Tensor]] = {n: {} for n in flat.units}
+    zeros_out = {n: torch.zeros((B, *u.out_shape), dtype=vdtype) for n, u in flat.nodes.items()}
+    hist: dict[str, dict[int, torch.Tensor]] = {n: {} for n in flat.nodes}
     pending: dict[str, torch.Tensor] = {}
 
     records: dict[str, np.ndarray] = {}
     inputs: dict[str, np.ndarray] = {}
     if record:
-        for n, u in flat.units.items():
-            if u.kind == "neuron":
-                spk = isinstance(u.node, SPIKING_TYPES)
+        for n, u in flat.nodes.items():
+            if u.role == "neuron":
+                spk = u.type.spiking
                 records[n] = np.zeros((T_out, B, *u.out_shape),
                                       dtype=np.uint8 if spk else (np.int64 if arithmetic == "int" else np.float32))
-            elif u.kind == "conn":
+            elif u.role == "conn":
                 inputs[n] = np.zeros((T_out, B, *u.in_shape),
                                      dtype=np.int64 if arithmetic == "int" else np.float32)
-    out_meta = flat.units[flat.output].node.metadata
+    out_meta = flat.nodes[flat.output].nir.metadata
     out_loihi = dict(out_meta.get("loihi", {})) if isinstance(out_meta, dict) else {}
     scaled = arithmetic == "int" and "scale" in out_loihi
-    output = np.zeros((T_out, B, *flat.units[flat.output].in_shape),
+    output = np.zeros((T_out, B, *flat.nodes[flat.output].in_shape),
                       dtype=np.int64 if arithmetic == "int" and not scaled else np.float64)
 
     def readout(a: torch.Tensor) -> np.ndarray:
@@ -597,7 +576,7 @@ def simulate(
                 continue
             total = v if total is None else total + v
         if total is None:
-            return torch.zeros((B, *flat.units[n].in_shape), dtype=vdtype)
+            return torch.zeros((B, *flat.nodes[n].in_shape), dtype=vdtype)
         return total
 
     with torch.no_grad():
@@ -605,15 +584,15 @@ def simulate(
             for n in pipelined:
                 push(n, t, pending.pop(n, zeros_out[n]))
             for n in order:
-                u = flat.units[n]
-                if u.kind == "input":
+                u = flat.nodes[n]
+                if u.role == "input":
                     push(n, t, xt[t] if t < T else zeros_out[n])
                     continue
                 inp = gather(n, t)
                 active = t >= start[n]
                 if record and n in inputs:
                     inputs[n][t] = inp.numpy()
-                if u.kind == "output":
+                if u.role == "output":
                     output[t] = readout(inp)
                     push(n, t, inp)
                     continue

@@ -29,18 +29,25 @@ Definitions (per sample = totals over the batch divided by B; totals are over al
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["LayerCounts", "OpCounts", "count_snn", "flatten_graph", "CONNECTION_TYPES", "NEURON_TYPES"]
+from neuroposter.ir.graph import Graph, flatten
+from neuroposter.ir.nodes import names
+
+__all__ = ["LayerCounts", "OpCounts", "count_snn"]
 
 log = logging.getLogger(__name__)
 
-CONNECTION_TYPES = frozenset({"Affine", "Linear", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d"})
-NEURON_TYPES = frozenset({"LIF", "IF", "CubaLIF", "CubaLI", "LI", "Integrator", "Threshold"})
-_PASS_THROUGH = frozenset({"Input", "Output", "Identity", "Flatten", "Delay", "Scale"})
+# Node roles from the one node-type table (neuroposter.ir.nodes). A ``Scale`` (a per-element gain: the
+# integer graph's explicit identity synapse) passes its input's events through and is not counted as a layer.
+_CONNECTIONS = frozenset(names(role="conn")) - {"Scale"}
+_NEURONS = frozenset(names(role="neuron"))
+_SPIKING = frozenset(names(role="neuron", spiking=True))
+_PASS_THROUGH = frozenset(names(role="input") + names(role="output") + names(role="identity")
+                          + names(role="reshape") + names(role="delay")) | {"Scale"}
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,31 @@ class LayerCounts:
         d["synops"] = self.synops
         d["firing_rate"] = self.firing_rate
         return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerCounts:
+        """The inverse of :meth:`to_dict` (the derived ``synops`` and ``firing_rate`` are recomputed).
+
+        Values keep the types JSON gives them (so ``to_dict`` of the result writes the same JSON); tuples come
+        back as tuples, and a float written as ``null`` (NaN) comes back as NaN.
+
+        Raises:
+            ValueError: a field is missing or unknown.
+        """
+        names = {f.name: f for f in fields(cls)}
+        given = {k: v for k, v in data.items() if k not in ("synops", "firing_rate")}
+        unknown, missing = sorted(set(given) - set(names)), sorted(
+            n for n, f in names.items() if f.default is MISSING and f.default_factory is MISSING and n not in given)
+        if unknown or missing:
+            raise ValueError(f"not a LayerCounts record: unknown fields {unknown}, missing fields {missing}")
+        out: dict[str, Any] = {}
+        for k, v in given.items():
+            if k in ("per_step", "in_shape", "out_shape", "approximations"):  # tuples (JSON gives lists)
+                v = None if v is None else tuple(v)
+            elif v is None and isinstance(names[k].default, float):
+                v = float("nan")
+            out[k] = v
+        return cls(**out)
 
 
 @dataclass(frozen=True)
@@ -248,6 +280,21 @@ class OpCounts:
                 "weight_bits": self.weight_bits, "state_bits": self.state_bits, "meta": dict(self.meta),
                 "totals": self.totals(), "layers": [lc.to_dict() for lc in self.layers]}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OpCounts:
+        """The inverse of :meth:`to_dict` (``totals`` is recomputed from the layers, not read).
+
+        Raises:
+            ValueError: a field or a layer field is missing or unknown.
+        """
+        keys = ("name", "kind", "T", "samples", "weight_bits", "state_bits", "meta", "layers")
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise ValueError(f"not an OpCounts record: missing fields {missing}")
+        return cls(name=data["name"], kind=data["kind"], T=data["T"], samples=data["samples"],
+                   layers=tuple(LayerCounts.from_dict(lc) for lc in data["layers"]),
+                   weight_bits=data["weight_bits"], state_bits=data["state_bits"], meta=dict(data["meta"] or {}))
+
     def with_precision(self, weight_bits: int, state_bits: int) -> OpCounts:
         """The same counts with byte terms recomputed at another deployment precision."""
         layers = tuple(replace(lc, weight_bytes=lc.n_weights * weight_bits / 8,
@@ -256,29 +303,6 @@ class OpCounts:
 
 
 # ----------------------------------------------------------------------------------------- graph walk
-
-
-def flatten_graph(graph: Any) -> tuple[dict[str, Any], list[tuple[str, str]], dict[str, dict[str, Any]]]:
-    """Flattens nested NIR graphs (:func:`neuroposter.ir.graph.flatten_nested`).
-
-    Returns:
-        ``(nodes, edges, tags)``: node path -> node (sub-graph nodes replaced by their contents, paths
-        joined with ``.``, the sub-graphs' ``Input``/``Output`` nodes kept), edges between paths, and
-        path -> metadata of the innermost enclosing sub-graph that has metadata.
-    """
-    from neuroposter.ir.graph import EndpointError, flatten_nested
-
-    try:
-        flat = flatten_nested(graph)
-    except EndpointError as exc:
-        raise ValueError(f"NIR edge endpoint {exc.prefix + exc.ref!r} names no node") from None
-
-    def tag(sub: str) -> dict[str, Any]:
-        while sub and not flat.subgraphs[sub]:
-            sub = flat.parent[sub]
-        return flat.subgraphs[sub] if sub else {}
-
-    return flat.nodes, flat.edges, {p: tag(flat.parent[p]) for p in flat.nodes}
 
 
 def _np(a: Any) -> np.ndarray:
@@ -304,7 +328,6 @@ class _Layer:
         self.bias = None
         w = getattr(node, "weight", None)
         self.w = None if w is None else torch.as_tensor((_np(w) != 0).astype(np.float32))
-        self.n_weights = 0 if w is None else int(_np(w).size)
         b = getattr(node, "bias", None)
         if b is not None and np.any(_np(b) != 0):
             self.bias = _np(b)
@@ -366,7 +389,8 @@ def count_snn(
     """Counts spikes, synaptic ops, SDSA mask ops, neuron updates and memory traffic from simulator records.
 
     Args:
-        graph: the deployed ``nir.NIRGraph`` that was simulated.
+        graph: the deployed ``nir.NIRGraph`` that was simulated (or its
+            :func:`~neuroposter.ir.graph.flatten`).
         result: the ``SimResult`` of ``neuroposter.ir.simulate(..., record=True)`` (``.records``, ``.inputs``),
             or a dict ``path -> spikes [T, B, *shape]``.
         inputs: ``path -> values [T, B, *in_shape]`` feeding each connection node (overrides ``result.inputs``).
@@ -381,24 +405,24 @@ def count_snn(
         :class:`OpCounts` of kind ``"snn"``, per sample.
 
     Raises:
-        ValueError: records with inconsistent time/batch dimensions, or a connection node whose input can
-            be neither read nor reconstructed.
+        ValueError: records with inconsistent time/batch dimensions, a connection node whose input can
+            be neither read nor reconstructed, or a graph that does not flatten
+            (:class:`~neuroposter.ir.graph.GraphError`).
     """
     import torch
-
-    from neuroposter.ir.graph import topo_sort
 
     records = getattr(result, "records", result) or {}
     ins = dict(getattr(result, "inputs", None) or {})
     ins.update(inputs or {})
     records = {k: _np(v) for k, v in records.items()}
     ins = {k: _np(v) for k, v in ins.items()}
-    nodes, edges, tags = flatten_graph(graph)
+    g = graph if isinstance(graph, Graph) else flatten(graph)
+    nodes = {p: n.nir for p, n in g.nodes.items()}
+    edges = g.edges                 # with repetition: NIR sums a repeated edge twice
     preds: dict[str, list[str]] = {p: [] for p in nodes}
     for s, d in edges:
-        preds.setdefault(d, []).append(s)
-    # graph input paths
-    input_paths = [p for p, n in nodes.items() if type(n).__name__ == "Input" and not preds.get(p)]
+        preds[d].append(s)
+    input_paths = list(g.inputs)
     xin = _np(x) if x is not None else None
 
     shapes = [v.shape[:2] for v in list(records.values()) + list(ins.values())]
@@ -411,7 +435,7 @@ def count_snn(
     if any(s[1] != B for s in shapes):
         raise ValueError(f"records disagree on the batch size: {sorted({s[1] for s in shapes})}")
 
-    order, recurrent = topo_sort(nodes, edges)
+    order, recurrent = g.topo_sort()
     order += recurrent  # nodes on or behind a cycle follow in graph order: recurrence is not ordered
     events: dict[str, np.ndarray | None] = {}  # path -> bool events [T, B, *shape] of the node's output
     values: dict[str, np.ndarray | None] = {}  # path -> actual output values when known (spikes / graph input)
@@ -442,9 +466,9 @@ def count_snn(
     approx_global: list[str] = []
     for path in order:
         node = nodes[path]
-        typ = type(node).__name__
-        sdsa = tags.get(path, {}).get("op") == "sdsa"
-        if typ == "Input" and not preds.get(path):
+        typ = g.nodes[path].type.name
+        sdsa = g.tag(path).get("op") == "sdsa"
+        if path in input_paths:
             if path in ins:
                 v = ins[path]
             elif xin is not None and len(input_paths) == 1:
@@ -463,7 +487,7 @@ def count_snn(
             values[path] = v
             events[path] = None if e is None else (e > 0)
             continue
-        if typ in CONNECTION_TYPES:
+        if typ in _CONNECTIONS:
             approx: list[str] = []
             if path in ins:
                 xv = ins[path]
@@ -479,6 +503,7 @@ def count_snn(
             xv = pad_t(xv)
             in_shape = tuple(xv.shape[2:])
             lay = _Layer(node, in_shape)
+            n_w = g.synapses(path).stored      # the one synapse count (neuroposter.ir.graph)
             fan = lay.fanout(in_shape)
             nz = (xv != 0)
             binary = bool(np.all(np.isin(xv[nz], (-1.0, 1.0)))) if nz.any() else True
@@ -503,13 +528,13 @@ def count_snn(
                 name=path, op_type=typ, kind="synapse", dense_ops=dense,
                 effective_acs=eff if binary else 0.0, effective_macs=0.0 if binary else eff,
                 per_step=tuple(float(v) for v in per_step), events_in=_sum_per_sample(nz, B),
-                n_weights=lay.n_weights, weight_bytes=lay.n_weights * weight_bits / 8,
-                weight_fetches=eff, weight_fetches_dense=float(lay.n_weights) * T,
+                n_weights=n_w, weight_bytes=n_w * weight_bits / 8,
+                weight_fetches=eff, weight_fetches_dense=float(n_w) * T,
                 kernel_area=lay.kernel_area, has_bias=lay.bias is not None, sdsa=sdsa,
                 in_shape=in_shape, out_shape=tuple(out_np.shape[2:]), approximations=tuple(approx),
             ))
             continue
-        if typ in NEURON_TYPES:
+        if typ in _NEURONS:
             approx = []
             rec = records.get(path)
             drive = resolve(path, False)
@@ -544,7 +569,7 @@ def count_snn(
                 spikes_t = np.zeros(T)
                 values[path] = None
                 events[path] = None
-                if typ not in ("LI", "Integrator", "CubaLI"):
+                if typ in _SPIKING:
                     approx.append("no spike record")
             kind = "mask" if typ == "Threshold" and (sdsa or len(preds.get(path, [])) >= 2) else "neuron"
             layers.append(LayerCounts(
@@ -584,15 +609,6 @@ def count_snn(
     return OpCounts(name=name or str((getattr(graph, "metadata", None) or {}).get("source_run", "snn")),
                     kind="snn", T=int(T), samples=int(B), layers=tuple(layers),
                     weight_bits=weight_bits, state_bits=state_bits, meta=m)
-
-
-def _is_spiking(nodes: Mapping[str, Any], preds: Mapping[str, list[str]], path: str, depth: int = 0) -> bool:
-    typ = type(nodes[path]).__name__
-    if typ in NEURON_TYPES and typ not in ("LI", "Integrator", "CubaLI"):
-        return True
-    if typ in _PASS_THROUGH and typ != "Input" and depth < 8:
-        return any(_is_spiking(nodes, preds, p, depth + 1) for p in preds.get(path, []))
-    return False
 
 
 def _node_shape(node: Any) -> tuple[int, ...]:

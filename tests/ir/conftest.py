@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuroposter.models.active_init import spiking_random_init
 from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
 from neuroposter.models.snn_mlp import SpikingMLPConfig, SpikingMLPNet
+from neuroposter.testing.active_init import spiking_random_init
 
 # The size of the default trained SDT (d=64, depth 2, N=40 tokens of 1664 channels, T=4).
 SDT_CFG = SDTConfig(d_in=1664, n_tokens=40, d_model=64, depth=2, heads=4, mlp_hidden=128, n_classes=10)
@@ -36,3 +36,4 @@ def sdt_spikes() -> torch.Tensor:
     """Input spikes [T, B, N, D_in] at 10 % density."""
     g = torch.Generator().manual_seed(2)
     return (torch.rand(T, 6, SDT_CFG.n_tokens, SDT_CFG.d_in, generator=g) < 0.1).float()
+

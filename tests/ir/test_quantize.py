@@ -11,15 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from neuroposter.ir.quantize import (
-    QuantizationError,
-    flatten_graph,
-    neuron_step_int,
-    quantize_loihi,
-    quantize_nbit,
-    quantize_weights,
-)
-from neuroposter.targets.loihi.examples import chain_graph, random_spikes, sdt_like_graph, threshold_and_graph
+from neuroposter.ir.graph import flatten
+from neuroposter.ir.quantize import QuantizationError, quantize_nbit
+from neuroposter.targets.loihi.fixed_point import quantize_loihi, quantize_weights
+from neuroposter.testing.graphs import chain_graph, random_spikes, sdt_like_graph, threshold_and_graph
+
+from neuroposter.profiling.profiles import load_profile
+
+LOIHI2 = load_profile("loihi2")
 
 finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False)
 weights = arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 6)), elements=finite)
@@ -55,19 +54,9 @@ def test_idempotent(w: np.ndarray, bits: int) -> None:
     np.testing.assert_array_equal(q2.mantissa, q.mantissa)
 
 
-def test_neuron_step_matches_lava_equations() -> None:
-    # a non-leaky IF (du=4095, dv=0): u = a << 6, v accumulates, fires when v > vth << 6, resets
-    u = v = np.zeros(1, np.int64)
-    fired = []
-    for _ in range(4):
-        u, v, z = neuron_step_int(u, v, np.array([40]), du=4095, dv=0, vth=100)
-        fired.append(bool(z[0]))
-    assert fired == [False, False, True, False]          # 40*64*3 = 7680 > 6400
-
-
 @pytest.mark.parametrize("factory", [chain_graph, threshold_and_graph, sdt_like_graph])
 def test_integer_graph_round_trips_and_is_integral(factory, tmp_path) -> None:
-    gi, rep = quantize_loihi(factory())
+    gi, rep = quantize_loihi(factory(), LOIHI2)
     path = os.path.join(tmp_path, "g.nir")
     nir.write(path, gi)
     back = nir.read(path)
@@ -84,7 +73,7 @@ def test_integer_graph_round_trips_and_is_integral(factory, tmp_path) -> None:
 
 
 def test_threshold_and_maps_to_full_decay_lif() -> None:
-    gi, _ = quantize_loihi(threshold_and_graph())
+    gi, _ = quantize_loihi(threshold_and_graph(), LOIHI2)
     meta = gi.nodes["and"].metadata["loihi"]
     assert (meta["du"], meta["dv"]) == (4095, 4095)
     # the identity synapses are explicit Scale nodes
@@ -94,16 +83,17 @@ def test_threshold_and_maps_to_full_decay_lif() -> None:
 def test_integer_graph_equals_reference_simulator_per_hop() -> None:
     from neuroposter.ir.retime import retime
     from neuroposter.ir.simulate import simulate
-    from neuroposter.targets.loihi.builder import emulate, plan_network
+    from neuroposter.targets.loihi.builder import plan_network
+    from neuroposter.testing.emulate import emulate
 
     g = sdt_like_graph()
-    gi, _ = quantize_loihi(g)
-    plan = plan_network(gi)
+    gi, _ = quantize_loihi(g, LOIHI2)
+    plan = plan_network(gi, max_delay=LOIHI2.limits.max_delay)
     x = random_spikes(5, 4, (6, 3), p=0.5, seed=3)
     em = emulate(plan, x)
     ref = simulate(gi, x, mode="per_hop", arithmetic="int", delays=retime(gi).delays)
     assert ref.latency == plan.latency
-    from neuroposter.targets.loihi import reference_readout_int
+    from neuroposter.targets.loihi.target import reference_readout_int
 
     out = next(iter(plan.outputs))
     np.testing.assert_array_equal(reference_readout_int(plan, ref), em.output[out].reshape(5, 4, -1))
@@ -115,29 +105,29 @@ def test_nonzero_reset_is_refused_naming_the_node() -> None:
     g = chain_graph()
     g.nodes["lif0"].v_reset = np.full(10, 0.3)
     with pytest.raises(QuantizationError, match="lif0"):
-        quantize_loihi(g)
+        quantize_loihi(g, LOIHI2)
 
 
 def test_nbit_quantisation_reduces_levels() -> None:
     g = chain_graph()
     gq, rep = quantize_nbit(g, weight_bits=4, state_bits=8)
-    fg = flatten_graph(gq)
-    w = np.asarray(fg.nodes["fc0"].weight)
+    fg = flatten(gq)
+    w = np.asarray(fg.nodes["fc0"].nir.weight)
     assert len(np.unique(np.round(w / (np.abs(w).max() / 7), 6))) <= 15
     assert all(l.rel_weight_error is None or l.rel_weight_error < 0.2 for l in rep.layers)
 
 
 def test_nbit_biases_are_neuron_offsets_not_clipped_to_the_weight_grid() -> None:
     g = chain_graph()
-    fc = flatten_graph(g).nodes["fc0"]
+    fc = flatten(g).nodes["fc0"].nir
     big = np.abs(np.asarray(fc.weight)).max() * 20  # BN-folded biases are often much larger than weights
     g_big = chain_graph()
     for name, node in g_big.nodes.items():
         if name == "fc0":
             node.bias = np.linspace(-big, big, np.asarray(node.bias).size)
     gq, _ = quantize_nbit(g_big, weight_bits=4, state_bits=8)
-    b = np.asarray(flatten_graph(gq).nodes["fc0"].bias)
-    b0 = np.asarray(flatten_graph(g_big).nodes["fc0"].bias)
+    b = np.asarray(flatten(gq).nodes["fc0"].nir.bias)
+    b0 = np.asarray(flatten(g_big).nodes["fc0"].nir.bias)
     assert np.max(np.abs(b - b0)) <= big / 127 / 2 + 1e-12  # within half a state_bits step, not clipped
     gq_float, _ = quantize_nbit(g_big, weight_bits=4, state_bits=None)
-    np.testing.assert_array_equal(np.asarray(flatten_graph(gq_float).nodes["fc0"].bias), b0)
+    np.testing.assert_array_equal(np.asarray(flatten(gq_float).nodes["fc0"].nir.bias), b0)

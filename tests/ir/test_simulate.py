@@ -9,8 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from neuroposter.ir import SimResult, retime, simulate
-from neuroposter.ir.quantize import neuron_step_int
+from neuroposter.ir.int_neuron import IntFormat
+from neuroposter.profiling.profiles import load_profile
+from neuroposter.testing.lava_reference import lava_lif_reference
 from neuroposter.ir.simulate import SimulationError
+
+LOIHI2 = IntFormat.of_profile(load_profile("loihi2").fixed_point)
 
 
 def _chain(*nodes: nir.NIRNode, dt: float = 1.0) -> nir.NIRGraph:
@@ -128,13 +132,9 @@ def test_int_lif_is_lava_bit_accurate(rng) -> None:
     node = nir.LIF(tau=2 * np.ones(shape), r=np.ones(shape), v_leak=np.zeros(shape), v_threshold=np.ones(shape),
                    metadata=meta)
     a = rng.integers(-30, 90, size=(12, 3, *shape))
-    res = simulate(_chain(node), a, arithmetic="int")
-    u = v = np.zeros((3, *shape), dtype=np.int64)
-    zs = []
-    for t in range(12):
-        u, v, z = neuron_step_int(u, v, a[t], du=4095, dv=2048, vth=40, bias=3 << 2)
-        zs.append(z)
-    np.testing.assert_array_equal(_only(res), np.array(zs, dtype=np.uint8))
+    res = simulate(_chain(node), a, arithmetic="int", int_format=LOIHI2)
+    ref = lava_lif_reference(a.reshape(12, -1).tolist(), du=4095, dv=2048, vth=40, bias=3 << 2)
+    np.testing.assert_array_equal(_only(res), np.array(ref, dtype=np.uint8).reshape(a.shape))
     assert 0 < _only(res).sum() < _only(res).size
 
 
@@ -145,13 +145,13 @@ def test_int_connection_weight_exp_and_readout(rng) -> None:
     g = nir.NIRGraph(nodes={"input": nir.Input(np.array([5])), "w": node, "output": out},
                      edges=[("input", "w"), ("w", "output")])
     s = rng.integers(0, 2, size=(3, 2, 5))
-    res = simulate(g, s, arithmetic="int")
+    res = simulate(g, s, arithmetic="int", int_format=LOIHI2)
     ref = (((s @ w.T.astype(np.int64)) >> 2) + np.array([1, 2, 3, 4])) / 8.0
     np.testing.assert_array_equal(res.output, ref)
     with pytest.raises(SimulationError, match="'w'.*integer"):
         simulate(nir.NIRGraph(nodes={"input": nir.Input(np.array([5])), "w": nir.Linear(w * 0.5),
                                      "output": nir.Output(np.array([4]))},
-                              edges=[("input", "w"), ("w", "output")]), s, arithmetic="int")
+                              edges=[("input", "w"), ("w", "output")]), s, arithmetic="int", int_format=LOIHI2)
 
 
 def test_errors_name_the_node(rng) -> None:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuroposter.profiling.counts import count_snn, flatten_graph
+from neuroposter.ir.graph import flatten
+from neuroposter.profiling.counts import count_snn
 
 
 def _neurobench_effective_acs(layer: torch.nn.Module, x: np.ndarray) -> float:
@@ -114,10 +115,10 @@ def test_fc_input_reconstructed_from_records_equals_given_input(conv_graph, rng)
 
 
 def test_sdsa_mask_and_sum(sdsa_graph):
-    nodes, edges, tags = flatten_graph(sdsa_graph)
-    assert "blocks.0.attn.and_qk" in nodes
-    assert ("input", "blocks.0.attn.input") in edges
-    assert tags["blocks.0.attn.tsum"]["op"] == "sdsa"
+    g = flatten(sdsa_graph)
+    assert "blocks.0.attn.and_qk" in g.nodes
+    assert "blocks.0.attn.input" not in g.nodes           # sub-graph junctions are bypassed
+    assert g.tag("blocks.0.attn.tsum")["op"] == "sdsa"
     T, B, D, N = 2, 1, 2, 3
     q = np.zeros((T, B, D, N), np.float32)
     k = np.zeros((T, B, D, N), np.float32)
@@ -142,3 +143,23 @@ def test_sdsa_mask_and_sum(sdsa_graph):
     assert by["blocks.0.attn.tsum"].sdsa and by["blocks.0.attn.tsum"].effective_acs == 1
     assert c.sdsa_adds == 1
     assert by["blocks.0.attn.kv_sn"].kind == "neuron"
+
+
+def test_integrator_node_is_counted_as_a_neuron():
+    """NIR's integrator is ``I`` (the counter once listed it as "Integrator" and skipped it)."""
+    import nir
+
+    g = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([3])}),
+        "fc": nir.Affine(weight=np.eye(3), bias=np.zeros(3)),
+        "integ": nir.I(r=np.ones(3)),
+        "output": nir.Output(output_type={"output": np.array([3])})},
+        edges=[("input", "fc"), ("fc", "integ"), ("integ", "output")], type_check=True)
+    x = np.zeros((2, 1, 3), np.float32)
+    x[0, 0, 1] = 1.0                                    # one event at t=0 drives one integrator
+    counts = count_snn(g, {}, x=x)
+    by = {lc.name: lc for lc in counts.layers}
+    assert by["integ"].kind == "neuron" and by["integ"].op_type == "I"
+    assert by["integ"].n_neurons == 3 and by["integ"].updates_dense == 6.0 and by["integ"].updates_effective == 1.0
+    assert by["integ"].approximations == ()             # no spike record is expected from a non-spiking node
+    assert "not_counted" not in counts.meta

@@ -34,10 +34,10 @@ def test_counts_from_simulator_records_match_neurobench_rederivation():
     for path, rec in res.records.items():
         assert by[path].spikes == pytest.approx(float(np.asarray(rec).sum()) / x.shape[1])
     # every connection's synops re-derived the NeuroBench way from the simulator's inputs
-    from neuroposter.profiling.counts import flatten_graph
-    nodes, _, _ = flatten_graph(graph)
+    from neuroposter.ir.graph import flatten
+    nodes = flatten(graph).nodes
     for path, inp in res.inputs.items():
-        node = nodes[path]
+        node = nodes[path].nir
         w = torch.as_tensor((np.asarray(node.weight) != 0).astype(np.float32))
         xb = torch.as_tensor((np.asarray(inp) != 0).astype(np.float32))
         xb = xb.reshape(-1, *xb.shape[2:])
