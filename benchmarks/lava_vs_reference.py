@@ -24,6 +24,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from neuroposter.profiling.profiles import load_profile
+
+LOIHI2 = load_profile("loihi2")
+
 
 def _demo_model(seed: int):
     import torch
@@ -50,28 +54,27 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from neuroposter.ir.lower import lower_model, to_graph_input
-    from neuroposter.ir.quantize import quantize_loihi
+    from neuroposter.targets.loihi.fixed_point import quantize_loihi
     from neuroposter.ir.retime import retime
     from neuroposter.ir.simulate import simulate
-    from neuroposter.targets.loihi import reference_readout_int
-    from neuroposter.targets.loihi.builder import emulate, plan_network, run_lava
+    from neuroposter.targets.loihi.target import reference_readout_int
+    from neuroposter.targets.loihi.builder import plan_network, run_lava
+    from neuroposter.testing.emulate import emulate
 
     if args.run:
-        from neuroposter.targets.base import ExportRequest
-        from neuroposter.targets.loihi import _load_inputs
+        from neuroposter.targets.inputs import evaluation_inputs
         from neuroposter.train import load_run
 
         loaded = load_run(args.run)
-        req = ExportRequest("loihi", Path(args.run), Path("/tmp/unused"), Path("."), {})
-        xs, _, _, info = _load_inputs(req, loaded, args.samples, "test", args.seed)
-        model, T = loaded.model, int(info["T"])
+        inputs = evaluation_inputs(loaded, args.run, samples=args.samples, seed=args.seed)
+        xs, model, T = inputs.x, loaded.model, int(inputs.T)
     else:
         model, T = _demo_model(args.seed), 4
         xs = (np.random.default_rng(args.seed).random((T, args.samples, 40, 1664)) < 0.1).astype(np.uint8)
     graph = lower_model(model, T=T)
     x = to_graph_input(xs, graph)
-    gi, _ = quantize_loihi(graph)
-    plan = plan_network(gi)
+    gi, _ = quantize_loihi(graph, LOIHI2)
+    plan = plan_network(gi, max_delay=LOIHI2.limits.max_delay)
     out: dict = {"network": plan.summary(), "samples": int(x.shape[1]), "T": int(x.shape[0])}
 
     t0 = time.perf_counter()
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.export:
         import tempfile
 
+        import neuroposter.targets.inputs as inputs_mod
         import neuroposter.targets.loihi as loihi
         import neuroposter.train as train
         from neuroposter.targets.base import ExportRequest
@@ -103,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                 labels = np.zeros((x.shape[1], 10), np.uint8)
                 run = SimpleNamespace(model=model, model_name="sdt", manifest={"key": "bench"}, metrics={}, config={})
                 train.load_run = lambda run_dir: run  # type: ignore[assignment]
-                loihi._load_inputs = lambda req, loaded, samples, split, seed: (  # type: ignore[assignment]
-                    xs[:, :samples], labels[:samples], np.arange(samples),
-                    {"path": "bench", "key": "bench", "split": split, "T": T})
+                inputs_mod.evaluation_inputs = lambda loaded, run_dir, *, samples, split="test", seed=None: (
+                    inputs_mod.EvalInputs(xs[:, :samples], labels[:samples], np.arange(samples), "encoded",
+                                          Path("bench"), "bench", split, T))  # type: ignore[assignment]
             t0 = time.perf_counter()
             res = loihi.export(ExportRequest("loihi", Path(args.run or "bench"), Path(tmp) / "b", Path(tmp),
                                              {"samples": args.samples}))

@@ -23,8 +23,8 @@ import torch
 
 from neuroposter.ir import lower_model, retime, simulate
 from neuroposter.ir.lower import to_graph_input
-from neuroposter.models.active_init import demo_sized_sdt
 from neuroposter.models.sdt import SpikeDrivenTransformer
+from neuroposter.testing.active_init import demo_sized_sdt
 
 
 def _model(seed: int = 0) -> SpikeDrivenTransformer:

@@ -22,15 +22,15 @@ def main() -> None:
     from neuroposter.profiling import load_profile
     from neuroposter.profiling.counts import count_snn
     from neuroposter.profiling.energy import estimate_energy
-    from neuroposter.targets._bundle import load_test_spikes
+    from neuroposter.targets.inputs import evaluation_inputs
     from neuroposter.train import load_run
     from neuroposter.workspace import Workspace
 
     ws = Workspace.at(args.workspace)
     run = load_run(ws.run(args.run))                                  # model + manifest + metrics
-    spikes, info = load_test_spikes(run.manifest, run.run_dir, args.samples)   # [T, B, N, D] test spikes
-    graph = lower_model(run.model, T=int(info["T"]))                  # NIR graph, one time step
-    x = to_graph_input(spikes.numpy(), graph)                         # channels-first [T, B, D, N]
+    inputs = evaluation_inputs(run, run.run_dir, samples=args.samples)  # [T, B, N, D] test spikes
+    graph = lower_model(run.model, T=int(inputs.T))                   # NIR graph, one time step
+    x = to_graph_input(inputs.x, graph)                               # channels-first [T, B, D, N]
     sim = simulate(graph, x, mode="same_step", record=True)           # reference simulator
     counts = count_snn(graph, sim, x=x, name=args.run)                # per-inference op counts
 

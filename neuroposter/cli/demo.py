@@ -54,8 +54,10 @@ def _common(args: argparse.Namespace) -> list[str]:
 
 def _export(target: str, run: str, *extra: str) -> Callable[[argparse.Namespace, dict[str, int]], list[str]]:
     def argv(a: argparse.Namespace, s: dict[str, int]) -> list[str]:
+        # nir bundles store the op counts the report reads, made on the report's (larger) sample count
+        counts = ["--opt", f"count_samples={2 * s['samples']}"] if target == "nir" else []
         return ["export", "--target", target, "--run", run, "--export-root", str(a.export_root),
-                "--samples", str(s["samples"]), *extra, *_common(a)]
+                "--samples", str(s["samples"]), *counts, *extra, *_common(a)]
 
     return argv
 
@@ -63,7 +65,7 @@ def _export(target: str, run: str, *extra: str) -> Callable[[argparse.Namespace,
 def stages(preset: dict[str, int] | None = None) -> list[Stage]:
     """The demo's stages in pipeline order for a size ``preset`` (default: the ``default`` size)."""
     preset = preset or SIZES["default"]
-    from neuroposter.targets import SIMULATED_CHIPS
+    from neuroposter.targets import chip_targets
 
     out = [
         Stage("data synth", "data", lambda a, s: ["data", "synth", "--n", str(s["posters"]),
@@ -93,9 +95,12 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
         Stage("export nir sdt", "export", _export("nir", "sdt")),
         Stage("export nir snn-mlp", "export", _export("nir", "snn-mlp")),
         *(Stage(f"export onnx {m}", "export", _export("onnx", m)) for m in ("cnn", "vit", "ann-transformer")),
+        # the extra seeds' bundles hold their op counts for the report
+        *(Stage(f"export {t} {m}-seed{k}", "export", _export(t, f"{m}-seed{k}"))
+          for k in range(1, int(preset.get("seeds", 1))) for m, t in zip(_SEEDED_MODELS, ("nir", "onnx"))),
         Stage("export loihi sdt", "export", _export("loihi", "sdt")),
         Stage("export loihi snn-mlp", "export", _export("loihi", "snn-mlp")),
-        *(Stage(f"export {chip} sdt", "export", _export(chip, "sdt"), verdict=True) for chip in SIMULATED_CHIPS),
+        *(Stage(f"export {chip} sdt", "export", _export(chip, "sdt"), verdict=True) for chip in chip_targets()),
         Stage("report", "report", lambda a, s: ["report", "--exports", str(a.export_root),
                                                 "--samples", str(2 * s["samples"]), *_common(a)]),
     ]

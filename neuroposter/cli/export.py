@@ -6,11 +6,10 @@ import argparse
 from typing import Any
 
 from neuroposter.cli._common import add_common, float_in_range, samples_or_all
+from neuroposter.models import names
 from neuroposter.targets import TARGETS
 
 __all__ = ["add_parser", "run"]
-
-ONNX_MODELS = ("cnn", "vit", "ann-transformer")
 
 
 def _kv(text: str) -> tuple[str, Any]:
@@ -38,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=TARGETS.names(), default="nir", help="deployment target (default: nir)")
     p.add_argument("--run", default=None,
                    help="run name in WORKSPACE/runs/ (default: sdt; for onnx the --model name)")
-    p.add_argument("--model", choices=ONNX_MODELS, default=None,
+    p.add_argument("--model", choices=names(kind="ann"), default=None,
                    help="onnx: which ANN baseline run to export when --run is not given (default: cnn)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="bundle folder (default: EXPORT_ROOT/<target>/<run>/)")

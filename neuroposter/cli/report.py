@@ -13,17 +13,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Registers ``neuroposter report``."""
     p = subparsers.add_parser(
         "report", help="energy profiling report: op counts x hardware profiles, accuracy beside energy",
-        description="Counts ops of every run (SNNs: simulated NIR graph on test inputs; ANNs: ONNX graphs), prices "
-        "them under the SDT-paper, precision-matched, memory-aware and per-device views, and writes "
-        "WORKSPACE/reports/<name>/ (report.html, report.md, energy.csv, figures).")
+        description="Reads the op counts every run's export bundle stores (SNNs: `export --target nir`, the NIR graph "
+        "simulated on test inputs; ANNs: `export --target onnx`, the ONNX graph), prices them under the SDT-paper, "
+        "precision-matched, memory-aware and per-device views, and writes WORKSPACE/reports/<name>/ (report.html, "
+        "report.md, energy.csv, figures). It never exports or simulates anything itself.")
     p.add_argument("--name", default="default", help="report name (default: default)")
     p.add_argument("--runs", nargs="+", default=None, metavar="RUN",
                    help="run names under WORKSPACE/runs (default: all)")
     p.add_argument("--profiles", nargs="+", default=None, metavar="PROFILE",
                    help="device profiles (names or YAML paths; default: every chip and ANN platform; "
                         "`neuroposter report --list-profiles` lists them)")
-    p.add_argument("--samples", type=samples_or_all, default=32, metavar="N|all",
-                   help="test samples the SNNs are simulated on, 1..100000 or `all` (default 32)")
+    p.add_argument("--samples", type=samples_or_all, default=None, metavar="N|all",
+                   help="require the SNNs' stored op counts to be made on N test samples (`all`: the whole test "
+                        "split); a bundle counted on another number is refused with the export command that "
+                        "recounts (`--opt count_samples=N`). Default: use what the nir bundles store")
     p.add_argument("--exports", default=None, metavar="DIR",
                    help="also read the export bundles under DIR (<target>/<run>/); by default the report reads the "
                         "bundles recorded in WORKSPACE/exports.json by every export, from any current folder")
@@ -32,10 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="ANN profile pricing the DenseNet-169 front end in neuromorphic device views "
                         "(default: jetson_agx_orin)")
     p.add_argument("--no-frontend", action="store_true",
-                   help="do not count the DenseNet-169 front end (totals then exclude it; the report says so)")
+                   help="leave out the DenseNet-169 front end (totals then exclude it; the report says so)")
     p.add_argument("--no-latency", action="store_true", help="skip the onnxruntime latency measurement")
-    p.add_argument("--no-export", action="store_true",
-                   help="do not export ANN runs that lack an ONNX bundle (they are reported without counts)")
     p.add_argument("--list-profiles", action="store_true", help="list the hardware profiles and exit")
     add_common(p)
     p.set_defaults(func=run)
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     res = build_report(ws.root, name=args.name, runs=args.runs, profiles=args.profiles, samples=args.samples,
                        exports=args.exports, frontend=None if args.no_frontend else "auto",
                        frontend_profile=args.frontend_profile, latency=not args.no_latency,
-                       allow_export=not args.no_export, resolved_config=cfg, force=args.force)
+                       resolved_config=cfg, force=args.force)
     print(f"report written to {res.out_dir}/report.html (+ report.md, energy.csv, {len(res.files)} files)")
     for line in res.summary:
         print(f"  {line}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal, get_args
 
 from neuroposter._registry import Registry
 
@@ -28,12 +28,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from neuroposter.models.vit import ViTClassifier
 
 __all__ = [
-    "MODELS", "ModelSpec", "model_class", "build_model",
+    "MODELS", "ModelSpec", "FEATURE_INPUTS", "names", "model_class", "build_model",
     "LIF", "SDTConfig", "SpikeDrivenTransformer", "SpikingMLPConfig", "SpikingMLPNet",
     "ANNTransformerConfig", "ANNTransformer", "CNNClassifier", "ViTClassifier",
 ]
 
 InputKind = Literal["spike_tokens", "spike_pooled", "feature_tokens", "images"]
+# The input kinds computed from the DenseNet-169 features: a model that reads one of them needs the feature
+# extractor in front of it (its pipeline includes that front end); an ``images`` model reads posters itself.
+FEATURE_INPUTS: tuple[InputKind, ...] = ("spike_tokens", "spike_pooled", "feature_tokens")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,26 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'neuroposter.models' has no attribute {name!r}")
+
+
+def names(*, kind: str | None = None, inputs: str | Iterable[str] | None = None) -> tuple[str, ...]:
+    """Registered model names (registration order), optionally only those of one ``kind`` and input kind(s).
+
+    Args:
+        kind: ``"snn"`` or ``"ann"`` (None: both).
+        inputs: an input kind or several (e.g. :data:`FEATURE_INPUTS`; None: any).
+
+    Raises:
+        ValueError: an unknown kind or input kind (the message lists the valid ones).
+    """
+    if kind is not None and kind not in ("snn", "ann"):
+        raise ValueError(f"unknown model kind {kind!r}; available: snn, ann")
+    wanted = None if inputs is None else ({inputs} if isinstance(inputs, str) else set(inputs))
+    valid = set(get_args(InputKind))
+    if wanted is not None and not wanted <= valid:
+        raise ValueError(f"unknown input kind(s) {sorted(wanted - valid)}; available: {', '.join(get_args(InputKind))}")
+    return tuple(n for n in MODELS if (kind is None or MODELS.get(n).kind == kind)
+                 and (wanted is None or MODELS.get(n).inputs in wanted))
 
 
 def model_class(name: str) -> type[nn.Module]:

@@ -27,7 +27,8 @@ import numpy as np
 
 from neuroposter.profiling.counts import LayerCounts, OpCounts
 
-__all__ = ["OTHER_OP_FACTORS", "MAC_OPS", "NodeCount", "count_onnx", "onnx_node_counts"]
+__all__ = ["OTHER_OP_FACTORS", "MAC_OPS", "NodeCount", "count_onnx", "onnx_node_counts", "onnx_subgraph",
+           "BackboneCut", "backbone_cut"]
 
 MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 # Ops per output element for non-MAC arithmetic (per *input* element for reductions and pooling windows).
@@ -297,3 +298,73 @@ def count_onnx(model: Any, *, batch: int | None = None, name: str | None = None,
               "ops_counted": "MACs of Conv/ConvTranspose/Gemm/MatMul; other ops per OTHER_OP_FACTORS; "
                              "data-movement ops not counted"},
     )
+
+
+def onnx_subgraph(model: Any, graph_input: Any, output: str) -> Any:
+    """The nodes of ``model`` that ``output`` depends on (original order), as a model with that one output.
+
+    Args:
+        model: an ``onnx.ModelProto``.
+        graph_input: the ``ValueInfoProto`` of the input the sub-graph starts from.
+        output: the name of the tensor the sub-graph ends at.
+
+    Returns:
+        An ``onnx.ModelProto`` (same opset and IR version) holding only the nodes, initializers and value
+        infos that ``output`` needs.
+    """
+    import onnx
+
+    producer = {o: n for n in model.graph.node for o in n.output}
+    keep: set[int] = set()
+    todo = [output]
+    while todo:
+        n = producer.get(todo.pop())
+        if n is None or id(n) in keep:
+            continue
+        keep.add(id(n))
+        todo += [i for i in n.input if i]
+    nodes = [n for n in model.graph.node if id(n) in keep]
+    used = {i for n in nodes for i in n.input}
+    graph = onnx.helper.make_graph(
+        nodes, f"{model.graph.name}-sub", [graph_input],
+        [onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)],
+        initializer=[t for t in model.graph.initializer if t.name in used],
+        value_info=[v for v in model.graph.value_info if v.name in used])
+    return onnx.helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+
+
+@dataclass(frozen=True)
+class BackboneCut:
+    """The image backbone cut out of an image model's ONNX graph.
+
+    Attributes:
+        model: the sub-graph (``onnx.ModelProto``) from the image input to the backbone's last output.
+        input_name: its input tensor.
+        output_name: its output tensor.
+        image_size: ``(H, W)`` of the image input.
+    """
+
+    model: Any
+    input_name: str
+    output_name: str
+    image_size: tuple[int, int]
+
+
+def backbone_cut(model: Any, *, prefix: str = "/backbone/") -> BackboneCut | None:
+    """The sub-graph of an image model from its one image input ``[B, 3, H, W]`` to the output of the last node
+    whose name starts with ``prefix`` (the exporter names nodes after the module path, so ``/backbone/`` is the
+    model's ``backbone`` module); None when the model has no such nodes or not one 4-D input.
+
+    Args:
+        model: an ``onnx.ModelProto`` or a path.
+        prefix: node-name prefix of the backbone's nodes.
+    """
+    proto = _load(model)
+    inits = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim] if len(inputs) == 1 else []
+    backbone = [n for n in proto.graph.node if n.name.startswith(prefix)]
+    if len(dims) != 4 or not backbone:
+        return None
+    out = backbone[-1].output[0]
+    return BackboneCut(onnx_subgraph(proto, inputs[0], out), inputs[0].name, out, (int(dims[2]), int(dims[3])))

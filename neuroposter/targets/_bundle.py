@@ -1,4 +1,4 @@
-"""Shared helpers of the export targets: bundle folders, manifests, summaries, run inputs.
+"""The one bundle writer of the export targets: bundle folders, manifests, summaries, option bounds.
 
 A bundle is ``export/<target>/<run>/`` (or ``--out``) holding the artifacts, ``manifest.json``
 (kind ``"export"``: source run, hashes of the artifacts and of the run checkpoint, library
@@ -13,9 +13,7 @@ folder of other files or a folder inside another artifact; an existing bundle on
 verification calls :func:`reject_bundle`: the new bundle is kept beside the good one as
 ``<name>.failed`` and the good one is left untouched.
 
-The run's inputs are the ones its manifest names (:func:`run_input`), resolved relative to the run
-folder (moved workspaces work); a missing input is a one-line :class:`~neuroposter.errors.ManifestError`
-saying what to re-run -- never a silent fallback to other or random inputs.
+The run's evaluation inputs are loaded by :mod:`neuroposter.targets.inputs` (the one loader).
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from neuroposter._io import atomic_write_json, sha256_file
-from neuroposter.errors import DataError, ManifestError, UsageError
+from neuroposter.errors import UsageError
 from neuroposter.manifest import write_manifest
 
 __all__ = [
@@ -38,10 +36,8 @@ __all__ = [
     "reject_bundle",
     "write_bundle",
     "run_record",
-    "run_input",
     "samples_option",
     "fraction_option",
-    "load_test_spikes",
     "SAMPLES_LIMIT",
 ]
 
@@ -52,9 +48,6 @@ DEFAULT_RUNS = {"onnx": "cnn"}
 SAMPLES_LIMIT = 100_000
 # The workspace folders a bundle may never be written over or into.
 _WORKSPACE_FOLDERS = ("raw", "datasets", "features", "encoded", "runs", "reports", "exports.json")
-# What re-creates each input a run's manifest can name.
-_RERUN = {"encoded": "neuroposter encode", "features": "neuroposter features", "dataset": "neuroposter data import"}
-_WHAT = {"encoded": "encoded set", "features": "feature store", "dataset": "dataset"}
 
 
 def default_run(target: str, model: str | None = None) -> str:
@@ -249,74 +242,3 @@ def fraction_option(options: Mapping[str, Any], name: str, default: float) -> fl
     if isinstance(value, bool) or not math.isfinite(x) or not 0.0 <= x <= 1.0:
         raise UsageError(f"{flag} must be a number in [0, 1], got {value!r}")
     return x
-
-
-# -- the run's inputs ----------------------------------------------------------------------------------
-
-
-def run_input(run_dir: str | os.PathLike[str], run_manifest: Mapping[str, Any], name: str) -> Path:
-    """Where input ``name`` (``"encoded"``, ``"features"``, ``"dataset"``) of a run is now.
-
-    Resolved from the run's manifest (relative to the run folder, so a moved workspace works).
-
-    Raises:
-        ManifestError: the manifest names no such input, or it is not there; the message names it
-            and what to re-run.
-    """
-    from neuroposter.manifest import input_path
-
-    run_dir = Path(run_dir)
-    what = _WHAT.get(name, name)
-    path = input_path(run_dir, run_manifest, name)
-    if path is None:
-        raise ManifestError(f"{run_dir}: its manifest names no {what} (inputs.{name}); "
-                            f"run `neuroposter train` again")
-    if not path.exists():
-        raise ManifestError(f"the {what} {path} that run {run_dir} was trained on is missing; "
-                            f"re-create it with `{_RERUN.get(name, 'neuroposter')}` (the same options as before) "
-                            f"or train the run again")
-    return path
-
-
-def check_input_key(path: str | os.PathLike[str], actual: Any, run_dir: str | os.PathLike[str],
-                    run_manifest: Mapping[str, Any], name: str) -> None:
-    """Refuses an input whose content key differs from the one the run recorded (it was rebuilt)."""
-    entry = (run_manifest.get("inputs") or {}).get(name)
-    expected = entry.get("key") if isinstance(entry, Mapping) else None
-    if expected and actual and str(expected) != str(actual):
-        what = _WHAT.get(name, name)
-        raise ManifestError(f"the {what} {path} changed since run {run_dir} was trained on it (key {actual} != "
-                            f"{expected}); train the run again (`neuroposter train`)")
-
-
-def load_test_spikes(run_manifest: Mapping[str, Any], run_dir: str | os.PathLike[str], n: int
-                     ) -> tuple[Any, dict[str, Any]]:
-    """The first ``n`` test samples of the encoded set a run was trained on.
-
-    Args:
-        run_manifest: the run's manifest (``load_run(...).manifest``).
-        run_dir: the run folder (its manifest's input paths are relative to it).
-        n: how many samples (at most the size of the test split).
-
-    Returns:
-        ``(spikes float32 [T, B, N, D] torch tensor, info)`` with ``info = {"encoded": path, "key",
-        "T", "samples"}``.
-
-    Raises:
-        ManifestError: the encoded set is missing or changed (says what to re-run).
-    """
-    import numpy as np
-    import torch
-
-    from neuroposter.encode import load_encoded
-
-    path = run_input(run_dir, run_manifest, "encoded")
-    enc = load_encoded(path)
-    check_input_key(path, getattr(enc, "key", None), run_dir, run_manifest, "encoded")
-    size = enc.size("test")
-    if size == 0:
-        raise DataError(f"{path} has no test samples")
-    k = min(int(n), size)
-    spikes = np.stack([enc.spikes("test", i) for i in range(k)], axis=1)  # [T, B, N, D]
-    return torch.from_numpy(spikes.astype(np.float32)), {"encoded": str(path), "key": getattr(enc, "key", None),
-                                                         "T": int(enc.T), "samples": k}

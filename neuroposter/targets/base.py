@@ -1,12 +1,29 @@
-"""The export-target interface: one request in, one bundle out."""
+"""The export-target contract: one request in, one verified bundle out.
+
+Every target is one :class:`Target` subclass implementing the stages of the contract
+
+    lower -> quantise (for the profile) -> build -> run -> verify -> bundle
+
+and :func:`run_export` drives them the same way for every target (``docs/contracts.md``, "Adding a
+target"): it validates the options, refuses a bad destination before any work, loads the run and its
+evaluation inputs (:func:`neuroposter.targets.inputs.evaluation_inputs`, the one way to load them),
+runs the stages, and writes the bundle through one writer (``targets._bundle``: lock, guarded
+destination, every file hashed in ``manifest.json``, atomic swap). A verification below its bound keeps
+the new bundle as ``<name>.failed`` and leaves the good one alone; a deliberate refusal (the chip cannot
+host the network: :class:`Refusal` or ``Verdict(refused=True)``) is a result and stays at the final name.
+"""
 
 from __future__ import annotations
 
+import abc
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
-__all__ = ["ExportRequest", "ExportResult", "UnsupportedNodeError"]
+__all__ = ["ExportRequest", "ExportResult", "UnsupportedNodeError", "Refusal", "Verdict", "ExportContext", "Target",
+           "run_export"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +81,241 @@ class UnsupportedNodeError(Exception):
     def __init__(self, node: str, node_type: str, target: str, reason: str) -> None:
         super().__init__(f"{target} cannot host node {node!r} ({node_type}): {reason}")
         self.node, self.node_type, self.target, self.reason = node, node_type, target, reason
+
+
+class Refusal(Exception):
+    """Raised by a stage when the target cannot host the network: the bundle records the verdict."""
+
+    def __init__(self, reason: str, lines: tuple[str, ...] | list[str] = ()) -> None:
+        super().__init__(reason)
+        self.reason, self.lines = reason, tuple(lines)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of :meth:`Target.verify`.
+
+    Attributes:
+        ok: every check holds and the network is hosted.
+        reason: why not (None when ``ok``).
+        refused: the target cannot host the network (a result, kept at the bundle's name) rather than a
+            failed verification (kept as ``<name>.failed``).
+    """
+
+    ok: bool
+    reason: str | None = None
+    refused: bool = False
+
+
+@dataclass
+class ExportContext:
+    """What the stages share.
+
+    Attributes:
+        request: the export request.
+        options: the validated options (defaults filled in).
+        run: the loaded run (``neuroposter.train.load_run``).
+        inputs: the evaluation samples (:class:`~neuroposter.targets.inputs.EvalInputs`).
+        profile: the hardware profile the target deploys to (None for profile-free targets).
+        summary: ``summary.json`` being built (``target``, ``run``, ``model`` filled in).
+        lines: what the CLI prints, after the first line.
+        files: bundle file name -> writer called with the file's path inside the temporary bundle.
+        timings: stage -> seconds.
+        needs_bytes: estimated bundle size (checked against free disk space before writing).
+        scratch: a temporary folder for artifacts a stage writes before the bundle exists (an exported file a
+            later stage verifies); removed when the export ends. :meth:`copy_file` registers one for the bundle.
+    """
+
+    request: ExportRequest
+    options: dict[str, Any]
+    run: Any
+    inputs: Any
+    profile: Any = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    files: dict[str, Callable[[Path], None]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    needs_bytes: int | None = None
+    scratch: Path | None = None
+
+    def copy_file(self, name: str) -> None:
+        """Registers ``scratch/name`` as bundle file ``name`` (copied byte for byte: what was verified is what
+        is shipped)."""
+        import shutil
+
+        src = Path(self.scratch) / name
+        self.files[name] = lambda dst: shutil.copyfile(src, dst)
+
+    @property
+    def run_name(self) -> str:
+        """The exported run's folder name."""
+        return Path(self.request.run_dir).name
+
+
+class Target(abc.ABC):
+    """One deployment target (see the module docstring; one subclass per target module).
+
+    An instance serves one export (``targets.get_target`` makes a fresh one), so stages may keep what later
+    stages need on ``self``; what goes into the bundle goes through ``ctx``.
+
+    Class attributes:
+        name: the registered target name (a class serving several chips takes it from the request).
+        model_kinds: the model kinds it exports (``ModelSpec.kind``: ``"snn"``, ``"ann"``).
+        defaults: option defaults (``samples`` and ``seed`` pick the evaluation inputs: ``seed=None`` the
+            first samples, an integer a seeded random subset; ``split``).
+        min_agreement: default bound of the verification (None: the target has no agreement bound).
+        profile: hardware profile name (None: the target has none; ``"<target>"``: the target's own name).
+    """
+
+    name: ClassVar[str] = ""
+    model_kinds: ClassVar[tuple[str, ...]] = ("snn",)
+    defaults: ClassVar[dict[str, Any]] = {"samples": 16, "split": "test", "seed": 0}
+    min_agreement: ClassVar[float | None] = 0.99
+    profile: ClassVar[str | None] = None
+
+    def options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults + the given options, validated (``samples`` and ``min_agreement`` bounds).
+
+        Raises:
+            UsageError: an option out of range.
+        """
+        from neuroposter.targets._bundle import fraction_option, samples_option
+
+        opts = {**self.defaults, **{k: v for k, v in dict(given).items() if v is not None}}
+        opts["samples"] = samples_option(given, self.defaults["samples"])
+        if self.min_agreement is not None:
+            opts["min_agreement"] = fraction_option(given, "min_agreement", self.min_agreement)
+        return opts
+
+    def check_model(self, run: Any, run_dir: Path, target: str) -> None:
+        """Refuses a run whose model kind this target does not export (names the ones it does).
+
+        Raises:
+            DataError: the run's model is of another kind.
+        """
+        from neuroposter.errors import DataError
+        from neuroposter.models import MODELS
+
+        if MODELS.get(run.model_name).kind not in self.model_kinds:
+            fit = [n for n in MODELS.names() if MODELS.get(n).kind in self.model_kinds]
+            others = "onnx" if "ann" not in self.model_kinds else "nir or loihi"
+            raise DataError(f"the {target} target exports {', '.join(fit)} runs; {run_dir} is a "
+                            f"{run.model_name!r} run (use --target {others})")
+
+    def load_profile(self, ctx: ExportContext) -> Any:
+        """The hardware profile of this export (``--opt profile=...`` overrides the default)."""
+        if self.profile is None and not ctx.options.get("profile"):
+            return None
+        from neuroposter.profiling.profiles import load_profile
+
+        name = ctx.options.get("profile") or (ctx.request.target if self.profile == "<target>" else self.profile)
+        return load_profile(name)
+
+    @abc.abstractmethod
+    def lower(self, ctx: ExportContext) -> Any:
+        """The run's network in the target's interchange form (a NIR graph, an ONNX model)."""
+
+    def quantise(self, ctx: ExportContext, lowered: Any) -> Any:
+        """The lowered network in the profile's arithmetic (default: unchanged)."""
+        return lowered
+
+    def build(self, ctx: ExportContext, network: Any) -> Any:
+        """The runnable network (default: the network itself)."""
+        return network
+
+    @abc.abstractmethod
+    def run(self, ctx: ExportContext, built: Any) -> Any:
+        """Runs the built network on ``ctx.inputs`` (and whatever references the verification needs)."""
+
+    @abc.abstractmethod
+    def verify(self, ctx: ExportContext, outputs: Any) -> Verdict:
+        """Compares the run with its references (:mod:`neuroposter.targets.verify`), fills
+        ``ctx.summary["verification"]`` and returns the verdict."""
+
+    def bundle(self, ctx: ExportContext, verdict: Verdict) -> None:
+        """Registers the bundle's artifact files in ``ctx.files`` and adds the CLI lines (default: none)."""
+
+    def refusal(self, ctx: ExportContext, refusal: Refusal) -> None:
+        """Adds what a refusal bundle keeps beyond ``summary.json`` (default: nothing)."""
+
+
+def _timed(ctx: ExportContext, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    ctx.timings[stage] = ctx.timings.get(stage, 0.0) + time.perf_counter() - t0
+    return out
+
+
+def run_export(target: Target, request: ExportRequest) -> ExportResult:
+    """Runs the contract's stages for one request and writes the bundle (see the module docstring).
+
+    Raises:
+        UsageError: a refused ``--out`` or an option out of range. ManifestError: the run or its
+            inputs are missing or changed. DataError: the run's model is not one the target exports.
+            ResourceError: not enough disk space.
+    """
+    from neuroposter.targets._bundle import check_bundle_destination
+    from neuroposter.targets.inputs import evaluation_inputs
+    from neuroposter.train import load_run
+
+    t_start = time.perf_counter()
+    opts = target.options(request.options or {})
+    check_bundle_destination(request)            # refuse a bad --out before minutes of work
+    run = load_run(request.run_dir)
+    target.check_model(run, Path(request.run_dir), request.target)
+    inputs = evaluation_inputs(run, request.run_dir, samples=int(opts["samples"]), split=str(opts["split"]),
+                               seed=opts.get("seed"))
+    check_bundle_destination(request, [inputs.path])
+    with tempfile.TemporaryDirectory(prefix=f"neuroposter-{request.target}-") as scratch:
+        ctx = ExportContext(request, opts, run, inputs, scratch=Path(scratch))
+        return _run_stages(target, ctx, t_start)
+
+
+def _run_stages(target: Target, ctx: ExportContext, t_start: float) -> ExportResult:
+    """The stages and the bundle of :func:`run_export`."""
+    from neuroposter.targets._bundle import bundle_dir, failed_line, reject_bundle, write_bundle
+
+    request, opts, run, inputs = ctx.request, ctx.options, ctx.run, ctx.inputs
+    ctx.summary.update(target=request.target, run=ctx.run_name, model=run.model_name,
+                       source_run=str(request.run_dir), samples=inputs.samples, inputs=inputs.info())
+    if opts.get("min_agreement") is not None:
+        ctx.summary["min_agreement"] = opts["min_agreement"]
+    ctx.profile = target.load_profile(ctx)
+    if ctx.profile is not None:
+        ctx.summary["profile"] = ctx.profile.name
+    try:
+        lowered = _timed(ctx, "lower_s", target.lower, ctx)
+        network = _timed(ctx, "quantise_s", target.quantise, ctx, lowered)
+        built = _timed(ctx, "build_s", target.build, ctx, network)
+        outputs = _timed(ctx, "run_s", target.run, ctx, built)
+        verdict = _timed(ctx, "verify_s", target.verify, ctx, outputs)
+        target.bundle(ctx, verdict)
+    except Refusal as exc:
+        verdict = Verdict(False, exc.reason, refused=True)
+        ctx.lines.extend(exc.lines)
+        target.refusal(ctx, exc)
+    ctx.summary["ok"] = bool(verdict.ok)
+    if verdict.reason is not None and not verdict.ok:
+        ctx.summary["reason"] = verdict.reason
+    ctx.timings["total_s"] = time.perf_counter() - t_start
+    ctx.summary["timings"] = dict(ctx.timings)
+    failed = None
+    with bundle_dir(request, protect=[inputs.path], needs_bytes=ctx.needs_bytes) as tmp:
+        for name, write in ctx.files.items():
+            write(tmp / name)
+        write_bundle(tmp, target=request.target, run_dir=request.run_dir, run_manifest=run.manifest,
+                     artifacts=list(ctx.files), summary=ctx.summary, options=_plain_options(opts),
+                     inputs={inputs.name: inputs.record()})
+        if not verdict.ok and not verdict.refused:
+            failed = reject_bundle(tmp, request.out_dir, str(verdict.reason or "verification failed"))
+    where = Path(failed if failed is not None else request.out_dir)
+    head = f"{request.target}: {ctx.run_name} ({run.model_name}) -> {where}"
+    lines = [head, *ctx.lines]
+    if failed is not None:
+        lines.append(failed_line(request.out_dir, failed))
+    return ExportResult(where, ctx.summary, tuple(lines), bool(verdict.ok), failed=failed is not None)
+
+
+def _plain_options(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The options as the manifest's config (plain JSON values only)."""
+    return {k: v for k, v in opts.items() if isinstance(v, (int, float, str, bool, type(None)))}

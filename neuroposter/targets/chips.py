@@ -1,16 +1,17 @@
 """Simulated neuromorphic chips (SpiNNaker, SpiNNaker 2, TrueNorth, Xylo, Speck), driven by their profiles.
 
-``export(request)`` for ``--target spinnaker|spinnaker2|truenorth|xylo|speck``:
+:class:`ChipTarget` (the target contract of :mod:`neuroposter.targets.base`) for
+``--target spinnaker|spinnaker2|truenorth|xylo|speck``:
 
 1. lowers the run to NIR (as the Loihi target does), then applies only the **exact** lowerings the
    chip's neuron circuit allows (:func:`lower_for_profile`, recorded as ``summary["lowerings"]``):
    a stateless ``Threshold`` (the SDSA ANDs) becomes ``LIF(tau=dt, r=1, v_leak=0, v_reset=0,
    v_threshold=theta)`` on a chip that hosts LIF but not Threshold *and* whose LIF can be set to
-   full leak (:data:`FULL_LEAK`). Under the graph's forward Euler ``v <- v + (x - v) dt/tau = x``,
-   so ``z = [x > theta]`` and, with the hard reset to 0 or a sub-threshold ``v = x``, nothing
-   carries to the next step: the lowered graph spikes exactly as the original (checked in the
-   reference simulator and reported). Chips whose neuron cannot empty its state every step keep the
-   ``Threshold`` and refuse it with the reason;
+   full leak (``limits.full_leak`` in its profile, with the reason and sources in its note). Under the
+   graph's forward Euler ``v <- v + (x - v) dt/tau = x``, so ``z = [x > theta]`` and, with the hard
+   reset to 0 or a sub-threshold ``v = x``, nothing carries to the next step: the lowered graph spikes
+   exactly as the original (checked in the reference simulator and reported). Chips whose neuron
+   cannot empty its state every step keep the ``Threshold`` and refuse it with the reason;
 2. maps the (lowered) graph onto ``hardware_profiles/<chip>.yaml``
    (:func:`neuroposter.targets.mapping.map_graph`): node types and neuron models, fan-in / fan-out,
    neurons and synapses per core / chip, synapse memory (lower bound), cores, layers, inputs and
@@ -32,46 +33,18 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nir
 import numpy as np
 
-from neuroposter.targets.base import ExportRequest, ExportResult
+from neuroposter.targets.base import ExportContext, Target, Verdict
 
-__all__ = ["export", "check_chip", "lower_for_profile", "FULL_LEAK", "limits_report"]
+__all__ = ["ChipTarget", "check_chip", "lower_for_profile", "limits_report"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SAMPLES = 16
-
-# Can the chip's LIF be programmed to *full leak* (membrane and any synaptic state emptied every step,
-# the input of the step still reaching the membrane)? That is the condition under which
-# Threshold -> LIF(tau=dt) is exact on the chip. (value, reason with source and evidence grade);
-# a profile not listed here gets no lowering ("unknown").
-FULL_LEAK: dict[str, tuple[bool, str]] = {
-    "spinnaker2": (True, "py-spinnaker2 runs LIF in software on the Cortex-M4F PEs; its NIR reader (s2_nir) with "
-                         "integrator=FORWARD sets alpha_decay = 1 - dt/tau = 0 and r_factor = r*dt/tau = 1 for tau = dt, "
-                         "and reset=ZERO resets to 0 [V: s2_nir.py convert_LIF, public copy; S: nir_lava.md 5]"),
-    "spinnaker": (True, "neuron models run in software on the ARM968 cores (sPyNNaker) [S: energy_figures.md 3.2]; "
-                        "the membrane decay is a host-computed fixed-point factor, and a factor of 0 (full leak) is "
-                        "representable [D; the sPyNNaker LIF source was not re-read: U]"),
-    "xylo": (False, "Xylo's neuron passes every input through a bit-shift synaptic state that is decayed after the "
-                    "spikes are delivered and before it is added to the membrane (xylosim XyloLayer::evolve: deliver, "
-                    "decayState, evolve; decay(v, dash) = max(v >> dash, sign(v))): dash_syn = 0 "
-                    "(tau_syn = dt, dash = floor(log2(tau/dt)) = 0) empties the input before it reaches the membrane, "
-                    "and dash_syn >= 1 carries at least half of it into the next step. dash_mem = 0 does empty the "
-                    "membrane, but no setting gives a stateless neuron, so LIF(tau=dt) is not expressible exactly "
-                    "[V: xylosim C++ source, public copy; chip generation of that simulator: U]"),
-    "speck": (False, "Speck / DYNAP-CNN cores are IAF only [V: sinabs docs, nir_lava.md 5]: an IF keeps the residual "
-                     "of a lone input (1 < 1.5) and breaks the AND on the next step (nir_lava.md 4), and there is no "
-                     "LIF to lower to"),
-    "truenorth": (False, "TrueNorth runs its own integrate-and-fire neuron (256-axon crossbar per core); full-leak "
-                         "programmability not verified [U]; the profile lists Threshold as hosted, so no lowering is "
-                         "needed or applied"),
-}
 
 
 def _hosts(profile: Any, node_type: str) -> bool:
@@ -80,6 +53,21 @@ def _hosts(profile: Any, node_type: str) -> bool:
     models = getattr(limits, "neuron_models", None) if limits is not None else None
     nir_nodes = {str(x) for x in (getattr(profile, "nir_nodes", None) or ())}
     return (not models or node_type in set(models)) and (not nir_nodes or node_type in nir_nodes)
+
+
+def _full_leak(profile: Any) -> tuple[bool, str]:
+    """(whether the chip's LIF can be set to full leak, why), from the profile's ``limits.full_leak``.
+
+    Null or absent is unknown: no lowering, and the reason says so.
+    """
+    name = str(getattr(profile, "name", "profile"))
+    limits = getattr(profile, "limits", None)
+    value = getattr(limits, "full_leak", None)
+    note = (getattr(limits, "notes", None) or {}).get("full_leak")
+    if value is None:
+        return False, (f"whether {name}'s LIF can be set to full leak is unknown "
+                       "(set limits.full_leak in its hardware profile, with a source)")
+    return bool(value), note or f"limits.full_leak of {name} is {str(bool(value)).lower()} (no note given)"
 
 
 def _threshold_to_lif(node: nir.Threshold, dt: float, path: str, why: str) -> nir.LIF:
@@ -96,8 +84,8 @@ def lower_for_profile(graph: nir.NIRGraph, profile: Any) -> tuple[nir.NIRGraph, 
 
     Only one rule today: a stateless ``Threshold`` becomes ``LIF(tau=dt, r=1, v_leak=0, v_reset=0,
     v_threshold=theta)`` when the chip hosts LIF but not Threshold and its LIF can be set to full
-    leak (:data:`FULL_LEAK`). Forward Euler with ``dt/tau = 1`` gives ``v = x`` each step (exact in
-    exact arithmetic; in float64 ``s + (x - s)`` equals ``x`` to within one ulp, bitwise for the
+    leak (the profile's ``limits.full_leak``). Forward Euler with ``dt/tau = 1`` gives ``v = x``
+    each step (exact in exact arithmetic; in float64 ``s + (x - s)`` equals ``x`` to within one ulp, bitwise for the
     integer spike counts that feed the SDSA ANDs), so the spikes are those of ``[x > theta]``.
 
     Args:
@@ -111,8 +99,7 @@ def lower_for_profile(graph: nir.NIRGraph, profile: Any) -> tuple[nir.NIRGraph, 
     """
     name = str(getattr(profile, "name", "profile"))
     dt = float(np.asarray((graph.metadata or {}).get("dt", 1.0)).reshape(-1)[0])
-    leak_ok, leak_why = FULL_LEAK.get(name, (False, f"whether {name}'s LIF can be set to full leak is unknown "
-                                                    "(add the chip to neuroposter.targets.chips.FULL_LEAK with a source)"))
+    leak_ok, leak_why = _full_leak(profile)
     applied: list[dict[str, Any]] = []
     refused: list[dict[str, Any]] = []
 
@@ -206,134 +193,160 @@ def _expressible(mapping: dict[str, Any]) -> bool:
     return not ({"nir_nodes", "neuron_models"} & set(mapping.get("violated_limits", {})))
 
 
-def _precision_run(graph: nir.NIRGraph, graph_l: nir.NIRGraph, x: np.ndarray, wb: int | None, sb: int | None,
-                   lowered: list[dict[str, Any]]) -> tuple[nir.NIRGraph, Any, dict[str, Any], np.ndarray, np.ndarray]:
-    """Quantises the lowered graph, simulates float / lowered / quantised graphs, compares them."""
-    from neuroposter.ir.quantize import quantize_nbit
-    from neuroposter.ir.simulate import simulate
-    from neuroposter.targets.loihi import prediction_agreement
-
-    B = x.shape[1]
-    sim_f = simulate(graph, x, mode="same_step", arithmetic="float")
-    f_mean = np.asarray(sim_f.aligned_output(), dtype=np.float64).mean(axis=0).reshape(B, -1)
-    out: dict[str, Any] = {}
-    if lowered:
-        sim_l = simulate(graph_l, x, mode="same_step", arithmetic="float")
-        mism = {k: int(np.count_nonzero(np.asarray(sim_l.records[k]) != np.asarray(sim_f.records[k])))
-                for k in sim_f.records if k in sim_l.records}
-        out["lowering"] = {"nodes": [e["node"] for e in lowered], "spikes_compared": int(sum(
-            np.asarray(sim_f.records[k]).size for k in mism)), "mismatched_spikes": int(sum(mism.values())),
-            "output_max_abs_diff": float(np.max(np.abs(np.asarray(sim_l.output, dtype=np.float64)
-                                                       - np.asarray(sim_f.output, dtype=np.float64)))),
-            "exact": not any(mism.values())}
-    graph_q, qrep = quantize_nbit(graph_l, weight_bits=wb, state_bits=sb)
-    out["bias_precision"] = ("connection biases treated as neuron offsets: "
-                             + (f"{sb}-bit grid over their own range" if sb else "state_bits unknown, left float"))
-    sim_q = simulate(graph_q, x, mode="same_step", arithmetic="float")
-    q_mean = np.asarray(sim_q.aligned_output(), dtype=np.float64).mean(axis=0).reshape(B, -1)
-    layers = {k: float((np.asarray(sim_q.records[k]) == np.asarray(sim_f.records[k])).mean())
-              for k in sim_q.records if k in sim_f.records}
-    out["vs_float_graph"] = {"prediction_agreement": prediction_agreement(q_mean, f_mean),
-                             "spike_agreement_min": min(layers.values()) if layers else 1.0,
-                             "layers": layers}
-    return graph_q, qrep, out, q_mean, f_mean
+@dataclass
+class _Lowered:
+    graph: nir.NIRGraph          # the float graph
+    graph_l: nir.NIRGraph        # with the chip's exact lowerings
+    applied: list[dict[str, Any]]
+    refused: list[dict[str, Any]]
 
 
-def export(request: ExportRequest) -> ExportResult:
-    """Exports a run to a simulated chip (see the module docstring).
+@dataclass
+class _Quantised:
+    lowered: _Lowered
+    graph_q: nir.NIRGraph        # the lowered graph on the chip's weight / state grid
+    report: Any                  # QuantReport
 
-    Options: ``samples`` (16), ``split`` (``"test"``), ``seed`` (0), ``profile`` (default: the
-    target name; a path to another YAML also works).
+
+@dataclass
+class _Mapped:
+    q: _Quantised
+    hostable: bool
+    violations: list[str]
+    mapping: dict[str, Any]
+
+
+class ChipTarget(Target):
+    """``neuroposter export --target spinnaker|spinnaker2|truenorth|xylo|speck`` (see the module docstring).
+
+    Options: ``samples`` (16), ``split`` (``"test"``), ``seed`` (0), ``profile`` (default: the target name;
+    a path to another YAML also works).
     """
-    from neuroposter._io import atomic_write_json
-    from neuroposter.ir.graph_io import write_graph
-    from neuroposter.ir.lower import lower_model, to_graph_input
-    from neuroposter.manifest import write_manifest
-    from neuroposter.profiling.profiles import load_profile
-    from neuroposter.targets._bundle import bundle_dir, check_bundle_destination, run_record, samples_option
-    from neuroposter.targets.loihi import _float_model_logits, _load_inputs, agreement_vs_float
-    from neuroposter.train import load_run
 
-    given = dict(request.options or {})
-    opts = {"split": "test", "seed": 0, **{k: v for k, v in given.items() if v is not None}}
-    opts["samples"] = samples_option(given, DEFAULT_SAMPLES)
-    chip = str(request.target)
-    profile = load_profile(opts.get("profile") or chip)
-    check_bundle_destination(request)
-    t0 = time.perf_counter()
-    loaded = load_run(request.run_dir)
-    run_name = Path(request.run_dir).name
-    xs, labels, idx, enc_info = _load_inputs(request, loaded, int(opts["samples"]), str(opts["split"]), opts["seed"])
-    graph = lower_model(loaded.model, T=int(enc_info["T"]), source_run=str(request.run_dir))
-    x = to_graph_input(xs, graph)
-    graph_l, lowered, not_lowered = lower_for_profile(graph, profile)
-    hostable, violations, mapping = check_chip(graph_l, profile, lower=False)
-    why = {r["node"]: r["reason"] for r in not_lowered}
-    violations = [v + (f"; not lowered to LIF(tau=dt): {why[n]}" if (n := _violation_node(v)) in why else "")
-                  for v in violations]
-    mapping.update(violations=violations, lowerings=lowered, lowerings_refused=not_lowered)
-    wb = getattr(profile.limits, "weight_bits", None)
-    sb = getattr(profile.limits, "state_bits", None)
-    lim = limits_report(profile)
-    for k, e in mapping.get("violated_limits", {}).items():   # the profile's own caveat on the limit
-        if lim["values"].get(k, {}).get("note"):
-            e["note"] = lim["values"][k]["note"]
-    summary: dict[str, Any] = {
-        "target": chip, "run": run_name, "model": loaded.model_name, "profile": profile.name,
-        "samples": int(x.shape[1]), "precision": {"weight_bits": wb, "state_bits": sb},
-        "inputs": {**enc_info, "indices": idx.tolist()},
-        "lowerings": lowered, "lowerings_refused": not_lowered,
-        "limits": {"unknown": lim["unknown"], "unchecked_by_mapping": mapping.get("unchecked", []),
-                   "values": lim["values"]},
-        "mapping": {k: mapping[k] for k in ("fits", "verdict", "violations", "violated_limits", "totals")}}
-    lines = [f"{chip}: {run_name} ({loaded.model_name}) -> {request.out_dir}"]
-    for e in lowered[:4]:
-        lines.append(f"  lowered {e['node']}: Threshold -> LIF(tau=dt, r=1, v_leak=0, v_reset=0) (exact)")
-    if len(lowered) > 4:
-        lines.append(f"  ... {len(lowered) - 4} more lowerings (summary.json)")
-    graph_q = None
-    if _expressible(mapping):
-        graph_q, qrep, ver, q_mean, _ = _precision_run(graph, graph_l, x, wb, sb, lowered)
-        n_mean = _float_model_logits(loaded.model, xs).mean(axis=0).reshape(x.shape[1], -1)
-        ver["vs_float_model"] = agreement_vs_float(q_mean, n_mean, labels, "chip")
-        summary.update(quantization=qrep.to_dict(), verification=ver)
+    model_kinds = ("snn",)
+    defaults = {"samples": 16, "split": "test", "seed": 0}
+    min_agreement = None
+    profile = "<target>"
+
+    def lower(self, ctx: ExportContext) -> _Lowered:
+        from neuroposter.ir.lower import lower_model, to_graph_input
+
+        graph = lower_model(ctx.run.model, T=int(ctx.inputs.T), source_run=str(ctx.request.run_dir))
+        self.x = to_graph_input(ctx.inputs.x, graph)
+        graph_l, applied, refused = lower_for_profile(graph, ctx.profile)
+        ctx.summary.update(lowerings=applied, lowerings_refused=refused)
+        for e in applied[:4]:
+            ctx.lines.append(f"  lowered {e['node']}: Threshold -> LIF(tau=dt, r=1, v_leak=0, v_reset=0) (exact)")
+        if len(applied) > 4:
+            ctx.lines.append(f"  ... {len(applied) - 4} more lowerings (summary.json)")
+        return _Lowered(graph, graph_l, applied, refused)
+
+    def quantise(self, ctx: ExportContext, low: _Lowered) -> _Quantised:
+        from neuroposter.ir.quantize import quantize_nbit
+
+        wb, sb = ctx.profile.limits.weight_bits, ctx.profile.limits.state_bits
+        ctx.summary["precision"] = {"weight_bits": wb, "state_bits": sb,
+                                    "bias": "connection biases treated as neuron offsets: "
+                                            + (f"{sb}-bit grid over their own range" if sb
+                                               else "state_bits unknown, left float")}
         if wb is None:
-            summary["precision"]["note"] = "weight precision unknown in the profile: weights left in float"
-        v = ver["vs_float_model"]
-        if "lowering" in ver:
-            lo = ver["lowering"]
-            lines.append(f"  lowering check: {lo['mismatched_spikes']} of {lo['spikes_compared']} spikes differ "
-                         f"({'exact' if lo['exact'] else 'NOT exact'})")
-        lines.append(f"  {wb}-bit weights / {sb}-bit states: prediction agreement with the float graph "
-                     f"{ver['vs_float_graph']['prediction_agreement']:.3f} (min layer spike agreement "
-                     f"{ver['vs_float_graph']['spike_agreement_min']:.4f}), with the float model "
-                     f"{v['prediction_agreement']:.3f}, micro-F1 diff {v['micro_f1_diff']:+.3f}")
-    if not hostable:
-        summary.update(ok=False, reason=f"{chip} cannot host this network: " + "; ".join(violations))
-        vl = mapping.get("violated_limits", {})
-        lines.append(f"  REFUSED: {chip} cannot host this network ({len(vl)} violated limits, "
-                     f"{len(violations)} violations):")
-        lines.extend(f"    - {k}: needs {e['needed']}, available {e['available']}"
-                     + (f" ({len(e['nodes'])} nodes, e.g. {e['nodes'][0]!r})" if e["nodes"] else "")
-                     + (f" [profile note: {e['note']}]" if e.get("note") else "")
-                     for k, e in vl.items())
-        graph_q = None
-    else:
-        summary.update(ok=True)
-        t = mapping["totals"]
-        lines.append(f"  {t['neurons']} neurons, {t['stored_synapses']} stored synapses, {t['cores']} cores: fits")
-    if lim["unknown"]:
-        lines.append(f"  unknown in the profile (not checked): {', '.join(lim['unknown'])}")
-    summary["seconds"] = time.perf_counter() - t0
-    # A refusal (the chip cannot host the network) is the export's verdict, not a failed verification:
-    # the bundle keeps its name and says why (summary.json ok: false, reason).
-    with bundle_dir(request, protect=[enc_info.get("path")]) as tmp:
-        atomic_write_json(tmp / "mapping.json", mapping)
-        atomic_write_json(tmp / "summary.json", summary)
-        if graph_q is not None:
-            write_graph(tmp / "graph_q.nir", graph_q, verify=False)
-        write_manifest(tmp, "export", inputs={"run": run_record(request.run_dir, loaded.manifest),
-                                              "encoded": {"path": enc_info.get("path"), "key": enc_info.get("key")}},
-                       config={k: v for k, v in opts.items() if isinstance(v, (int, float, str, bool, type(None)))},
-                       extra={"target": chip, "source_run": run_name})
-    return ExportResult(Path(request.out_dir), summary, tuple(lines), bool(summary["ok"]))
+            ctx.summary["precision"]["note"] = "weight precision unknown in the profile: weights left in float"
+        graph_q, report = quantize_nbit(low.graph_l, weight_bits=wb, state_bits=sb)
+        return _Quantised(low, graph_q, report)
+
+    def build(self, ctx: ExportContext, q: _Quantised) -> _Mapped:
+        """Maps the lowered graph onto the profile's cores and chips (every violated limit, needed vs available)."""
+        hostable, violations, mapping = check_chip(q.lowered.graph_l, ctx.profile, lower=False)
+        why = {r["node"]: r["reason"] for r in q.lowered.refused}
+        violations = [v + (f"; not lowered to LIF(tau=dt): {why[n]}" if (n := _violation_node(v)) in why else "")
+                      for v in violations]
+        mapping.update(violations=violations, lowerings=q.lowered.applied, lowerings_refused=q.lowered.refused)
+        lim = limits_report(ctx.profile)
+        for k, e in mapping.get("violated_limits", {}).items():   # the profile's own caveat on the limit
+            if lim["values"].get(k, {}).get("note"):
+                e["note"] = lim["values"][k]["note"]
+        ctx.summary["limits"] = {"unknown": lim["unknown"], "unchecked_by_mapping": mapping.get("unchecked", []),
+                                 "values": lim["values"]}
+        ctx.summary["mapping"] = {k: mapping[k] for k in ("fits", "verdict", "violations", "violated_limits", "totals")}
+        return _Mapped(q, hostable, violations, mapping)
+
+    def run(self, ctx: ExportContext, m: _Mapped) -> dict[str, Any] | None:
+        """The chip's arithmetic in the reference simulator (same-step): float, lowered and n-bit graphs, and the
+        float model; None when the graph is not expressible on the chip's neurons (nothing to simulate)."""
+        from neuroposter.ir.simulate import simulate
+        from neuroposter.targets.loihi.target import float_model_logits
+
+        self.mapped = m
+        if not _expressible(m.mapping):
+            return None
+        low = m.q.lowered
+        sims = {"float": simulate(low.graph, self.x, mode="same_step", arithmetic="float"),
+                "quantised": simulate(m.q.graph_q, self.x, mode="same_step", arithmetic="float")}
+        if low.applied:
+            sims["lowered"] = simulate(low.graph_l, self.x, mode="same_step", arithmetic="float")
+        sims["float_model"] = float_model_logits(ctx.run.model, ctx.inputs.x)
+        return sims
+
+    def verify(self, ctx: ExportContext, sims: dict[str, Any] | None) -> Verdict:
+        from neuroposter.targets.verify import compare, mean_logits
+
+        m = self.mapped
+        chip = ctx.request.target
+        if sims is not None:
+            B = int(self.x.shape[1])
+            f, q = sims["float"], sims["quantised"]
+            q_mean = mean_logits(q.aligned_output(), B)
+            ver: dict[str, Any] = {}
+            if "lowered" in sims:
+                lo = sims["lowered"]
+                mism = {k: int(np.count_nonzero(np.asarray(lo.records[k]) != np.asarray(f.records[k])))
+                        for k in f.records if k in lo.records}
+                ver["lowering"] = {
+                    "nodes": [e["node"] for e in m.q.lowered.applied],
+                    "spikes_compared": int(sum(np.asarray(f.records[k]).size for k in mism)),
+                    "mismatched_spikes": int(sum(mism.values())),
+                    "output_max_abs_diff": float(np.max(np.abs(np.asarray(lo.output, dtype=np.float64)
+                                                               - np.asarray(f.output, dtype=np.float64)))),
+                    "exact": not any(mism.values())}
+            ver["vs_float_graph"] = compare(q_mean, mean_logits(f.aligned_output(), B), spikes=(q.records, f.records))
+            ver["vs_float_model"] = compare(q_mean, mean_logits(sims["float_model"], B), labels=ctx.inputs.labels)
+            ctx.summary.update(quantization=m.q.report.to_dict(), verification=ver)
+            wb, sb = ctx.summary["precision"]["weight_bits"], ctx.summary["precision"]["state_bits"]
+            if "lowering" in ver:
+                lo = ver["lowering"]
+                ctx.lines.append(f"  lowering check: {lo['mismatched_spikes']} of {lo['spikes_compared']} spikes "
+                                 f"differ ({'exact' if lo['exact'] else 'NOT exact'})")
+            vg, vm = ver["vs_float_graph"], ver["vs_float_model"]
+            ctx.lines.append(f"  {wb}-bit weights / {sb}-bit states: prediction agreement with the float graph "
+                             f"{vg['prediction_agreement']:.3f} (min layer spike agreement "
+                             f"{vg['spike_agreement_min'] if vg['spike_agreement_min'] is not None else 1.0:.4f}), "
+                             f"with the float model {vm['prediction_agreement']:.3f}, micro-F1 diff "
+                             f"{vm['micro_f1']['diff']:+.3f}")
+        if not m.hostable:
+            vl = m.mapping.get("violated_limits", {})
+            ctx.lines.append(f"  REFUSED: {chip} cannot host this network ({len(vl)} violated limits, "
+                             f"{len(m.violations)} violations):")
+            ctx.lines.extend(f"    - {k}: needs {e['needed']}, available {e['available']}"
+                             + (f" ({len(e['nodes'])} nodes, e.g. {e['nodes'][0]!r})" if e["nodes"] else "")
+                             + (f" [profile note: {e['note']}]" if e.get("note") else "")
+                             for k, e in vl.items())
+        else:
+            t = m.mapping["totals"]
+            ctx.lines.append(f"  {t['neurons']} neurons, {t['stored_synapses']} stored synapses, {t['cores']} cores: "
+                             "fits")
+        unknown = ctx.summary["limits"]["unknown"]
+        if unknown:
+            ctx.lines.append(f"  unknown in the profile (not checked): {', '.join(unknown)}")
+        if not m.hostable:
+            # a refusal (the chip cannot host the network) is the export's verdict, not a failed verification
+            return Verdict(False, f"{chip} cannot host this network: " + "; ".join(m.violations), refused=True)
+        return Verdict(True)
+
+    def bundle(self, ctx: ExportContext, verdict: Verdict) -> None:
+        from neuroposter._io import atomic_write_json
+        from neuroposter.ir.graph_io import write_graph
+
+        m = self.mapped
+        ctx.files["mapping.json"] = lambda p: atomic_write_json(p, m.mapping)
+        if verdict.ok:
+            ctx.files["graph_q.nir"] = lambda p: write_graph(p, m.q.graph_q, verify=False)

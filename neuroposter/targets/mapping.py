@@ -41,12 +41,11 @@ from typing import Any
 import nir
 import numpy as np
 
-from neuroposter.ir.quantize import CONNECTION_TYPES, FlatGraph, flatten_graph, projections
+from neuroposter.ir.graph import Graph, GraphError, flatten
+from neuroposter.ir.connectivity import SYNAPSE_MATRIX, shape_of
+from neuroposter.ir.quantize import QuantizationError
 
-__all__ = ["LayerUsage", "MappingResult", "map_graph", "NEURON_NODE_TYPES"]
-
-NEURON_NODE_TYPES: tuple[type[nir.NIRNode], ...] = (nir.LIF, nir.IF, nir.Threshold, nir.CubaLIF, nir.LI,
-                                                     nir.CubaLI, nir.I)
+__all__ = ["LayerUsage", "MappingResult", "map_graph"]
 
 
 @dataclass
@@ -136,45 +135,57 @@ def _lim(profile: Any, name: str) -> Any:
     return val
 
 
-def _matrix(fg: FlatGraph, conn: str | None, src: str, dst: str) -> Any:
+def _matrix(fg: Graph, conn: str | None, src: str, dst: str) -> Any:
     """Expanded 0/1 connectivity ``(dst, src)`` of a projection (sparse)."""
     import scipy.sparse as sp
 
-    from neuroposter.targets.loihi.builder import SYNAPSE_MATRIX, _shape_of
 
     if conn is None:
-        n = int(np.prod(_shape_of(fg.nodes[src], "output")))
+        n = int(np.prod(shape_of(fg.nodes[src].nir, "output")))
         return sp.identity(n, format="csr", dtype=np.int8)
-    node = fg.nodes[conn]
+    node = fg.nodes[conn].nir
+    if type(node) not in SYNAPSE_MATRIX:
+        raise QuantizationError(conn, type(node).__name__, "node type is not supported")
     w = np.asarray(node.scale if isinstance(node, nir.Scale) else node.weight)
-    m = SYNAPSE_MATRIX[type(node)](node, _shape_of(node, "input"), _shape_of(node, "output"), (w != 0).astype(np.int8))
+    try:
+        m = SYNAPSE_MATRIX[type(node)](node, shape_of(node, "input"), shape_of(node, "output"), (w != 0).astype(np.int8))
+    except GraphError as exc:
+        raise QuantizationError(conn, type(node).__name__, exc.reason) from None
     return m.tocsr()
 
 
-def _compose_chain(fg: FlatGraph, path: tuple[str, ...], src: str) -> Any:
+def _compose_chain(fg: Graph, path: tuple[str, ...], src: str) -> Any:
     """Connectivity of a chain of connections (composed)."""
     m = None
     for x in path:
-        if isinstance(fg.nodes[x], CONNECTION_TYPES):
+        if fg.nodes[x].role == "conn":
             mx = _matrix(fg, x, src, x)
             m = mx if m is None else (mx @ m)
             m.data[:] = 1
     return m
 
 
-def map_graph(graph: nir.NIRGraph, profile: Any, *, delays: dict[tuple[str, str], int] | None = None) -> MappingResult:
+def map_graph(graph: nir.NIRGraph | Graph, profile: Any, *,
+              delays: dict[tuple[str, str], int] | None = None) -> MappingResult:
     """Maps a (float or integer) NIR graph onto ``profile``'s limits.
 
     Args:
-        graph: the NIR graph.
+        graph: the NIR graph, or its :func:`~neuroposter.ir.graph.flatten`.
         profile: a :class:`~neuroposter.profiling.profiles.HardwareProfile` (or any object with
             ``name``, ``limits`` and optionally ``nir_nodes``).
         delays: re-timing delays per edge (checked against ``max_delay``).
 
     Returns:
         The :class:`MappingResult`.
+
+    Raises:
+        QuantizationError: a graph that cannot be flattened, or a node that cannot stand between two
+            neuron populations (names it).
     """
-    fg = flatten_graph(graph)
+    try:
+        fg = graph if isinstance(graph, Graph) else flatten(graph)
+    except GraphError as exc:
+        raise QuantizationError(exc.node or "<graph>", exc.node_type or "?", exc.reason) from None
     name = str(getattr(profile, "name", "profile"))
     npc, spc = _lim(profile, "neurons_per_core"), _lim(profile, "synapses_per_core")
     cpc = _lim(profile, "cores_per_chip")
@@ -200,25 +211,27 @@ def map_graph(graph: nir.NIRGraph, profile: Any, *, delays: dict[tuple[str, str]
     nir_nodes = {str(x) for x in (getattr(profile, "nir_nodes", None) or ())}
     models = _lim(profile, "neuron_models")
     expandable = {"Conv1d", "Conv2d", "Scale"} if nir_nodes & {"Affine", "Linear"} else set()
-    for n, node in fg.nodes.items():
-        t = type(node).__name__
+    for n, nd in fg.nodes.items():
+        t = nd.type.name
         if t in expandable and t not in nir_nodes:
             continue   # realised as an expanded (block-diagonal) Linear on a chip without this type
         if nir_nodes and t not in nir_nodes:
             flag("nir_nodes", t, sorted(nir_nodes), n, f"node {n!r} ({t}): node type {t} is not supported by {name} "
                  f"(supported: {', '.join(sorted(nir_nodes))})")
-        elif models and isinstance(node, NEURON_NODE_TYPES) and t not in set(models):
+        elif models and nd.role == "neuron" and t not in set(models):
             flag("neuron_models", t, list(models), n, f"node {n!r} ({t}): neuron model {t} is not hosted by {name} "
                  f"(neuron_models: {', '.join(models)})")
 
-    projs = projections(fg)
-    pops = [n for n, node in fg.nodes.items() if isinstance(node, NEURON_NODE_TYPES)]
+    try:
+        projs = fg.projections()
+    except GraphError as exc:
+        raise QuantizationError(exc.node or "<graph>", exc.node_type or "?", exc.reason) from None
+    pops = [n for n, nd in fg.nodes.items() if nd.role == "neuron"]
     usage: dict[str, LayerUsage] = {}
     fan_out: dict[str, np.ndarray] = {}
-    from neuroposter.targets.loihi.builder import _shape_of
 
     for n in pops:
-        usage[n] = LayerUsage(n, type(fg.nodes[n]).__name__, int(np.prod(_shape_of(fg.nodes[n], "output"))))
+        usage[n] = LayerUsage(n, fg.nodes[n].type.name, int(np.prod(shape_of(fg.nodes[n].nir, "output"))))
         fan_out[n] = np.zeros(usage[n].neurons, dtype=np.int64)
     fan_in_vec: dict[str, np.ndarray] = {n: np.zeros(usage[n].neurons, dtype=np.int64) for n in pops}
     out_fan_in = 0
@@ -233,7 +246,7 @@ def map_graph(graph: nir.NIRGraph, profile: Any, *, delays: dict[tuple[str, str]
             fan_in_vec[p.dst] += rows
             u.synapses += int(m.nnz)
             u.inputs.append(p.conn or f"{p.src} (direct)")
-            node = fg.nodes[p.conn] if p.conn else None
+            node = fg.nodes[p.conn].nir if p.conn else None
             if sharing and isinstance(node, (nir.Conv1d, nir.Conv2d)):
                 per_core = int(np.count_nonzero(np.asarray(node.weight)))
                 cores = max(1, math.ceil(u.neurons / npc)) if npc else 1
@@ -298,15 +311,15 @@ def map_graph(graph: nir.NIRGraph, profile: Any, *, delays: dict[tuple[str, str]
             flag("memory_per_core_kb", syn_bytes, avail, None,
                  f"needs at least {syn_bytes} bytes of synapse memory ({total_stored} stored synapses x {wbits}-bit "
                  f"weights) > memory_per_core_kb {mem_core_kb} x cores_per_chip {cpc} ({avail} bytes)")
-    inputs = [int(np.prod(_shape_of(fg.nodes[i], "output"))) for i in fg.inputs()]
-    outputs = [int(np.prod(_shape_of(fg.nodes[o], "input"))) for o in fg.outputs()]
+    inputs = [int(np.prod(shape_of(fg.nodes[i].nir, "output"))) for i in fg.inputs]
+    outputs = [int(np.prod(shape_of(fg.nodes[o].nir, "input"))) for o in fg.outputs]
     ipc, opc = _lim(profile, "inputs_per_chip"), _lim(profile, "outputs_per_chip")
     if ipc and inputs and max(inputs) > ipc:
-        flag("inputs_per_chip", max(inputs), ipc, fg.inputs()[0],
-             f"input {fg.inputs()[0]!r} has {max(inputs)} channels > inputs_per_chip {ipc}")
+        flag("inputs_per_chip", max(inputs), ipc, fg.inputs[0],
+             f"input {fg.inputs[0]!r} has {max(inputs)} channels > inputs_per_chip {ipc}")
     if opc and outputs and max(outputs) > opc:
-        flag("outputs_per_chip", max(outputs), opc, fg.outputs()[0],
-             f"output {fg.outputs()[0]!r} has {max(outputs)} channels > outputs_per_chip {opc}")
+        flag("outputs_per_chip", max(outputs), opc, fg.outputs[0],
+             f"output {fg.outputs[0]!r} has {max(outputs)} channels > outputs_per_chip {opc}")
     ml = _lim(profile, "max_layers")
     if ml and len(usage) > ml:
         flag("max_layers", len(usage), ml, None, f"{len(usage)} neuron layers > max_layers {ml}")
@@ -318,7 +331,8 @@ def map_graph(graph: nir.NIRGraph, profile: Any, *, delays: dict[tuple[str, str]
                  f"re-timing delay {worst[1]} on edge {worst[0][0]!r} -> {worst[0][1]!r} exceeds max_delay {md}")
     mk = _lim(profile, "max_kernel_size")
     mc = _lim(profile, "max_channels")
-    for n, node in fg.nodes.items():
+    for n, nd in fg.nodes.items():
+        node = nd.nir
         if isinstance(node, (nir.Conv1d, nir.Conv2d)):
             k = max(np.asarray(node.weight).shape[2:])
             c = max(np.asarray(node.weight).shape[:2])

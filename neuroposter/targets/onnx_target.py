@@ -8,6 +8,10 @@ Exported with ``torch.onnx.export`` at opset :data:`OPSET` (17: the first opset 
 ``onnx.checker.check_model`` and ``onnx.shape_inference.infer_shapes(strict_mode=True)``, then run
 in onnxruntime (CPU) on real test inputs and compared with PyTorch. The maximum absolute logit
 difference (and the same relative to the largest logit magnitude) goes into ``summary.json``.
+The bundle also stores the graph's op counts (``op_counts.json``, with the DenseNet-169 front end for the
+CNN; :func:`neuroposter.profiling.stored.onnx_counts`), which the report reads. :class:`OnnxTarget` is the target
+contract of :mod:`neuroposter.targets.base`; the comparison with PyTorch is ``verification.vs_torch`` in the
+metrics of :mod:`neuroposter.targets.verify` (on the logits), plus ``max_rel_diff`` against its bound.
 """
 
 from __future__ import annotations
@@ -20,19 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from neuroposter.errors import DataError
-from neuroposter.targets._bundle import (bundle_dir, check_input_key, failed_line, reject_bundle, run_input,
-                                         samples_option, write_bundle)
-from neuroposter.targets.base import ExportRequest, ExportResult
+from neuroposter.errors import UsageError
+from neuroposter.targets.base import ExportContext, Target, Verdict
 
-__all__ = ["OPSET", "ONNX_MODELS", "export", "export_onnx", "verify_onnx"]
+__all__ = ["OPSET", "OnnxTarget", "export_onnx", "verify_onnx"]
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-ONNX_MODELS = ("cnn", "vit", "ann-transformer")
-DEFAULT_SAMPLES = 8
 MAX_REL_DIFF = 1e-4  # onnxruntime vs PyTorch, relative to the logit scale
+#: the ONNX input name of each model input kind (``ModelSpec.inputs``)
+INPUT_NAMES = {"images": "images", "feature_tokens": "tokens"}
 
 
 def export_onnx(model: Any, example: Any, path: str | Path, *, input_name: str) -> dict[str, Any]:
@@ -92,11 +94,14 @@ def verify_onnx(path: str | Path, model: Any, inputs: Any) -> dict[str, Any]:
     """Runs the ONNX file in onnxruntime and compares it with PyTorch on ``inputs``.
 
     Returns:
-        ``{"max_abs_diff", "max_rel_diff", "logit_scale", "samples", "top1_agreement", "batch_sizes"}``;
-        the batch is also run one sample at a time to exercise the dynamic axis.
+        :func:`neuroposter.targets.verify.compare` of the logits (onnxruntime vs PyTorch), plus ``max_rel_diff``
+        (the largest difference relative to the logit scale), ``logit_scale``, ``single_sample_max_abs_diff`` and
+        ``batch_sizes``: the batch is also run one sample at a time to exercise the dynamic axis.
     """
     import onnxruntime as ort
     import torch
+
+    from neuroposter.targets.verify import compare
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -107,141 +112,85 @@ def verify_onnx(path: str | Path, model: Any, inputs: Any) -> dict[str, Any]:
         ref = model.eval()(x).numpy()
     got = sess.run(["logits"], {name: x.numpy()})[0]
     single = sess.run(["logits"], {name: x[:1].numpy()})[0]
-    diff = float(np.abs(got - ref).max())
+    out = compare(got, ref)
     scale = float(max(1.0, np.abs(ref).max()))
-    return {
-        "samples": int(x.shape[0]),
-        "max_abs_diff": diff,
-        "max_rel_diff": diff / scale,
-        "logit_scale": scale,
-        "single_sample_max_abs_diff": float(np.abs(single - ref[:1]).max()),
-        "top1_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean()),
-        "batch_sizes": [int(x.shape[0]), 1],
-    }
+    out.update(max_rel_diff=out["max_abs_logit_diff"] / scale, logit_scale=scale,
+               single_sample_max_abs_diff=float(np.abs(single - ref[:1]).max()), batch_sizes=[int(x.shape[0]), 1])
+    return out
 
 
-def _first_test_indices(dataset: Any, n: int) -> list[int]:
-    idx = list(np.asarray(dataset.indices("test")).tolist())
-    return idx[:n]
+class OnnxTarget(Target):
+    """``neuroposter export --target onnx`` (see the module docstring).
 
-
-def real_inputs(loaded: Any, run_dir: Path, n: int) -> tuple[Any, str, dict[str, Any]]:
-    """Real test inputs of a run (images or feature tokens), where they came from, and that input.
-
-    The inputs are the ones the run's manifest names: the encoded set (``ann-transformer``: its
-    normalised feature tokens), the dataset (``vit``: posters at the run's image size) or the feature
-    store (``cnn``: its dataset's posters under the store's image policy).
-
-    Returns:
-        ``(inputs [B, ...], description, {"name": {"path", "key"}})``.
-
-    Raises:
-        ManifestError: the input is missing or changed (never replaced by random inputs).
+    Options: ``samples`` (8), ``max_rel_diff`` (1e-4).
     """
-    import torch
 
-    name, model, manifest = loaded.model_name, loaded.model, loaded.manifest
-    if name == "ann-transformer":
-        from neuroposter.encode import load_encoded
+    name = "onnx"
+    model_kinds = ("ann",)
+    defaults = {"samples": 8, "split": "test", "seed": None, "max_rel_diff": MAX_REL_DIFF}
+    min_agreement = None
+    profile = None
 
-        path = run_input(run_dir, manifest, "encoded")
-        enc = load_encoded(path)
-        check_input_key(path, getattr(enc, "key", None), run_dir, manifest, "encoded")
-        ds = enc.features_dataset("test")
-        k = min(n, len(ds))
-        if k == 0:
-            raise DataError(f"{path} has no test samples")
-        x = torch.stack([torch.as_tensor(np.asarray(ds[i][0]), dtype=torch.float32) for i in range(k)])
-        used = {"encoded": {"path": str(path), "key": getattr(enc, "key", None)}}
-        return x, f"test feature tokens of {path}", used
-    if name == "vit":
-        from neuroposter.data import load_dataset
-        from neuroposter.models.vit import image_to_tensor
+    def options(self, given: Any) -> dict[str, Any]:
+        """Adds ``max_rel_diff`` (a number > 0)."""
+        opts = super().options(given)
+        try:
+            bound = float(opts["max_rel_diff"])
+        except (TypeError, ValueError):
+            bound = float("nan")
+        if not bound > 0 or bound == float("inf"):
+            raise UsageError(f"--opt max_rel_diff must be a number > 0, got {given.get('max_rel_diff')!r}")
+        opts.update(max_rel_diff=bound, opset=OPSET)
+        return opts
 
-        path = run_input(run_dir, manifest, "dataset")
-        ds = load_dataset(path)
-        check_input_key(path, getattr(ds, "key", None), run_dir, manifest, "dataset")
-        idx = _first_test_indices(ds, n)
-        if not idx:
-            raise DataError(f"{path} has no test posters")
-        imgs = [image_to_tensor(ds.load_image(i), int(model.image_size)) for i in idx]
-        used = {"dataset": {"path": str(path), "key": getattr(ds, "key", None)}}
-        return torch.stack(imgs), f"test posters of {path}", used
-    if name == "cnn":
-        from neuroposter.features import open_store, preprocess
+    def lower(self, ctx: ExportContext) -> Path:
+        """``model.onnx`` (checked by onnx's checker and strict shape inference)."""
+        from neuroposter.models import MODELS
 
-        path = run_input(run_dir, manifest, "features")
-        store = open_store(path)
-        check_input_key(path, getattr(store, "key", None), run_dir, manifest, "features")
-        ds = store.dataset
-        idx = _first_test_indices(ds, n)
-        if not idx:
-            raise DataError(f"the dataset of {path} has no test posters")
-        imgs = [preprocess(ds.load_image(i)) for i in idx]
-        used = {"features": {"path": str(path), "key": getattr(store, "key", None)}}
-        return torch.stack(imgs), f"test posters of {path}", used
-    raise DataError(f"the onnx target has no inputs for a {name!r} run")
+        self.input_name = INPUT_NAMES[MODELS.get(ctx.run.model_name).inputs]
+        path = ctx.scratch / "model.onnx"
+        self.facts = export_onnx(ctx.run.model, ctx.inputs.x[:1], path, input_name=self.input_name)
+        ctx.copy_file("model.onnx")
+        return path
 
+    def run(self, ctx: ExportContext, path: Path) -> dict[str, Any]:
+        """onnxruntime vs PyTorch on the evaluation inputs."""
+        self.path = path
+        return verify_onnx(path, ctx.run.model, ctx.inputs.x)
 
-def export(req: ExportRequest) -> ExportResult:
-    """Exports an ANN run (``cnn``, ``vit``, ``ann-transformer``) to ``model.onnx`` and verifies it.
+    def verify(self, ctx: ExportContext, check: dict[str, Any]) -> Verdict:
+        bound = float(ctx.options["max_rel_diff"])
+        ctx.summary["verification"] = {"vs_torch": check}
+        self.check = check
+        if check["max_rel_diff"] < bound:
+            return Verdict(True)
+        return Verdict(False, f"onnxruntime differs from PyTorch by {check['max_rel_diff']:.2e} of the logit scale "
+                              f"(must be < {bound:g})")
 
-    Options: ``samples`` (default 8), ``max_rel_diff`` (default 1e-4).
-    """
-    from neuroposter.train import load_run
+    def bundle(self, ctx: ExportContext, verdict: Verdict) -> None:
+        from neuroposter.profiling.stored import onnx_counts, write_op_counts
 
-    opts = dict(req.options)
-    samples = samples_option(opts, DEFAULT_SAMPLES)
-    bound = opts.get("max_rel_diff")
-    try:
-        bound = MAX_REL_DIFF if bound is None else float(bound)
-    except (TypeError, ValueError):
-        bound = float("nan")
-    if not bound > 0 or bound == float("inf"):
-        from neuroposter.errors import UsageError
-
-        raise UsageError(f"--opt max_rel_diff must be a number > 0, got {opts.get('max_rel_diff')!r}")
-    loaded = load_run(req.run_dir)
-    if loaded.model_name not in ONNX_MODELS:
-        raise DataError(f"the onnx target exports {', '.join(ONNX_MODELS)} runs; {req.run_dir} is a "
-                        f"{loaded.model_name!r} run (use --target nir or loihi)")
-    x, source, used = real_inputs(loaded, Path(req.run_dir), samples)
-    input_name = "tokens" if loaded.model_name == "ann-transformer" else "images"
-    failed = None
-    with bundle_dir(req, protect=[v["path"] for v in used.values()]) as tmp:
-        facts = export_onnx(loaded.model, x[:1], tmp / "model.onnx", input_name=input_name)
-        check = verify_onnx(tmp / "model.onnx", loaded.model, x)
-        ok = check["max_rel_diff"] < bound
-        summary = {
-            "target": "onnx",
-            "model": loaded.model_name,
-            "source_run": str(req.run_dir),
+        name = self.input_name
+        stored = onnx_counts(self.path, name=ctx.run_name, location=Path(ctx.request.out_dir) / "model.onnx")
+        ctx.files["op_counts.json"] = lambda p: write_op_counts(p.parent, stored)
+        facts, check, bound = self.facts, self.check, float(ctx.options["max_rel_diff"])
+        ctx.summary.update({
             "file": "model.onnx",
-            **facts,
-            "dynamic_axes": {input_name: {"0": "batch"}, "logits": {"0": "batch"}},
+            **{k: v for k, v in facts.items() if k not in ("inputs", "outputs")},
+            "graph_inputs": facts["inputs"], "graph_outputs": facts["outputs"],
+            "dynamic_axes": {name: {"0": "batch"}, "logits": {"0": "batch"}},
             "checks": ["onnx.checker.check_model(full_check=True)", "onnx.shape_inference.infer_shapes(strict_mode=True)"],
-            "inputs_source": source,
-            "onnxruntime": check,
-            "max_abs_diff": check["max_abs_diff"],
+            "inputs_source": ctx.inputs.description,
             "max_rel_diff_bound": bound,
-            "ok": ok,
-        }
-        if not ok:
-            summary["reason"] = (f"onnxruntime differs from PyTorch by {check['max_rel_diff']:.2e} of the logit "
-                                 f"scale (must be < {bound:g})")
-        write_bundle(tmp, target="onnx", run_dir=req.run_dir, run_manifest=loaded.manifest, artifacts=["model.onnx"],
-                     summary=summary, options={**opts, "samples": samples, "opset": OPSET}, inputs=used)
-        if not ok:
-            failed = reject_bundle(tmp, req.out_dir, summary["reason"])
-    where = failed if failed is not None else req.out_dir
-    in_shape = "x".join(str(d) for d in facts["inputs"][input_name])
-    lines = (
-        f"onnx: {loaded.model_name} run {req.run_dir} -> {where / 'model.onnx'} (opset {OPSET}, "
-        f"{input_name} {in_shape} -> logits)",
-        f"  {sum(facts['nodes_by_op'].values())} nodes, {facts['parameters']:,} parameters; checker and shape inference clean",
-        f"  onnxruntime vs PyTorch on {check['samples']} inputs ({source}): max |diff| {check['max_abs_diff']:.2e} "
-        f"({check['max_rel_diff']:.1e} of the logit scale), top-1 agreement {check['top1_agreement']:.0%}",
-        f"  {'OK' if ok else 'FAILED'}: relative difference {'<' if ok else 'must be <'} {bound:g}",
-        *((failed_line(req.out_dir, failed),) if failed is not None else ()),
-    )
-    return ExportResult(out_dir=where, summary=summary, lines=lines, ok=ok, failed=failed is not None)
+        })
+        in_shape = "x".join(str(d) for d in facts["inputs"][name])
+        ctx.lines += [
+            f"  model.onnx (opset {OPSET}, {name} {in_shape} -> logits): {sum(facts['nodes_by_op'].values())} nodes, "
+            f"{facts['parameters']:,} parameters; checker and shape inference clean",
+            f"  onnxruntime vs PyTorch on {check['samples']} inputs ({ctx.inputs.description}): max |diff| "
+            f"{check['max_abs_logit_diff']:.2e} ({check['max_rel_diff']:.1e} of the logit scale), top-1 agreement "
+            f"{check['top1_agreement']:.0%}",
+            f"  op counts stored in op_counts.json: {stored['model'].counts.macs:,.0f} MACs"
+            + (f" (DenseNet-169 front end: {stored['frontend'].counts.macs:,.0f} MACs)" if "frontend" in stored else ""),
+            f"  {'OK' if verdict.ok else 'FAILED'}: relative difference {'<' if verdict.ok else 'must be <'} {bound:g}",
+        ]

@@ -194,22 +194,24 @@ def test_out_of_range_options_are_usage_errors(site, capsys, flag) -> None:
 def test_failed_verification_keeps_the_good_bundle(site, capsys, monkeypatch) -> None:
     from neuroposter.targets import nir_target
 
-    real = nir_target.verify_graph
+    real = nir_target.NirTarget.run
 
-    def disagreeing(*args, **kwargs):  # as if the lowered graph disagreed with the model on some spikes
-        return {**real(*args, **kwargs), "prediction_agreement": 0.5}
+    def disagreeing(self, ctx, graph):  # as if the lowered graph disagreed with the model on every spike
+        r = real(self, ctx, graph)
+        r.norse_spikes = {k: 1 - v for k, v in r.norse_spikes.items()}
+        return r
 
-    monkeypatch.setattr(nir_target, "verify_graph", disagreeing)
+    monkeypatch.setattr(nir_target.NirTarget, "run", disagreeing)
     before = site.snap()
     code, out, err = _cli(capsys, *site.args("--force"))
     assert code == 1
     line = _one_error_line(err)
     failed = site.export / "nir" / "sdt.failed"
-    assert "verification failed" in line and str(failed) in line and "prediction_agreement 0.5000" in line
+    assert "verification failed" in line and str(failed) in line and "vs_norse.spike_agreement 0.0000" in line
     assert "FAILED" in out
     assert {k: v for k, v in site.snap().items() if not k.startswith("export/nir/sdt.failed/")} == before
     manifest = json.loads((failed / "manifest.json").read_text())
-    assert manifest["status"] == "failed" and "prediction_agreement" in manifest["failure"]
+    assert manifest["status"] == "failed" and "spike_agreement" in manifest["failure"]
     assert (failed / "resolved_config.yaml").is_file()
     # a failed bundle is never taken for a good one
     from neuroposter.errors import ManifestError
@@ -271,9 +273,9 @@ def test_a_moved_workspace_exports_from_its_own_inputs(site, capsys, tmp_path, m
                           "--export-root", str(export), "--force")
     assert code == 0, err
     summary = json.loads((export / "nir" / "sdt" / "summary.json").read_text())
-    assert Path(summary["encoded"]).resolve() == (ws / "encoded" / "default").resolve()
+    assert Path(summary["inputs"]["path"]).resolve() == (ws / "encoded" / "default").resolve()
     n_test = json.loads((ws / "encoded" / "default" / "manifest.json").read_text())
-    assert summary["equivalence"]["samples"] == 3       # the whole (real) test split of 24 posters
+    assert summary["verification"]["vs_norse"]["samples"] == 3       # the whole (real) test split of 24 posters
     assert n_test["kind"] == "encoded"
     manifest = json.loads((export / "nir" / "sdt" / "manifest.json").read_text())
     assert not os.path.isabs(manifest["inputs"]["run"]["path"])
@@ -354,7 +356,7 @@ def test_loihi_on_a_full_disk_says_so_and_leaves_no_temporary(site, capsys, monk
 
 @pytest.mark.slow
 def test_loihi_failed_verification_keeps_the_good_bundle(site, capsys, monkeypatch) -> None:
-    import neuroposter.targets.loihi as loihi
+    import neuroposter.targets.loihi.target as loihi
 
     args = ["export", "--target", "loihi", "--samples", "2", "-w", str(site.ws), "--export-root", str(site.export)]
     code, _, err = _cli(capsys, *args)
@@ -382,9 +384,9 @@ def test_onnx_on_a_moved_workspace_uses_the_real_posters(site, capsys, tmp_path,
                           "--export-root", str(moved / "export"))
     assert code == 0, err
     summary = json.loads((moved / "export" / "onnx" / "cnn" / "summary.json").read_text())
-    assert summary["inputs"]["images"][2:] == [268, 182]
+    assert summary["graph_inputs"]["images"][2:] == [268, 182]
     assert summary["inputs_source"].startswith("test posters of") and str(moved) in summary["inputs_source"]
-    assert summary["onnxruntime"]["samples"] == 2
+    assert summary["verification"]["vs_torch"]["samples"] == 2
     # and with the feature store gone: one line naming it, no random stand-ins
     shutil.rmtree(moved / "ws" / "features" / "default")
     code, _, err = _cli(capsys, "export", "--target", "onnx", "--samples", "2", "-w", str(moved / "ws"),

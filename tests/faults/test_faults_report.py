@@ -25,7 +25,8 @@ from neuroposter.cli import main
 
 pytestmark = pytest.mark.slow
 
-# A cheap report: no DenseNet-169 front end export, no latency measurement, two profiles, two SNN samples.
+# A cheap report: no DenseNet-169 front end, no latency measurement, two profiles; the SNN's stored counts must
+# be the two-sample ones its nir bundle was exported with (`--opt count_samples=2`).
 REPORT = ["report", "--no-frontend", "--no-latency", "--samples", "2", "--profiles", "loihi", "truenorth"]
 # Files that are not part of any artifact's content: verification caches and lock files.
 _NOT_CONTENT = (".verified.json",)
@@ -46,7 +47,7 @@ def built(tmp_path_factory) -> Path:
         for argv in (["data", "synth", "--n", "24"], ["data", "import"], ["features"], ["encode"],
                      ["train", "--model", "sdt", "--epochs", "1"],
                      ["train", "--model", "ann-transformer", "--epochs", "1"],
-                     ["export", "--target", "nir", "--run", "sdt", "--samples", "2"],
+                     ["export", "--target", "nir", "--run", "sdt", "--samples", "2", "--opt", "count_samples=2"],
                      ["export", "--target", "onnx", "--run", "ann-transformer", "--samples", "2"]):
             assert _cli(*argv) == 0, argv
         _cli("export", "--target", "xylo", "--run", "sdt", "--samples", "2")   # a refusal: a verdict all the same
@@ -180,9 +181,9 @@ def test_stale_bundle_is_refused_with_the_export_command(proj, capsys):
     assert _cli(*REPORT) == 0
 
 
-@pytest.mark.parametrize("same_size", [False, True])
-def test_edited_bundle_file_is_refused(proj, capsys, same_size):
-    graph = proj / "export" / "nir" / "sdt" / "graph.nir"
+@pytest.mark.parametrize("name,same_size", [("graph.nir", False), ("graph.nir", True), ("op_counts.json", True)])
+def test_edited_bundle_file_is_refused(proj, capsys, name, same_size):
+    graph = proj / "export" / "nir" / "sdt" / name   # the stored op counts are hashed like the graph
     data = bytearray(graph.read_bytes())
     if same_size:
         data[len(data) // 2] ^= 0xFF
@@ -192,9 +193,28 @@ def test_edited_bundle_file_is_refused(proj, capsys, same_size):
     before = _snapshot(proj)
     assert _cli(*REPORT) == 1
     line = _error(capsys)
-    assert "graph.nir" in line and "changed" in line
+    assert name in line and "changed" in line
     assert "neuroposter export --target nir --run sdt --force" in line
     assert _snapshot(proj) == before and not (proj / "workspace" / "reports" / "default").exists()
+
+
+def test_counts_come_from_the_bundles_and_samples_are_checked(proj, capsys):
+    """The report reads the counts the exports stored (it exports and simulates nothing); --samples must match
+    them, and a run without its bundle is a warning naming the export command."""
+    assert _cli(*REPORT) == 0
+    report = proj / "workspace" / "reports" / "default"
+    prov = pd.read_csv(report / "provenance.csv").set_index("item")
+    assert prov.loc["counts sdt", "where"].startswith("NIR lowering of sdt simulated on 2 test samples")
+    capsys.readouterr()
+    before = _snapshot(proj)
+    assert _cli(*[a if a != "2" else "3" for a in REPORT], "--name", "three") == 2
+    line = _error(capsys)
+    assert "made on 2 test samples, not the 3 asked for" in line and "--opt count_samples=3" in line
+    assert _snapshot(proj) == before
+    shutil.rmtree(proj / "export" / "nir" / "sdt")
+    assert _cli(*REPORT, "--name", "gone") == 0
+    out = capsys.readouterr().out
+    assert "warning: sdt: no op counts" in out and "neuroposter export --target nir --run sdt" in out
 
 
 def test_a_second_writer_of_the_same_report_is_told_it_is_busy(proj, capsys):

@@ -71,3 +71,14 @@ def test_cnn_head_on_pooled_features_is_the_image_model_head() -> None:
         pooled = model.pooled_features(img)
         assert pooled.shape == (1, 1664)
         torch.testing.assert_close(model(img), model.head(pooled))
+
+
+def test_model_families_come_from_the_registry() -> None:
+    from neuroposter.models import FEATURE_INPUTS, MODELS, names
+
+    assert names() == tuple(MODELS.names())
+    assert names(kind="snn") == ("sdt", "snn-mlp") and set(names(kind="ann")) == {"ann-transformer", "cnn", "vit"}
+    assert set(names(inputs=FEATURE_INPUTS)) == {"sdt", "snn-mlp", "ann-transformer"}
+    assert names(kind="ann", inputs="images") == ("cnn", "vit")
+    with pytest.raises((KeyError, ValueError)):
+        names(kind="quantum")

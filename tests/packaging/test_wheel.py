@@ -1,4 +1,4 @@
-"""The wheel ships the hardware profiles and the console script."""
+"""The wheel ships the hardware profiles and the console script, and not the test helpers."""
 
 from __future__ import annotations
 
@@ -23,4 +23,5 @@ def test_wheel_contains_profiles_and_entry_point(tmp_path):
     assert expected and expected <= shipped
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "neuroposter = neuroposter.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
-    assert not any(n.startswith(("tests/", "workspace/", "export/")) for n in names)
+    assert not any(n.startswith(("tests/", "workspace/", "export/", "neuroposter/testing/")) for n in names)
+    assert "neuroposter/targets/loihi/target.py" in names

@@ -1,4 +1,5 @@
-"""End-to-end report on a tiny fake workspace (fake runs, metrics, hand-made records, a tiny ONNX bundle)."""
+"""End-to-end report on a tiny fake workspace (fake runs, metrics, hand-made records, a tiny ONNX bundle with its
+stored op counts)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from neuroposter.manifest import write_manifest
 from neuroposter.profiling.counts import count_snn
 from neuroposter.profiling.onnx_counts import count_onnx
+from neuroposter.profiling.stored import onnx_counts, write_op_counts
 
 METRICS = {"micro_f1": 0.4, "macro_f1": 0.3, "samples_f1": 0.35, "map": 0.45, "hamming": 0.2, "p_at_1": 0.5}
 
@@ -31,7 +33,10 @@ def _run(ws: Path, name: str, model: str, scale: float) -> None:
 
 
 def _bundle(d: Path, target: str, run_dir: Path) -> None:
-    """Marks ``d`` (already holding its files) as the export bundle of ``run_dir``, as the export targets do."""
+    """Marks ``d`` (already holding its files) as the export bundle of ``run_dir``, as the export targets do
+    (an ONNX bundle stores its op counts first, so the manifest hashes them)."""
+    if (d / "model.onnx").is_file():
+        write_op_counts(d, onnx_counts(d / "model.onnx", name=run_dir.name, location=d / "model.onnx"))
     write_manifest(d, "export", inputs={"run": {"path": str(run_dir), "key": f"key-{run_dir.name}"}},
                    extra={"target": target, "source_run": run_dir.name})
 
@@ -133,7 +138,11 @@ def test_report_cli_without_counts_still_writes(fake_ws, capsys):
                "--no-latency", "--samples", "2", "--profiles", "loihi", "a100_sxm"])
     assert rc == 0
     out = capsys.readouterr().out
+    # the sdt run has no nir bundle: no counts, and the warning names the command that makes them
     assert "report written" in out and "warning: sdt: no op counts" in out
+    assert "neuroposter export --target nir --run sdt" in out
+    e = pd.read_csv(ws / "reports" / "cli" / "energy.csv")
+    assert set(e["run"]) == {"cnn"}   # the cnn is priced from its bundle's stored counts
     assert (ws / "reports" / "cli" / "report.html").is_file()
     assert (ws / "reports" / "cli" / "resolved_config.yaml").is_file()
 
@@ -310,7 +319,7 @@ def test_paper_constants_are_read_from_the_profile_not_the_code():
 
 
 def test_device_view_text_names_the_profiles_of_this_report():
-    from neuroposter.report.build import _device_profiles_where
+    from neuroposter.report.sections import device_profiles_where
 
     e = pd.DataFrame([
         {"view": "device", "component": "model", "profile": "truenorth", "scope": "all-in", "available": True},
@@ -318,6 +327,6 @@ def test_device_view_text_names_the_profiles_of_this_report():
         {"view": "device", "component": "frontend", "profile": "loihi2", "scope": "per-term", "available": False},
         {"view": "memory", "component": "model", "profile": "lemaire_45nm", "scope": "per-term", "available": False},
     ])
-    assert _device_profiles_where(e, scope="all-in") == "truenorth"
-    assert _device_profiles_where(e, available=False) == "mychip"
-    assert _device_profiles_where(e.iloc[:0], available=False) == "none in this report"
+    assert device_profiles_where(e, scope="all-in") == "truenorth"
+    assert device_profiles_where(e, available=False) == "mychip"
+    assert device_profiles_where(e.iloc[:0], available=False) == "none in this report"

@@ -171,7 +171,7 @@ def test_edited_bundle_or_run_file_is_refused(ws, tmp_path, capsys):
 def test_samples_must_be_positive(ws, capsys):
     from neuroposter.report import build_report
 
-    for bad in (0, -1, None, 1.5, True):
+    for bad in (0, -1, 1.5, True, "3"):
         with pytest.raises(UsageError, match="samples"):
             build_report(ws, samples=bad, frontend=None, latency=False, profiles=PROFILES)
     assert not (ws / "reports").exists()

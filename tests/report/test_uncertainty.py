@@ -61,7 +61,7 @@ def ci_ws(tmp_path):
 def _build(ws, exports, name="ci"):
     from neuroposter.report import build_report
 
-    return build_report(ws, name=name, exports=exports, frontend=None, latency=False, allow_export=False,
+    return build_report(ws, name=name, exports=exports, frontend=None, latency=False,
                         profiles=["loihi"], bootstrap=B, bootstrap_seed=7)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import torch
 from neuroposter.profiling.profiles import load_profile
 from neuroposter.targets.base import ExportRequest
 from neuroposter.targets.chips import check_chip
-from neuroposter.targets.loihi.examples import chain_graph, sdt_like_graph
+from neuroposter.testing.graphs import chain_graph, sdt_like_graph
 
 
 def test_xylo_refuses_threshold_and_conv_fan_in() -> None:
@@ -37,27 +36,19 @@ def test_spinnaker_hosts_a_small_chain() -> None:
     assert ok, violations
 
 
-def _stub(monkeypatch, model, name, x, n_classes=3):
-    import neuroposter.targets.loihi as loihi
-    import neuroposter.train as train
-
-    labels = (np.random.default_rng(0).random((x.shape[1], n_classes)) < 0.4).astype(np.uint8)
-    run = SimpleNamespace(model=model.eval(), model_name=name, manifest={"key": "k"}, metrics={}, config={})
-    monkeypatch.setattr(train, "load_run", lambda run_dir: run)
-    monkeypatch.setattr(loihi, "_load_inputs", lambda req, loaded, samples, split, seed: (
-        x, labels, np.arange(x.shape[1]), {"path": "stub", "key": "stub", "split": split, "T": x.shape[0]}))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("chip", ["spinnaker", "spinnaker2", "truenorth", "xylo", "speck"])
-def test_every_chip_exports_or_refuses_the_sdt_naming_the_limit(monkeypatch, tmp_path, chip) -> None:
+def test_every_chip_exports_or_refuses_the_sdt_naming_the_limit(monkeypatch, tmp_path, chip, stub_run) -> None:
     from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
-    from neuroposter.targets.chips import export
+    from neuroposter.targets import get_exporter
+
+    def export(request):
+        return get_exporter(request.target)(request)
 
     torch.manual_seed(0)
     model = SpikeDrivenTransformer(SDTConfig(d_in=8, n_tokens=3, d_model=8, depth=1, heads=2, mlp_hidden=8,
                                              n_classes=3))
-    _stub(monkeypatch, model, "sdt", (np.random.default_rng(1).random((4, 3, 3, 8)) < 0.4).astype(np.uint8))
+    stub_run(model, "sdt", (np.random.default_rng(1).random((4, 3, 3, 8)) < 0.4).astype(np.uint8))
     res = export(ExportRequest(chip, tmp_path / "r", tmp_path / chip, tmp_path, {}))
     s = json.loads((tmp_path / chip / "summary.json").read_text())
     assert (tmp_path / chip / "mapping.json").is_file()
@@ -69,13 +60,16 @@ def test_every_chip_exports_or_refuses_the_sdt_naming_the_limit(monkeypatch, tmp
 
 
 @pytest.mark.slow
-def test_chip_export_of_a_hostable_mlp(monkeypatch, tmp_path) -> None:
+def test_chip_export_of_a_hostable_mlp(monkeypatch, tmp_path, stub_run) -> None:
     from neuroposter.models import build_model
-    from neuroposter.targets.chips import export
+    from neuroposter.targets import get_exporter
+
+    def export(request):
+        return get_exporter(request.target)(request)
 
     torch.manual_seed(0)
     model = build_model("snn-mlp", d_in=12, hidden1=10, hidden2=8, n_classes=3)
-    _stub(monkeypatch, model, "snn-mlp", (np.random.default_rng(2).random((4, 4, 1, 12)) < 0.4).astype(np.uint8))
+    stub_run(model, "snn-mlp", (np.random.default_rng(2).random((4, 4, 1, 12)) < 0.4).astype(np.uint8))
     res = export(ExportRequest("spinnaker", tmp_path / "r", tmp_path / "sp", tmp_path, {}))
     assert res.ok, res.lines
     assert (tmp_path / "sp" / "graph_q.nir").is_file()
@@ -91,7 +85,7 @@ DEMO_T = 4
 
 @pytest.fixture(scope="module")
 def demo_sdt():
-    from neuroposter.models.active_init import demo_sized_sdt
+    from neuroposter.testing.active_init import demo_sized_sdt
 
     return demo_sized_sdt(0)
 
@@ -115,19 +109,19 @@ def test_threshold_lowers_to_full_leak_lif_exactly(demo_graph, demo_input) -> No
 
     from neuroposter.ir import simulate
     from neuroposter.ir.lower import to_graph_input
-    from neuroposter.ir.quantize import flatten_graph
+    from neuroposter.ir.graph import flatten
     from neuroposter.targets.chips import lower_for_profile
 
     lowered, applied, refused = lower_for_profile(demo_graph, load_profile("spinnaker2"))
     assert [e["node"] for e in applied] == ["blocks.0.attn.and_kv", "blocks.0.attn.and_qkv",
                                             "blocks.1.attn.and_kv", "blocks.1.attn.and_qkv"] and not refused
-    flat = flatten_graph(lowered).nodes
+    flat = {p: n.nir for p, n in flatten(lowered).nodes.items()}
     assert not any(isinstance(n, nir.Threshold) for n in flat.values())
     lif = flat["blocks.0.attn.and_kv"]
     assert isinstance(lif, nir.LIF) and np.all(lif.tau == 1.0) and np.all(lif.r == 1.0)
     assert np.all(lif.v_leak == 0.0) and np.all(lif.v_reset == 0.0) and np.all(lif.v_threshold == 1.5)
     assert not any(isinstance(n, nir.LIF) and "lowered_from" in n.metadata
-                   for n in flatten_graph(demo_graph).nodes.values())          # the input graph is untouched
+                   for n in (x.nir for x in flatten(demo_graph).nodes.values()))          # the input graph is untouched
     x = to_graph_input(demo_input, demo_graph)
     a = simulate(demo_graph, x, mode="same_step", arithmetic="float")
     b = simulate(lowered, x, mode="same_step", arithmetic="float")
@@ -151,6 +145,31 @@ def test_lowering_only_where_exact() -> None:
     assert "dash_syn = 0" in refused[0]["reason"]
     _, _, refused = lower_for_profile(g, load_profile("speck"))
     assert "IAF only" in refused[0]["reason"]
+
+
+def test_lowering_follows_the_profiles_full_leak(tmp_path) -> None:
+    """The capability is read from the profile (limits.full_leak), not from the chip's name."""
+    import yaml
+
+    from neuroposter.targets.chips import lower_for_profile
+
+    raw = yaml.safe_load(load_profile("spinnaker2").path.read_text(encoding="utf-8"))
+    g = sdt_like_graph()
+    for value, n_lowered in ((None, 0), (False, 0), (True, 2)):
+        raw["limits"]["full_leak"] = {"value": value, "note": "test reason"}
+        path = tmp_path / "spinnaker2.yaml"                # same name as the shipped profile
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        _, applied, refused = lower_for_profile(g, load_profile(path))
+        assert (len(applied), len(refused)) == (n_lowered, 2 - n_lowered), value
+        reasons = [e["why"] for e in applied] + [e["reason"] for e in refused]
+        if value is None:
+            assert all("can be set to full leak is unknown" in r and "limits.full_leak" in r for r in reasons)
+        else:
+            assert reasons == ["test reason"] * 2
+    del raw["limits"]["full_leak"]                           # absent = unknown: no lowering
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    _, applied, refused = lower_for_profile(g, load_profile(path))
+    assert not applied and len(refused) == 2
 
 
 EXPECTED = {   # chip -> (Threshold nodes lowered, fragments every one of which the violations must contain)
@@ -201,10 +220,13 @@ def test_spinnaker_verdict_reports_unknown_limits(demo_graph) -> None:
 
 @pytest.mark.slow
 def test_demo_sdt_export_on_spinnaker2_is_refused_with_precision_figures(monkeypatch, tmp_path, demo_sdt,
-                                                                         demo_input) -> None:
-    from neuroposter.targets.chips import export
+                                                                         demo_input, stub_run) -> None:
+    from neuroposter.targets import get_exporter
 
-    _stub(monkeypatch, demo_sdt, "sdt", demo_input, n_classes=10)
+    def export(request):
+        return get_exporter(request.target)(request)
+
+    stub_run(demo_sdt, "sdt", demo_input, n_classes=10)
     res = export(ExportRequest("spinnaker2", tmp_path / "r", tmp_path / "s2", tmp_path, {}))
     s = json.loads((tmp_path / "s2" / "summary.json").read_text())
     assert not res.ok and not (tmp_path / "s2" / "graph_q.nir").exists()
@@ -214,22 +236,25 @@ def test_demo_sdt_export_on_spinnaker2_is_refused_with_precision_figures(monkeyp
     v = s["verification"]
     assert v["lowering"]["exact"] and v["lowering"]["mismatched_spikes"] == 0
     assert 0.0 <= v["vs_float_graph"]["prediction_agreement"] <= 1.0
-    assert set(v["vs_float_graph"]["layers"]) >= {"blocks.0.attn.and_kv", "head_sn"}
+    assert set(v["vs_float_graph"]["spike_agreement_per_layer"]) >= {"blocks.0.attn.and_kv", "head_sn"}
     # 8-bit weights with biases as (float) neuron offsets: most spikes survive (weight-grid biases flipped ~half)
-    assert "left float" in v["bias_precision"] and v["vs_float_graph"]["spike_agreement_min"] > 0.9
+    assert "left float" in s["precision"]["bias"] and v["vs_float_graph"]["spike_agreement_min"] > 0.9
     assert "neurons_per_core" in s["limits"]["unknown"]
     assert any("REFUSED" in line for line in res.lines) and any("memory_per_core_kb" in line for line in res.lines)
 
 
 @pytest.mark.slow
-def test_small_sdt_exports_on_spinnaker2_after_lowering(monkeypatch, tmp_path) -> None:
+def test_small_sdt_exports_on_spinnaker2_after_lowering(monkeypatch, tmp_path, stub_run) -> None:
     from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
-    from neuroposter.targets.chips import export
+    from neuroposter.targets import get_exporter
+
+    def export(request):
+        return get_exporter(request.target)(request)
 
     torch.manual_seed(0)
     model = SpikeDrivenTransformer(SDTConfig(d_in=8, n_tokens=3, d_model=8, depth=1, heads=2, mlp_hidden=8,
                                              n_classes=3))
-    _stub(monkeypatch, model, "sdt", (np.random.default_rng(1).random((4, 3, 3, 8)) < 0.4).astype(np.uint8))
+    stub_run(model, "sdt", (np.random.default_rng(1).random((4, 3, 3, 8)) < 0.4).astype(np.uint8))
     res = export(ExportRequest("spinnaker2", tmp_path / "r", tmp_path / "s2", tmp_path, {}))
     assert res.ok, res.lines
     s = res.summary

@@ -6,20 +6,27 @@ import nir
 import numpy as np
 import pytest
 
-from neuroposter.ir.quantize import quantize_loihi
+from neuroposter.targets.loihi.fixed_point import quantize_loihi
 from neuroposter.ir.retime import retime
 from neuroposter.ir.simulate import simulate
 from neuroposter.targets.base import UnsupportedNodeError
-from neuroposter.targets.loihi import prediction_agreement, reference_readout_int
-from neuroposter.targets.loihi.builder import SYNAPSE_MATRIX, emulate, plan_network
-from neuroposter.targets.loihi.examples import chain_graph, random_spikes, sdt_like_graph, threshold_and_graph
+from neuroposter.targets.loihi.target import reference_readout_int
+from neuroposter.targets.verify import prediction_agreement
+from neuroposter.ir.connectivity import SYNAPSE_MATRIX
+from neuroposter.targets.loihi.builder import plan_network
+from neuroposter.testing.emulate import emulate
+from neuroposter.testing.graphs import chain_graph, random_spikes, sdt_like_graph, threshold_and_graph
+
+from neuroposter.profiling.profiles import load_profile
+
+LOIHI2 = load_profile("loihi2")
 
 
 @pytest.mark.parametrize("factory,shape", [(chain_graph, (12,)), (threshold_and_graph, (10,)),
                                            (sdt_like_graph, (6, 3))])
 def test_emulator_equals_reference_per_hop_int(factory, shape) -> None:
-    gi, _ = quantize_loihi(factory())
-    plan = plan_network(gi)
+    gi, _ = quantize_loihi(factory(), LOIHI2)
+    plan = plan_network(gi, max_delay=LOIHI2.limits.max_delay)
     x = random_spikes(4, 6, shape, p=0.45, seed=1)
     em = emulate(plan, x)
     ref = simulate(gi, x, mode="per_hop", arithmetic="int", delays=retime(gi).delays)
@@ -31,8 +38,8 @@ def test_emulator_equals_reference_per_hop_int(factory, shape) -> None:
 
 
 def test_sdt_like_retiming_and_latency() -> None:
-    gi, _ = quantize_loihi(sdt_like_graph())
-    plan = plan_network(gi)
+    gi, _ = quantize_loihi(sdt_like_graph(), LOIHI2)
+    plan = plan_network(gi, max_delay=LOIHI2.limits.max_delay)
     depth = {k: p.depth for k, p in plan.populations.items()}
     assert depth["sn_in"] == 1 and depth["attn.and_q"] == 5 and depth["head_sn"] == 6
     assert plan.latency == 7
@@ -43,8 +50,8 @@ def test_sdt_like_retiming_and_latency() -> None:
 
 def test_sdt_like_int_close_to_float_same_step() -> None:
     g = sdt_like_graph()
-    gi, _ = quantize_loihi(g)
-    plan = plan_network(gi)
+    gi, _ = quantize_loihi(g, LOIHI2)
+    plan = plan_network(gi, max_delay=LOIHI2.limits.max_delay)
     x = random_spikes(4, 8, (6, 3), p=0.45, seed=2)
     em = emulate(plan, x)
     fl = simulate(g, x, mode="same_step")
@@ -57,17 +64,17 @@ def test_sdt_like_int_close_to_float_same_step() -> None:
 def test_type_keyed_dispatch_and_unsupported_node_named() -> None:
     assert nir.Conv1d in SYNAPSE_MATRIX and nir.Scale in SYNAPSE_MATRIX
     g = chain_graph()
-    gi, _ = quantize_loihi(g)
+    gi, _ = quantize_loihi(g, LOIHI2)
     gi.nodes["pool"] = nir.Delay(delay=np.ones(10))
     gi.edges.append(("lif0", "pool"))
     gi.edges.append(("pool", "fc1"))
     with pytest.raises(UnsupportedNodeError, match="'pool'"):
-        plan_network(gi)
+        plan_network(gi, max_delay=LOIHI2.limits.max_delay)
 
 
 def test_unquantised_graph_is_refused() -> None:
     with pytest.raises(UnsupportedNodeError, match="quantise"):
-        plan_network(chain_graph())
+        plan_network(chain_graph(), max_delay=LOIHI2.limits.max_delay)
 
 
 def test_conv1d_block_diagonal_matrix() -> None:

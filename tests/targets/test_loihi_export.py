@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,22 +10,14 @@ import torch
 
 from neuroposter.targets.base import ExportRequest
 
+from neuroposter.profiling.profiles import load_profile
+
+LOIHI2 = load_profile("loihi2")
+
 pytestmark = [pytest.mark.lava, pytest.mark.slow]
 
 
-def _stub(monkeypatch, model, name: str, x: np.ndarray) -> None:
-    import neuroposter.targets.loihi as loihi
-    import neuroposter.train as train
-
-    labels = (np.random.default_rng(0).random((x.shape[1], 3)) < 0.4).astype(np.uint8)
-    run = SimpleNamespace(model=model.eval(), model_name=name, manifest={"key": "k"}, metrics={}, config={})
-    monkeypatch.setattr(train, "load_run", lambda run_dir: run)
-    monkeypatch.setattr(loihi, "_load_inputs", lambda req, loaded, samples, split, seed: (
-        x[:, :samples], labels[:samples], np.arange(min(samples, x.shape[1])),
-        {"path": "stub", "key": "stub", "split": split, "T": x.shape[0]}))
-
-
-def test_export_sdt_bundle_and_rerun(monkeypatch, tmp_path) -> None:
+def test_export_sdt_bundle_and_rerun(monkeypatch, tmp_path, stub_run) -> None:
     from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
     from neuroposter.targets.loihi import export
     from neuroposter.targets.loihi.run import main
@@ -35,13 +26,13 @@ def test_export_sdt_bundle_and_rerun(monkeypatch, tmp_path) -> None:
     model = SpikeDrivenTransformer(SDTConfig(d_in=8, n_tokens=3, d_model=8, depth=1, heads=2, mlp_hidden=8,
                                              n_classes=3))
     x = (np.random.default_rng(1).random((4, 5, 3, 8)) < 0.4).astype(np.uint8)
-    _stub(monkeypatch, model, "sdt", x)
+    stub_run(model, "sdt", x)
     out = tmp_path / "export" / "loihi" / "sdt"
     res = export(ExportRequest("loihi", tmp_path / "runs" / "sdt", out, tmp_path, {"samples": 4}))
     assert res.ok, res.lines
     s = json.loads((out / "summary.json").read_text())
     ver = s["verification"]["vs_reference"]
-    assert ver["output_exact"] and ver["prediction_agreement"] == 1.0 and ver["min_layer_agreement"] == 1.0
+    assert ver["output_exact"] and ver["prediction_agreement"] == 1.0 and ver["spike_agreement_min"] == 1.0
     assert "vs_float_model" in s["verification"] and s["quantization"]["layers"]
     for f in ("graph_int.nir", "graph.nir", "inputs.npz", "mapping.json", "manifest.json", "README.md"):
         assert (out / f).is_file(), f
@@ -49,8 +40,8 @@ def test_export_sdt_bundle_and_rerun(monkeypatch, tmp_path) -> None:
     assert main([str(out), "--samples", "2"]) == 0
 
 
-def test_export_fails_below_min_agreement(monkeypatch, tmp_path) -> None:
-    import neuroposter.targets.loihi as loihi
+def test_export_fails_below_min_agreement(monkeypatch, tmp_path, stub_run) -> None:
+    import neuroposter.targets.loihi.target as loihi
     from neuroposter.errors import UsageError
     from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
     from neuroposter.targets.loihi import export
@@ -59,7 +50,7 @@ def test_export_fails_below_min_agreement(monkeypatch, tmp_path) -> None:
     model = SpikeDrivenTransformer(SDTConfig(d_in=8, n_tokens=3, d_model=8, depth=1, heads=2, mlp_hidden=8,
                                              n_classes=3))
     x = (np.random.default_rng(1).random((4, 3, 3, 8)) < 0.4).astype(np.uint8)
-    _stub(monkeypatch, model, "sdt", x)
+    stub_run(model, "sdt", x)
     with pytest.raises(UsageError, match="min-agreement"):   # an agreement above 1 can never be met
         export(ExportRequest("loihi", tmp_path / "r", tmp_path / "o", tmp_path, {"samples": 3, "min_agreement": 1.01}))
     assert not (tmp_path / "o").exists()
@@ -72,7 +63,7 @@ def test_export_fails_below_min_agreement(monkeypatch, tmp_path) -> None:
     assert any("o.failed" in line for line in res.lines)
 
 
-def test_export_snn_mlp_with_netx(monkeypatch, tmp_path) -> None:
+def test_export_snn_mlp_with_netx(monkeypatch, tmp_path, stub_run) -> None:
     from neuroposter.models import build_model
     from neuroposter.targets.loihi import export
 
@@ -82,7 +73,7 @@ def test_export_snn_mlp_with_netx(monkeypatch, tmp_path) -> None:
     except TypeError:
         pytest.skip("snn-mlp constructor signature differs")
     x = (np.random.default_rng(2).random((4, 4, 1, 12)) < 0.4).astype(np.uint8)
-    _stub(monkeypatch, model, "snn-mlp", x)
+    stub_run(model, "snn-mlp", x)
     out = tmp_path / "mlp"
     res = export(ExportRequest("loihi", tmp_path / "r", out, tmp_path, {"samples": 4}))
     assert res.ok, res.lines
@@ -125,20 +116,20 @@ def test_netx_on_a_full_disk_is_one_line_and_leaves_no_temporary(monkeypatch, tm
     import tempfile
 
     from neuroposter.errors import ResourceError
-    from neuroposter.targets.loihi.examples import chain_graph, random_spikes
+    from neuroposter.testing.graphs import chain_graph, random_spikes
     from neuroposter.targets.loihi.netx_export import export_and_check, netx_size_estimate
 
-    from neuroposter.ir.quantize import quantize_loihi
+    from neuroposter.targets.loihi.fixed_point import quantize_loihi
 
     g = chain_graph()
-    assert netx_size_estimate(quantize_loihi(g, netx=True)[0]) > 8 * 12 * 10
+    assert netx_size_estimate(quantize_loihi(g, LOIHI2, netx=True)[0]) > 8 * 12 * 10
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 100, 100))
     before = set(os.listdir(tempfile.gettempdir()))
     with pytest.raises(ResourceError, match="no space left on device.*netx HDF5"):
-        export_and_check(g, random_spikes(4, 2, (12,), p=0.5))
+        export_and_check(g, random_spikes(4, 2, (12,), p=0.5), LOIHI2)
     with pytest.raises(ResourceError, match="no space left on device"):
-        export_and_check(g, random_spikes(4, 2, (12,), p=0.5), path=str(tmp_path / "n.net"))
+        export_and_check(g, random_spikes(4, 2, (12,), p=0.5), LOIHI2, path=str(tmp_path / "n.net"))
     assert not (tmp_path / "n.net").exists()
     assert not {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("neuroposter-")}
 
@@ -148,7 +139,7 @@ def test_netx_write_failure_removes_its_temporary(monkeypatch) -> None:
     import tempfile
 
     from neuroposter.targets.loihi import netx_export
-    from neuroposter.targets.loihi.examples import chain_graph, random_spikes
+    from neuroposter.testing.graphs import chain_graph, random_spikes
 
     def broken(graph_int, path, *, t_sample=1):
         open(path, "wb").write(b"partial")
@@ -159,7 +150,7 @@ def test_netx_write_failure_removes_its_temporary(monkeypatch) -> None:
     from neuroposter.errors import ResourceError
 
     with pytest.raises(ResourceError, match="no space left on device"):
-        netx_export.export_and_check(chain_graph(), random_spikes(4, 2, (12,), p=0.5))
+        netx_export.export_and_check(chain_graph(), random_spikes(4, 2, (12,), p=0.5), LOIHI2)
     assert not {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("neuroposter-")}
 
 
@@ -167,11 +158,11 @@ def test_lava_run_failure_removes_the_spike_recordings(monkeypatch) -> None:
     import os
     import tempfile
 
-    from neuroposter.ir.quantize import quantize_loihi
+    from neuroposter.targets.loihi.fixed_point import quantize_loihi
     from neuroposter.targets.loihi import builder
-    from neuroposter.targets.loihi.examples import chain_graph, random_spikes
+    from neuroposter.testing.graphs import chain_graph, random_spikes
 
-    plan = builder.plan_network(quantize_loihi(chain_graph())[0])
+    plan = builder.plan_network(quantize_loihi(chain_graph(), LOIHI2)[0], max_delay=LOIHI2.limits.max_delay)
     real = builder.build_lava
 
     def build_then_break(*args, **kwargs):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from neuroposter.targets.loihi.examples import chain_graph, sdt_like_graph
 from neuroposter.targets.mapping import map_graph
+from neuroposter.testing.graphs import chain_graph, sdt_like_graph
 
 
 def _profile(**limits):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ from neuroposter.ir import read_graph
 from neuroposter.manifest import write_manifest
 from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
 from neuroposter.targets import ExportRequest, get_exporter
-from neuroposter.targets import nir_target
+from neuroposter.targets import inputs, nir_target
 
 CFG = SDTConfig(d_in=96, n_tokens=8, d_model=16, depth=1, heads=2, mlp_hidden=32, n_classes=5)
 T = 4
@@ -46,10 +48,12 @@ def workspace(tmp_path, monkeypatch):
     _make_run(ws / "runs" / "sdt", model, "sdt", CFG.to_dict())
     spikes = (torch.rand(T, 10, CFG.n_tokens, CFG.d_in, generator=g) < 0.2).float()
 
-    def fake_spikes(manifest, workspace, n):  # stands in for the encoded set (neuroposter.encode)
-        return spikes[:, :n], {"encoded": "fake", "T": T, "samples": min(n, 10)}
+    def fake_inputs(loaded, run_dir, *, samples, split="test", seed=None):  # stands in for the encoded set
+        k = min(samples, 10)
+        return inputs.EvalInputs(spikes[:, :k].numpy().astype(np.uint8), np.zeros((k, CFG.n_classes)), np.arange(k),
+                                 "encoded", Path("fake"), "fake", split, T)
 
-    monkeypatch.setattr(nir_target, "load_test_spikes", fake_spikes)
+    monkeypatch.setattr(inputs, "evaluation_inputs", fake_inputs)
     return ws
 
 
@@ -59,9 +63,10 @@ def test_nir_export_bundle(workspace, tmp_path) -> None:
     assert res.ok, res.lines
     assert {p.name for p in out.iterdir()} >= {"graph.nir", "manifest.json", "summary.json"}
     summary = json.loads((out / "summary.json").read_text())
-    eq = summary["equivalence"]
-    assert eq["samples"] == 6 and eq["same_step_spike_agreement"] == 1.0 and eq["prediction_agreement"] == 1.0
-    assert eq["per_hop_retimed_spike_agreement"] == 1.0 and summary["latency_L"] == 9
+    v = summary["verification"]
+    assert v["vs_norse"]["samples"] == 6 and v["vs_norse"]["spike_agreement"] == 1.0
+    assert v["vs_norse"]["label_agreement"] == 1.0 and v["vs_norse"]["prediction_agreement"] == 1.0
+    assert v["per_hop_vs_same_step"]["spike_agreement"] == 1.0 and summary["latency_L"] == 9
     assert summary["subgraphs"] == {"sdsa": 1} and summary["neurons"] > 0
     assert summary["synapses_stored"] < summary["synapses_expanded"]
     manifest = json.loads((out / "manifest.json").read_text())
@@ -71,6 +76,45 @@ def test_nir_export_bundle(workspace, tmp_path) -> None:
     graph = read_graph(out / "graph.nir")
     assert graph.metadata["T"] == T and graph.metadata["source_run"].endswith("sdt")
     assert any("latency L = 9" in line for line in res.lines)
+
+
+def test_nir_export_stores_op_counts_of_its_graph(workspace, tmp_path) -> None:
+    """op_counts.json: the bundle's graph simulated on the first count_samples test samples (not the verification
+    ones), counted at 8-bit weights / 16-bit state, hashed by the manifest."""
+    from neuroposter.ir import simulate
+    from neuroposter.ir.lower import to_graph_input
+    from neuroposter.profiling.counts import count_snn
+    from neuroposter.profiling.stored import read_op_counts
+
+    out = tmp_path / "bundle"
+    res = get_exporter("nir")(ExportRequest("nir", workspace / "runs" / "sdt", out, workspace,
+                                            {"samples": 3, "count_samples": 5}))
+    assert res.ok and any("op counts" in line and "5 test samples" in line for line in res.lines)
+    entry = read_op_counts(out)["model"]
+    c = entry.counts
+    assert (c.kind, c.T, c.samples, c.weight_bits, c.state_bits, c.name) == ("snn", T, 5, 8, 16, "sdt")
+    assert entry.info == {"samples_requested": 5} and "simulated on 5 test samples of fake (T=4" in entry.provenance
+    graph = read_graph(out / "graph.nir")
+    spikes = torch.from_numpy(inputs.evaluation_inputs(None, None, samples=5).x.astype(np.float32))
+    x = to_graph_input(spikes, graph)
+    want = count_snn(graph, simulate(graph, x, mode="same_step", arithmetic="float", record=True), x=x)
+    assert c.totals() == want.totals() and c.synops > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "op_counts.json" in manifest["files"] and manifest["config"]["count_samples"] == 5
+    # by default 32 samples are counted (the whole split when smaller: 10 here), whatever --samples is
+    out2 = tmp_path / "bundle2"
+    assert get_exporter("nir")(ExportRequest("nir", workspace / "runs" / "sdt", out2, workspace, {"samples": 2})).ok
+    entry = read_op_counts(out2)["model"]
+    assert entry.counts.samples == 10 and entry.info == {"samples_requested": 32}
+
+
+def test_nir_export_refuses_a_bad_count_samples(workspace, tmp_path) -> None:
+    from neuroposter.errors import UsageError
+
+    with pytest.raises(UsageError, match="--opt count_samples must be an integer"):
+        get_exporter("nir")(ExportRequest("nir", workspace / "runs" / "sdt", tmp_path / "b", workspace,
+                                          {"samples": 2, "count_samples": 0}))
+    assert not (tmp_path / "b").exists()
 
 
 def test_nir_export_refuses_an_impossible_agreement_threshold(workspace, tmp_path) -> None:
@@ -87,19 +131,21 @@ def test_nir_failed_verification_keeps_the_good_bundle(workspace, tmp_path, monk
     req = ExportRequest("nir", workspace / "runs" / "sdt", out, workspace, {"samples": 2})
     assert get_exporter("nir")(req).ok
     good = (out / "manifest.json").read_bytes()
-    real = nir_target.verify_graph
+    real = nir_target.NirTarget.run
 
-    def worse(*args, **kwargs):  # a lowering that disagrees with the model on some spikes
-        return {**real(*args, **kwargs), "same_step_spike_agreement": 0.5}
+    def worse(self, ctx, graph):  # a lowering that disagrees with the model on some spikes
+        r = real(self, ctx, graph)
+        r.norse_spikes = {k: 1 - v for k, v in r.norse_spikes.items()}
+        return r
 
-    monkeypatch.setattr(nir_target, "verify_graph", worse)
+    monkeypatch.setattr(nir_target.NirTarget, "run", worse)
     res = get_exporter("nir")(ExportRequest("nir", workspace / "runs" / "sdt", out, workspace, {"samples": 2},
                                             force=True))
     assert not res.ok and res.failed and res.out_dir == tmp_path / "b.failed"
     assert any("FAILED" in line for line in res.lines) and "b.failed" in res.lines[-1]
     assert (out / "manifest.json").read_bytes() == good          # the good bundle is untouched
     failed = json.loads((tmp_path / "b.failed" / "manifest.json").read_text())
-    assert failed["status"] == "failed" and "same_step_spike_agreement 0.5000" in failed["failure"]
+    assert failed["status"] == "failed" and "vs_norse.spike_agreement 0.0000" in failed["failure"]
 
 
 def test_cli_export_nir(workspace, tmp_path, capsys, monkeypatch) -> None:

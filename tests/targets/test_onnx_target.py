@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import onnx
+import numpy as np
 import pytest
 import torch
 
@@ -76,23 +77,37 @@ def test_cnn_images_to_logits(tmp_path) -> None:
 
 
 def test_onnx_target_bundle(tmp_path, monkeypatch) -> None:
-    from neuroposter.targets import onnx_target
 
     model, cfg = _ann()
     ws = tmp_path / "ws"
     _make_run(ws / "runs" / "ann-transformer", model, "ann-transformer", cfg.to_dict())
     x = torch.randn(4, cfg.n_tokens, cfg.d_in, generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr(onnx_target, "real_inputs", lambda loaded, run_dir, n: (
-        x[:n], "test feature tokens of stub", {"encoded": {"path": str(tmp_path / "enc"), "key": "e"}}))
+    from neuroposter.targets import inputs
+
+    monkeypatch.setattr(inputs, "evaluation_inputs", lambda loaded, run_dir, *, samples, split="test", seed=None: (
+        inputs.EvalInputs(x[:samples], np.zeros((min(samples, 4), 3)), np.arange(min(samples, 4)), "encoded",
+                          tmp_path / "enc", "e", split, None, "test feature tokens of stub")))
     out = tmp_path / "out"
     res = get_exporter("onnx")(ExportRequest("onnx", ws / "runs" / "ann-transformer", out, ws, {"samples": 4}))
     assert res.ok, res.lines
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["max_abs_diff"] < 1e-4 and summary["opset"] == 17 and summary["onnxruntime"]["samples"] == 4
+    v = summary["verification"]["vs_torch"]
+    assert v["max_abs_logit_diff"] < 1e-4 and summary["opset"] == 17 and v["samples"] == 4
     assert summary["inputs_source"] == "test feature tokens of stub"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "export" and "model.onnx" in manifest["artifacts"]
     assert manifest["inputs"]["encoded"]["key"] == "e" and "model.onnx" in manifest["files"]
+    # the op counts of model.onnx are stored with the bundle (hashed by its manifest); no backbone, no front end
+    from neuroposter.profiling.onnx_counts import count_onnx
+    from neuroposter.profiling.stored import read_op_counts
+
+    assert "op_counts.json" in manifest["files"]
+    stored = read_op_counts(out)
+    assert set(stored) == {"model"}
+    c = stored["model"].counts
+    assert c.name == "ann-transformer" and c.weight_bits == 32
+    assert c.totals() == count_onnx(out / "model.onnx").totals() and c.macs > 0
+    assert stored["model"].provenance.startswith(f"ONNX bundle {out / 'model.onnx'} (sha256 ")
 
 
 def test_onnx_target_never_falls_back_to_random_inputs(tmp_path) -> None:
@@ -109,9 +124,9 @@ def test_onnx_target_never_falls_back_to_random_inputs(tmp_path) -> None:
                    extra={"model": "cnn"})
     from types import SimpleNamespace
 
-    from neuroposter.targets.onnx_target import real_inputs
+    from neuroposter.targets.inputs import evaluation_inputs
 
     loaded = SimpleNamespace(model_name="cnn", model=None, manifest=json.loads((run / "manifest.json").read_text()))
     with pytest.raises(ManifestError, match=r"feature store .*gone.* is missing; re-create it with `neuroposter features`"):
-        real_inputs(loaded, run, 2)
+        evaluation_inputs(loaded, run, samples=2)
     assert not (tmp_path / "out").exists()

@@ -2,11 +2,12 @@
 
 The builder works in two stages:
 
-1. :func:`plan_network` turns an integer graph (from :func:`neuroposter.ir.quantize.quantize_loihi`)
+1. :func:`plan_network` turns an integer graph (from :func:`neuroposter.targets.loihi.fixed_point.quantize_loihi`)
    into a Lava-independent :class:`NetworkPlan`: one :class:`PopulationSpec` per neuron node, one
    :class:`SynapseSpec` (sparse integer matrix + exponent + delay) per unit-to-unit projection, and
-   the re-timing. Node types are converted through type-keyed tables (:data:`SYNAPSE_MATRIX`,
-   :data:`NEURON_TYPES`); anything else raises :class:`UnsupportedNodeError` naming the node.
+   the re-timing. Node types are converted through :data:`neuroposter.ir.connectivity.SYNAPSE_MATRIX` (connections) and
+   :data:`~neuroposter.targets.loihi.fixed_point.LOIHI_NEURONS` (neurons); anything else raises
+   :class:`UnsupportedNodeError` naming the node.
 2. :func:`build_lava` instantiates stock Lava processes from the plan (``LIFReset`` per population,
    ``Sparse``/``Dense`` per synapse, ``DelaySparse`` for re-timed paths, ``RingBuffer`` sources and
    sinks) and :func:`run_lava` runs them on many samples in **one** Lava run.
@@ -24,7 +25,7 @@ Batching: samples run **back to back** in one Lava run, ``P = T`` steps apart. E
 when the first step of the next sample reaches its depth; in-flight spikes of the previous sample
 are all consumed by then. ``B`` samples cost ``B * T + L`` steps instead of ``B * (T + L)`` runs.
 
-The same plan drives :func:`emulate`, a numpy model of exactly these equations (used to cross-check
+The same plan drives ``neuroposter.testing.emulate``, a numpy model of exactly these equations (used to cross-check
 Lava and as the fast path of the benchmark).
 """
 
@@ -32,32 +33,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import nir
 import numpy as np
 import scipy.sparse as sp
 
-from neuroposter.ir.quantize import (
-    FlatGraph,
-    Projection,
-    QuantizationError,
-    flatten_graph,
-    loihi_params,
-    neuron_step_int,
-    projections,
-    shift,
-)
+from neuroposter.ir.graph import Graph, GraphError, Projection, flatten
+from neuroposter.ir.connectivity import SYNAPSE_MATRIX, shape_of, shared_weights
+from neuroposter.ir.int_neuron import IntFormat
+from neuroposter.targets.loihi.fixed_point import LOIHI_NEURONS, loihi_params
 from neuroposter.targets.base import UnsupportedNodeError
 
 __all__ = [
     "PopulationSpec",
     "SynapseSpec",
     "NetworkPlan",
-    "SYNAPSE_MATRIX",
-    "NEURON_TYPES",
     "plan_network",
-    "emulate",
     "EmulationResult",
     "build_lava",
     "LavaNetwork",
@@ -160,6 +152,7 @@ class NetworkPlan:
     outputs: dict[str, dict[str, Any]]
     latency: int
     groups: dict[str, Any] = field(default_factory=dict)
+    int_format: IntFormat | None = None
 
     def summary(self) -> dict[str, Any]:
         """Counts for reports."""
@@ -173,161 +166,74 @@ class NetworkPlan:
         }
 
 
-def _shape_of(node: nir.NIRNode, key: str) -> tuple[int, ...]:
-    types = node.output_type if key == "output" else node.input_type
-    arr = types.get(key, next(iter(types.values())))
-    return tuple(int(x) for x in np.asarray(arr).reshape(-1))
-
-
-def _conv1d_matrix(node: nir.Conv1d, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
-                   w: np.ndarray) -> sp.csr_matrix:
-    cout, cin_g, k = w.shape
-    cin, length = in_shape
-    _, lout = out_shape
-    stride = int(np.asarray(node.stride).reshape(-1)[0])
-    dil = int(np.asarray(node.dilation).reshape(-1)[0])
-    groups = int(node.groups)
-    pad = node.padding
-    if isinstance(pad, str):
-        pad = 0 if pad == "valid" else (dil * (k - 1)) // 2
-    pad = int(np.asarray(pad).reshape(-1)[0])
-    co, cl, kk, lo = np.meshgrid(np.arange(cout), np.arange(cin_g), np.arange(k), np.arange(lout), indexing="ij")
-    ci = (co // (cout // groups)) * cin_g + cl
-    li = lo * stride - pad + kk * dil
-    ok = (li >= 0) & (li < length) & (w[co, cl, kk] != 0)
-    rows = (co * lout + lo)[ok]
-    cols = (ci * length + li)[ok]
-    vals = w[co, cl, kk][ok]
-    return sp.csr_matrix((vals, (rows, cols)), shape=(cout * lout, cin * length))
-
-
-def _conv2d_matrix(node: nir.Conv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
-                   w: np.ndarray) -> sp.csr_matrix:
-    cout, cin_g, kh, kw = w.shape
-    cin, h, wd = in_shape
-    _, ho, wo = out_shape
-    st = np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,))
-    dl = np.broadcast_to(np.asarray(node.dilation).reshape(-1), (2,))
-    pad = node.padding
-    if isinstance(pad, str):
-        pad = (0, 0) if pad == "valid" else (int(dl[0]) * (kh - 1) // 2, int(dl[1]) * (kw - 1) // 2)
-    pd = np.broadcast_to(np.asarray(pad).reshape(-1), (2,))
-    groups = int(node.groups)
-    co, cl, ky, kx, oy, ox = np.meshgrid(np.arange(cout), np.arange(cin_g), np.arange(kh), np.arange(kw),
-                                         np.arange(ho), np.arange(wo), indexing="ij")
-    ci = (co // (cout // groups)) * cin_g + cl
-    iy = oy * int(st[0]) - int(pd[0]) + ky * int(dl[0])
-    ix = ox * int(st[1]) - int(pd[1]) + kx * int(dl[1])
-    ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < wd) & (w[co, cl, ky, kx] != 0)
-    rows = ((co * ho + oy) * wo + ox)[ok]
-    cols = ((ci * h + iy) * wd + ix)[ok]
-    return sp.csr_matrix((w[co, cl, ky, kx][ok], (rows, cols)), shape=(cout * ho * wo, cin * h * wd))
-
-
-def _dense_matrix(node: nir.NIRNode, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
-                  w: np.ndarray) -> sp.csr_matrix:
-    """Affine/Linear: ``W (out, in)`` on the flattened input, or a channel-batched ``W (C..., out, in)``
-    acting on the last axis of an input ``(C..., in)`` (block-diagonal over the leading axes)."""
-    if w.ndim <= 2:
-        w2 = w.reshape(w.shape[0], -1) if w.ndim == 2 else w.reshape(1, -1)
-        if w2.shape[1] != int(np.prod(in_shape)):
-            raise UnsupportedNodeError("?", type(node).__name__, TARGET,
-                                       f"weight {w.shape} does not match input shape {in_shape}")
-        return sp.csr_matrix(w2)
-    lead = w.shape[:-2]
-    n_out, n_in = w.shape[-2:]
-    if tuple(in_shape[:-1]) != tuple(lead) or in_shape[-1] != n_in:
-        raise UnsupportedNodeError("?", type(node).__name__, TARGET,
-                                   f"batched weight {w.shape} does not match input shape {in_shape}")
-    nb = int(np.prod(lead))
-    wb = w.reshape(nb, n_out, n_in)
-    b, o, i = np.nonzero(wb)
-    return sp.csr_matrix((wb[b, o, i], (b * n_out + o, b * n_in + i)), shape=(nb * n_out, nb * n_in))
-
-
-def _scale_matrix(node: nir.Scale, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
-                  w: np.ndarray) -> sp.csr_matrix:
-    return sp.diags(np.broadcast_to(np.asarray(node.scale), out_shape).reshape(-1).astype(w.dtype)).tocsr()
-
-
-#: NIR connection type -> function building the (dst, src) integer matrix over flattened shapes.
-SYNAPSE_MATRIX: dict[type[nir.NIRNode], Callable[..., sp.csr_matrix]] = {
-    nir.Affine: _dense_matrix,
-    nir.Linear: _dense_matrix,
-    nir.Conv1d: _conv1d_matrix,
-    nir.Conv2d: _conv2d_matrix,
-    nir.Scale: _scale_matrix,
-}
-
-#: NIR neuron types hosted as a Lava LIF population (the fixed-point mapping is in quantize.py).
-NEURON_TYPES: dict[type[nir.NIRNode], str] = {nir.LIF: "LIF", nir.IF: "IF", nir.Threshold: "Threshold",
-                                               nir.CubaLIF: "CubaLIF"}
-
-
-def _shared_weights(node: nir.NIRNode) -> int | None:
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        return int(np.count_nonzero(np.asarray(node.weight)))
-    return None
-
-
-def _check_types(fg: FlatGraph) -> None:
-    allowed = tuple(SYNAPSE_MATRIX) + tuple(NEURON_TYPES) + (nir.Input, nir.Output, nir.Flatten)
-    for name, node in fg.nodes.items():
+def _check_types(fg: Graph) -> None:
+    allowed = tuple(SYNAPSE_MATRIX) + LOIHI_NEURONS + (nir.Input, nir.Output, nir.Flatten)
+    for name, nd in fg.nodes.items():
+        node = nd.nir
         if not isinstance(node, allowed):
             raise UnsupportedNodeError(name, type(node).__name__, TARGET,
                                        "no Lava realisation for this node type (supported: "
                                        + ", ".join(sorted(t.__name__ for t in allowed)) + ")")
-        if isinstance(node, tuple(NEURON_TYPES)) and "loihi" not in (node.metadata or {}):
+        if isinstance(node, LOIHI_NEURONS) and "loihi" not in (node.metadata or {}):
             raise UnsupportedNodeError(name, type(node).__name__, TARGET,
                                        "neuron has no fixed-point parameters; quantise the graph first "
-                                       "(neuroposter.ir.quantize.quantize_loihi)")
+                                       "(neuroposter.targets.loihi.fixed_point.quantize_loihi)")
 
 
-def plan_network(graph_int: nir.NIRGraph, *, max_delay: int = 62) -> NetworkPlan:
+def plan_network(graph_int: nir.NIRGraph | Graph, *, max_delay: int) -> NetworkPlan:
     """The :class:`NetworkPlan` of an integer graph, with re-timing.
 
     Args:
-        graph_int: output of :func:`~neuroposter.ir.quantize.quantize_loihi` (or read from
-            ``graph_int.nir``).
-        max_delay: the largest synaptic delay the chip offers (Loihi 2: 62 in netx).
+        graph_int: output of :func:`~neuroposter.targets.loihi.fixed_point.quantize_loihi` (or read from
+            ``graph_int.nir``), or its :func:`~neuroposter.ir.graph.flatten`.
+        max_delay: the largest synaptic delay the chip offers (the profile's ``limits.max_delay``).
 
     Raises:
-        UnsupportedNodeError: a node with no Lava realisation, or a delay beyond ``max_delay``.
+        UnsupportedNodeError: a node with no Lava realisation, a recurrent graph, or a delay beyond
+            ``max_delay``.
     """
-    fg = flatten_graph(graph_int)
+    try:
+        fg = graph_int if isinstance(graph_int, Graph) else flatten(graph_int)
+    except GraphError as exc:
+        raise UnsupportedNodeError(exc.node or "<graph>", exc.node_type or "?", TARGET, exc.reason) from None
     _check_types(fg)
     try:
-        projs = projections(fg)
-    except QuantizationError as exc:
-        raise UnsupportedNodeError(exc.node, exc.node_type, TARGET, exc.reason) from None
-    units = [n for n in fg.topo_order() if isinstance(fg.nodes[n], tuple(NEURON_TYPES) + (nir.Input, nir.Output))]
+        projs = fg.projections()
+    except GraphError as exc:
+        raise UnsupportedNodeError(exc.node or "<graph>", exc.node_type or "?", TARGET, exc.reason) from None
+    try:
+        order = fg.topo_order()
+    except GraphError as exc:
+        raise UnsupportedNodeError(exc.node or "<graph>", exc.node_type or "?", TARGET,
+                                   "recurrent connections are not supported by this target") from None
+    units = [n for n in order if isinstance(fg.nodes[n].nir, LOIHI_NEURONS + (nir.Input, nir.Output))]
     depth: dict[str, int] = {}
     into: dict[str, list[Projection]] = {}
     for p in projs:
         into.setdefault(p.dst, []).append(p)
     for u in units:
-        if isinstance(fg.nodes[u], nir.Input):
+        if isinstance(fg.nodes[u].nir, nir.Input):
             depth[u] = 0
         else:
             srcs = into.get(u, [])
             if not srcs:
-                raise UnsupportedNodeError(u, type(fg.nodes[u]).__name__, TARGET, "has no input")
+                raise UnsupportedNodeError(u, type(fg.nodes[u].nir).__name__, TARGET, "has no input")
             depth[u] = max(depth[p.src] + 1 for p in srcs)
 
     pops: dict[str, PopulationSpec] = {}
     for u in units:
-        node = fg.nodes[u]
-        if isinstance(node, tuple(NEURON_TYPES)):
+        node = fg.nodes[u].nir
+        if isinstance(node, LOIHI_NEURONS):
             lp = loihi_params(node)
-            shape = _shape_of(node, "output")
+            shape = shape_of(node, "output")
             pops[u] = PopulationSpec(u, type(node).__name__, shape, int(lp["du"]), int(lp["dv"]), int(lp["vth"]),
                                      np.asarray(lp["bias_mant"], dtype=np.int64).reshape(-1)
                                      * np.ones(int(np.prod(shape)), dtype=np.int64),
                                      int(np.asarray(lp["bias_exp"]).reshape(-1)[0]), float(lp["scale"]), depth[u])
 
     def size_of(u: str) -> int:
-        n = fg.nodes[u]
-        return int(np.prod(_shape_of(n, "input" if isinstance(n, nir.Output) else "output")))
+        n = fg.nodes[u].nir
+        return int(np.prod(shape_of(n, "input" if isinstance(n, nir.Output) else "output")))
 
     syns: list[SynapseSpec] = []
     per_conn = {}
@@ -335,24 +241,24 @@ def plan_network(graph_int: nir.NIRGraph, *, max_delay: int = 62) -> NetworkPlan
         per_conn.setdefault(p.conn, []).append(p)
     for p in projs:
         delay = depth[p.dst] - depth[p.src] - 1
-        if delay > max_delay and not isinstance(fg.nodes[p.src], nir.Input):
-            raise UnsupportedNodeError(p.conn or p.dst, type(fg.nodes[p.conn or p.dst]).__name__, TARGET,
+        if delay > max_delay and not isinstance(fg.nodes[p.src].nir, nir.Input):
+            raise UnsupportedNodeError(p.conn or p.dst, type(fg.nodes[p.conn or p.dst].nir).__name__, TARGET,
                                        f"re-timing needs a synaptic delay of {delay} > {max_delay} steps")
         if p.conn is None:
-            lp = loihi_params(fg.nodes[p.dst])
+            lp = loihi_params(fg.nodes[p.dst].nir)
             if "direct_weight" not in lp:
-                raise UnsupportedNodeError(p.dst, type(fg.nodes[p.dst]).__name__, TARGET,
+                raise UnsupportedNodeError(p.dst, type(fg.nodes[p.dst].nir).__name__, TARGET,
                                            "direct edge but no direct_weight in its fixed-point parameters")
             n = size_of(p.src)
             if n != size_of(p.dst):
-                raise UnsupportedNodeError(p.dst, type(fg.nodes[p.dst]).__name__, TARGET,
+                raise UnsupportedNodeError(p.dst, type(fg.nodes[p.dst].nir).__name__, TARGET,
                                            f"direct edge from {p.src} with a different size")
             w = sp.identity(n, dtype=np.int64, format="csr") * int(lp["direct_weight"])
             syns.append(SynapseSpec(f"{p.src}->{p.dst}", p.src, p.dst, w.tocsr(), int(lp["direct_weight_exp"]),
                                     float(pops[p.dst].scale if p.dst in pops else 1.0), delay, "direct", None,
                                     "Identity", None))
             continue
-        node = fg.nodes[p.conn]
+        node = fg.nodes[p.conn].nir
         builder = SYNAPSE_MATRIX.get(type(node))
         if builder is None:
             raise UnsupportedNodeError(p.conn, type(node).__name__, TARGET, "no Lava synapse for this type")
@@ -363,8 +269,11 @@ def plan_network(graph_int: nir.NIRGraph, *, max_delay: int = 62) -> NetworkPlan
         w_int = np.asarray(node.scale if isinstance(node, nir.Scale) else node.weight)
         if not np.all(np.equal(np.mod(w_int, 1), 0)):
             raise UnsupportedNodeError(p.conn, type(node).__name__, TARGET, "weights are not integers")
-        in_shape, out_shape = _shape_of(node, "input"), _shape_of(node, "output")
-        m = builder(node, in_shape, out_shape, w_int.astype(np.int64))
+        in_shape, out_shape = shape_of(node, "input"), shape_of(node, "output")
+        try:
+            m = builder(node, in_shape, out_shape, w_int.astype(np.int64))
+        except GraphError as exc:
+            raise UnsupportedNodeError(p.conn, type(node).__name__, TARGET, exc.reason) from None
         if m.shape[1] != size_of(p.src):
             raise UnsupportedNodeError(p.conn, type(node).__name__, TARGET,
                                        f"input size {m.shape[1]} != source {p.src} size {size_of(p.src)}")
@@ -372,15 +281,15 @@ def plan_network(graph_int: nir.NIRGraph, *, max_delay: int = 62) -> NetworkPlan
         if len(per_conn[p.conn]) > 1 and len({q.dst for q in per_conn[p.conn]}) < len(per_conn[p.conn]):
             name = f"{p.src}->{p.conn}->{p.dst}"
         syns.append(SynapseSpec(name, p.src, p.dst, m.tocsr(), int(lp["weight_exp"]), float(lp["scale"]), delay,
-                                "connection", p.conn, type(node).__name__, _shared_weights(node)))
+                                "connection", p.conn, type(node).__name__, shared_weights(node)))
 
-    inputs = {u: _shape_of(fg.nodes[u], "output") for u in units if isinstance(fg.nodes[u], nir.Input)}
+    inputs = {u: shape_of(fg.nodes[u].nir, "output") for u in units if isinstance(fg.nodes[u].nir, nir.Input)}
     outputs: dict[str, dict[str, Any]] = {}
     for u in units:
-        node = fg.nodes[u]
+        node = fg.nodes[u].nir
         if isinstance(node, nir.Output):
             lp = loihi_params(node)
-            shape = _shape_of(node, "input")
+            shape = shape_of(node, "input")
             outputs[u] = {"shape": shape, "scale": float(lp.get("scale", 1.0)),
                           "bias": np.asarray(lp.get("bias", 0), dtype=np.int64).reshape(-1)
                           * np.ones(int(np.prod(shape)), dtype=np.int64), "depth": depth[u]}
@@ -388,7 +297,9 @@ def plan_network(graph_int: nir.NIRGraph, *, max_delay: int = 62) -> NetworkPlan
         raise UnsupportedNodeError("<graph>", "NIRGraph", TARGET, "graph has no Output node")
     latency = max(o["depth"] for o in outputs.values())
     groups = dict(fg.metadata.get("loihi_groups", {}) or {})
-    return NetworkPlan(pops, syns, inputs, outputs, latency, groups)
+    fmt = fg.metadata.get("int_format")
+    return NetworkPlan(pops, syns, inputs, outputs, latency, groups,
+                       IntFormat.from_mapping(fmt) if fmt is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +309,7 @@ def plan_network(graph_int: nir.NIRGraph, *, max_delay: int = 62) -> NetworkPlan
 
 @dataclass
 class EmulationResult:
-    """Output of :func:`emulate` / :func:`run_lava`.
+    """Output of :func:`run_lava` (and of the test emulator ``neuroposter.testing.emulate``).
 
     Attributes:
         output: integer read-out currents per Output, ``[T, B, *shape]`` aligned (latency removed),
@@ -416,58 +327,7 @@ class EmulationResult:
     steps: int
 
 
-def emulate(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, record: bool = True) -> EmulationResult:
-    """Runs the plan in numpy with Lava's integer equations (per sample, vectorised over the batch).
-
-    Args:
-        plan: the network plan.
-        x: ``[T, B, *input_shape]`` 0/1 spikes (or a dict per Input).
-        record: keep per-population spikes.
-
-    Returns:
-        An :class:`EmulationResult` aligned like the same-step result.
-    """
-    xs = _as_input_dict(plan, x)
-    t_in, batch = next(iter(xs.values())).shape[:2]
-    L = plan.latency
-    steps = t_in + L
-    z: dict[str, np.ndarray] = {}   # unit -> [steps, n, B] spikes
-    for name, arr in xs.items():
-        buf = np.zeros((steps, int(np.prod(plan.inputs[name])), batch), dtype=np.int64)
-        buf[:t_in] = arr.reshape(t_in, batch, -1).transpose(0, 2, 1)
-        z[name] = buf
-    into: dict[str, list[SynapseSpec]] = {}
-    for s in plan.synapses:
-        into.setdefault(s.dst, []).append(s)
-    outs: dict[str, np.ndarray] = {}
-    order = list(plan.populations) + list(plan.outputs)
-    for u in order:
-        n = plan.populations[u].size if u in plan.populations else int(np.prod(plan.outputs[u]["shape"]))
-        a = np.zeros((steps, n, batch), dtype=np.int64)
-        for s in into.get(u, []):
-            src = z[s.src]
-            lag = 1 + s.delay
-            if lag < steps:
-                flat = src[: steps - lag].transpose(1, 0, 2).reshape(src.shape[1], -1)
-                cur = shift(np.asarray(s.weight @ flat, dtype=np.int64), s.weight_exp)
-                a[lag:] += cur.reshape(n, steps - lag, batch).transpose(1, 0, 2)
-        if u in plan.populations:
-            p = plan.populations[u]
-            uu = np.zeros((n, batch), dtype=np.int64)
-            vv = np.zeros((n, batch), dtype=np.int64)
-            bias = p.bias[:, None]
-            zz = np.zeros((steps, n, batch), dtype=np.int64)
-            # a population starts a sample (zero state) when the sample's first step reaches its depth
-            for t in range(p.depth, min(steps, p.depth + t_in)):
-                uu, vv, spk = neuron_step_int(uu, vv, a[t], du=p.du, dv=p.dv, vth=p.vth, bias=bias)
-                zz[t] = spk
-            z[u] = zz
-        else:
-            outs[u] = a
-    return _assemble(plan, z, outs, t_in, batch, steps, record)
-
-
-def _as_input_dict(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def input_dict(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     if isinstance(x, Mapping):
         return {k: np.asarray(v) for k, v in x.items()}
     if len(plan.inputs) != 1:
@@ -475,7 +335,7 @@ def _as_input_dict(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray]) 
     return {next(iter(plan.inputs)): np.asarray(x)}
 
 
-def _assemble(plan: NetworkPlan, z: Mapping[str, np.ndarray], outs: Mapping[str, np.ndarray], t_in: int,
+def assemble_result(plan: NetworkPlan, z: Mapping[str, np.ndarray], outs: Mapping[str, np.ndarray], t_in: int,
               batch: int, steps: int, record: bool) -> EmulationResult:
     output, logits, spikes = {}, {}, {}
     for u, a in outs.items():
@@ -552,7 +412,7 @@ def build_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, s
     from lava.proc.sparse.process import DelaySparse, Sparse
 
     fixed = select_tag == "fixed_pt"
-    xs = _as_input_dict(plan, x)
+    xs = input_dict(plan, x)
     t_in, batch = next(iter(xs.values())).shape[:2]
     period = t_in + gap
     L = plan.latency
@@ -694,7 +554,7 @@ def run_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, sel
 
     from neuroposter.targets.loihi.processes import fast_models
 
-    xs = _as_input_dict(plan, x)
+    xs = input_dict(plan, x)
     t_in, batch = next(iter(xs.values())).shape[:2]
     chunk = batch if not chunk else max(1, int(chunk))
     parts: list[EmulationResult] = []
@@ -720,17 +580,10 @@ def run_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, sel
 
                 warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
                 try:
-                    # run in a few slices so that the progress bar moves
-                    slices = 1
-                    done = 0
-                    for k in range(slices):
-                        n = (net.steps * (k + 1)) // slices - done
-                        if n <= 0:
-                            continue
-                        first.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
-                        done += n
-                        if bar is not None:
-                            bar.update(n)
+                    # one Lava run over all of this chunk's steps: the bar moves once per chunk
+                    first.run(condition=RunSteps(num_steps=net.steps), run_cfg=cfg)
+                    if bar is not None:
+                        bar.update(net.steps)
                     data_out = {u: s.data.get() for u, s in net.sinks.items()}
                 finally:
                     first.stop()

@@ -1,6 +1,6 @@
 """lava-dl netx HDF5 export of chain-shaped spiking networks, loaded back and checked.
 
-netx (``lava.lib.dl.netx``) reads its own HDF5 layout (``nir_lava.md`` section 3.2) and supports only
+netx (``lava.lib.dl.netx``) reads its own HDF5 layout (``docs/sources.md#netx``) and supports only
 a plain chain of ``input``/``dense``/``conv`` layers, so only chain-shaped graphs are written
 (``Input -> (Affine/Linear -> LIF)+ -> Affine -> Output``: the ``snn-mlp`` run). Layout written::
 
@@ -13,7 +13,7 @@ a plain chain of ``input``/``dense``/``conv`` layers, so only chain-shaped graph
 
 The spiking layers are the netx network; the final read-out ``Affine`` (no neuron in NIR; netx
 has no current output) is applied on the host in integers from the same integer graph. Weights
-come from :func:`neuroposter.ir.quantize.quantize_loihi` with ``netx=True`` (``weight_exp = 0``,
+come from :func:`neuroposter.targets.loihi.fixed_point.quantize_loihi` with ``netx=True`` (``weight_exp = 0``,
 ``bias_exp = 6``), so the netx network is bit-exact against that integer graph in the reference
 simulator; netx's ``optimize_weight_bits`` re-encodes the integer weights as mantissa + exponent.
 Only ``fixed_pt`` exists for netx blocks.
@@ -32,75 +32,83 @@ import numpy as np
 
 from neuroposter.artifact import check_free_space
 from neuroposter.errors import ResourceError
-from neuroposter.ir.quantize import flatten_graph, loihi_params
+from neuroposter.ir.graph import Graph, flatten
+from neuroposter.targets.loihi.fixed_point import loihi_params
 
 __all__ = ["is_chain", "chain_layers", "write_netx", "export_and_check", "netx_size_estimate"]
 
 log = logging.getLogger(__name__)
 
 
-def chain_layers(graph: nir.NIRGraph) -> list[tuple[str, str | None]] | None:
-    """``[(connection, neuron or None), ...]`` along a chain graph, or None if it is not a chain."""
-    fg = flatten_graph(graph)
-    ins = fg.inputs()
-    if len(ins) != 1 or len(fg.outputs()) != 1:
+def _flat(graph: nir.NIRGraph | Graph) -> Graph:
+    return graph if isinstance(graph, Graph) else flatten(graph)
+
+
+def chain_layers(graph: nir.NIRGraph | Graph) -> list[tuple[str, str | None]] | None:
+    """``[(connection, neuron or None), ...]`` along a chain graph (a NIR graph or its
+    :func:`~neuroposter.ir.graph.flatten`), or None if it is not a chain."""
+    fg = _flat(graph)
+    ins = fg.inputs
+    if len(ins) != 1 or len(fg.outputs) != 1:
         return None
     layers: list[tuple[str, str | None]] = []
     cur = ins[0]
     while True:
-        nxt = fg.succs(cur)
+        nxt = fg.succs(cur, unique=True)
         if len(nxt) != 1:
             return None
         n = nxt[0]
-        while isinstance(fg.nodes[n], nir.Flatten):
-            s = fg.succs(n)
+        while isinstance(fg.nodes[n].nir, nir.Flatten):
+            s = fg.succs(n, unique=True)
             if len(s) != 1:
                 return None
             n = s[0]
-        node = fg.nodes[n]
+        node = fg.nodes[n].nir
         if isinstance(node, nir.Output):
             return layers if layers and layers[-1][1] is None else None
-        if not isinstance(node, (nir.Affine, nir.Linear)) or len(fg.preds(n)) != 1:
+        if not isinstance(node, (nir.Affine, nir.Linear)) or len(fg.preds(n, unique=True)) != 1:
             return None
-        after = fg.succs(n)
+        after = fg.succs(n, unique=True)
         if len(after) != 1:
             return None
         neu = after[0]
-        if isinstance(fg.nodes[neu], nir.Output):
+        if isinstance(fg.nodes[neu].nir, nir.Output):
             layers.append((n, None))
             cur = n
             continue
-        if not isinstance(fg.nodes[neu], (nir.LIF, nir.IF, nir.CubaLIF)) or len(fg.preds(neu)) != 1:
+        if not isinstance(fg.nodes[neu].nir, (nir.LIF, nir.IF, nir.CubaLIF)) or len(fg.preds(neu, unique=True)) != 1:
             return None
         layers.append((n, neu))
         cur = neu
 
 
-def is_chain(graph: nir.NIRGraph) -> bool:
+def is_chain(graph: nir.NIRGraph | Graph) -> bool:
     """True when the graph is a plain chain netx can express."""
     return chain_layers(graph) is not None
 
 
-def write_netx(graph_int: nir.NIRGraph, path_or_buffer: Any, *, t_sample: int = 1) -> list[tuple[str, str | None]]:
-    """Writes the spiking layers of an integer chain graph (``quantize_loihi(netx=True)``) as netx HDF5.
+def write_netx(graph_int: nir.NIRGraph | Graph, path_or_buffer: Any, *, t_sample: int = 1
+               ) -> list[tuple[str, str | None]]:
+    """Writes the spiking layers of an integer chain graph (``quantize_loihi(netx=True)``, or its
+    :func:`~neuroposter.ir.graph.flatten`) as netx HDF5.
 
     Returns:
         The chain layers written (the last, read-out layer is not written).
     """
     import h5py
 
-    layers = chain_layers(graph_int)
+    fg = _flat(graph_int)
+    layers = chain_layers(fg)
     if layers is None:
         raise ValueError("graph is not a plain chain; netx cannot express it")
-    fg = flatten_graph(graph_int)
-    n_in = int(np.prod(np.asarray(fg.nodes[fg.inputs()[0]].output_type["output"])))
+    n_in = int(np.prod(np.asarray(fg.nodes[fg.inputs[0]].nir.output_type["output"])))
     with h5py.File(path_or_buffer, "w") as f:
         lay = f.create_group("layer")
         g0 = lay.create_group("0")
         g0.create_dataset("type", data=np.bytes_("input"))
         g0.create_dataset("shape", data=np.array([1, 1, n_in]))
         for i, (conn, neu) in enumerate(layers[:-1], start=1):
-            c, n = fg.nodes[conn], fg.nodes[neu]
+            c, n = fg.nodes[conn].nir, fg.nodes[neu].nir
             lc, ln = loihi_params(c), loihi_params(n)
             if int(lc["weight_exp"]) != 0 or int(ln["bias_exp"]) != 6:
                 raise ValueError(f"{conn}: quantise with netx=True (weight_exp 0, bias_exp 6)")
@@ -128,22 +136,22 @@ def write_netx(graph_int: nir.NIRGraph, path_or_buffer: Any, *, t_sample: int = 
     return layers
 
 
-def netx_size_estimate(graph_int: nir.NIRGraph) -> int:
+def netx_size_estimate(graph_int: nir.NIRGraph | Graph) -> int:
     """An upper estimate of the netx HDF5 file of a chain graph, in bytes (checked against free space).
 
     Weights and biases are stored as float64 (8 bytes each); each layer's group, datasets and the
     HDF5 superblock take a few KiB, counted generously.
     """
-    layers = chain_layers(graph_int) or []
-    fg = flatten_graph(graph_int)
+    fg = _flat(graph_int)
+    layers = chain_layers(fg) or []
     values = 0
     for conn, _ in layers:
-        w = np.asarray(fg.nodes[conn].weight)
+        w = np.asarray(fg.nodes[conn].nir.weight)
         values += int(w.size) + int(w.shape[0])          # weights + one bias per output
     return 8 * values + 64 * 1024 * (len(layers) + 1)
 
 
-def _write_netx_file(graph_int: nir.NIRGraph, path: str, *, t_sample: int) -> None:
+def _write_netx_file(graph_int: nir.NIRGraph | Graph, path: str, *, t_sample: int) -> None:
     """:func:`write_netx` to a file; a full disk is a one-line :class:`ResourceError` (no partial file)."""
     import errno
 
@@ -158,19 +166,20 @@ def _write_netx_file(graph_int: nir.NIRGraph, path: str, *, t_sample: int) -> No
         raise
 
 
-def export_and_check(graph: nir.NIRGraph, x: np.ndarray, *, select_tag: str = "fixed_pt",
+def export_and_check(graph: nir.NIRGraph, x: np.ndarray, profile: Any, *, select_tag: str = "fixed_pt",
                      path: str | None = None) -> dict[str, Any]:
     """Quantises for netx, writes the HDF5, loads it with ``netx.hdf5.Network``, runs ``x``, checks.
 
     Args:
         graph: the float chain graph.
         x: ``[T, B, n_in]`` spikes.
+        profile: the Loihi 2 hardware profile (its fixed-point formats).
         select_tag: must be ``"fixed_pt"`` (netx blocks have no floating-point models).
         path: where to write the file (a temporary file when None).
 
     Returns:
-        ``{"ok", "layers" (spike agreement per layer vs the reference), "prediction_agreement",
-        "output_exact", "file_bytes", ...}``.
+        ``{"ok", the :func:`neuroposter.targets.verify.compare` metrics vs the reference simulator (per-layer
+        spikes, prediction agreement), "output_exact", "file_bytes", ...}``.
     """
     from neuroposter.targets.loihi._mp import prepare_lava
 
@@ -185,27 +194,27 @@ def export_and_check(graph: nir.NIRGraph, x: np.ndarray, *, select_tag: str = "f
     from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
 
-    from neuroposter.ir.quantize import quantize_loihi, shift
+    from neuroposter.targets.loihi.fixed_point import quantize_loihi, shift
     from neuroposter.ir.retime import retime
     from neuroposter.ir.simulate import simulate
-    from neuroposter.targets.loihi import prediction_agreement
+    from neuroposter.targets.verify import compare
 
     if select_tag != "fixed_pt":
         raise ValueError("netx blocks only have fixed_pt models")
-    gi, qrep = quantize_loihi(graph, netx=True)
-    layers = chain_layers(gi)
+    gi, qrep = quantize_loihi(graph, profile, netx=True)
+    fg = flatten(gi, strict=True)          # flattened once: chain, file writer, re-timing and simulator
+    layers = chain_layers(fg)
     assert layers is not None
-    fg = flatten_graph(gi)
     tmpdir = None
     if path is None:
         # the file is read back into memory below; the temporary folder goes whatever happens
-        check_free_space(tempfile.gettempdir(), netx_size_estimate(gi), "the netx HDF5 file (temporary)")
+        check_free_space(tempfile.gettempdir(), netx_size_estimate(fg), "the netx HDF5 file (temporary)")
         tmpdir = tempfile.mkdtemp(prefix="neuroposter-netx-")
         path = os.path.join(tmpdir, "network.net")
     else:
-        check_free_space(os.path.dirname(os.path.abspath(path)), netx_size_estimate(gi), "the netx HDF5 file")
+        check_free_space(os.path.dirname(os.path.abspath(path)), netx_size_estimate(fg), "the netx HDF5 file")
     try:
-        _write_netx_file(gi, path, t_sample=int(x.shape[0]))
+        _write_netx_file(fg, path, t_sample=int(x.shape[0]))
         t_in, batch = x.shape[:2]
         n_in = int(np.prod(x.shape[2:]))
         depth = len(layers) - 1
@@ -238,31 +247,31 @@ def export_and_check(graph: nir.NIRGraph, x: np.ndarray, *, select_tag: str = "f
             import shutil
 
             shutil.rmtree(tmpdir, ignore_errors=True)
-    rt = retime(gi)
-    ref = simulate(gi, x, mode="per_hop", arithmetic="int", delays=rt.delays)
-    agree = {}
+    rt = retime(fg)
+    ref = simulate(fg, x, mode="per_hop", arithmetic="int", delays=rt.delays)
+    netx_spikes: dict[str, np.ndarray] = {}
+    ref_spikes: dict[str, np.ndarray] = {}
     last = None
     for i, ((conn, neu), stream) in enumerate(zip(layers[:-1], streams)):
         d = i + 1
         spk = np.stack([stream[:, b * t_in + d:b * t_in + d + t_in] for b in range(batch)], axis=0)  # B,n,T
         spk = (spk.transpose(2, 0, 1) != 0).astype(np.uint8)
-        r = np.asarray(ref.aligned(neu)).reshape(spk.shape)
-        agree[neu] = float((spk == r).mean())
+        netx_spikes[neu], ref_spikes[neu] = spk, np.asarray(ref.aligned(neu)).reshape(spk.shape)
         last = spk
     # host read-out from the last spiking layer (integers, same equations as the graph)
-    rconn = fg.nodes[layers[-1][0]]
+    rconn = fg.nodes[layers[-1][0]].nir
     lc = loihi_params(rconn)
     w = np.asarray(rconn.weight, dtype=np.int64).reshape(np.asarray(rconn.weight).shape[0], -1)
     cur = shift(np.einsum("oi,tbi->tbo", w, last.astype(np.int64)), int(lc["weight_exp"]))
-    out_meta = loihi_params(fg.nodes[fg.outputs()[0]])
+    out_meta = loihi_params(fg.nodes[fg.outputs[0]].nir)
     scale = float(out_meta.get("scale", 1.0))
     bias = np.asarray(out_meta.get("bias", 0), dtype=np.int64).reshape(-1)
     cur = cur + bias[None, None, :]
     raw = np.asarray(ref.aligned_output())
     ref_out = (raw.astype(np.int64).reshape(cur.shape) + bias[None, None, :] if np.issubdtype(raw.dtype, np.integer)
                else np.rint(raw * scale).astype(np.int64).reshape(cur.shape))
-    pa = prediction_agreement(cur.mean(axis=0) / scale, ref_out.mean(axis=0) / scale)
-    return {"ok": bool(min(agree.values()) == 1.0 and np.array_equal(cur, ref_out)), "layers": agree,
-            "prediction_agreement": pa, "output_exact": bool(np.array_equal(cur, ref_out)),
+    check = compare(cur.mean(axis=0) / scale, ref_out.mean(axis=0) / scale, spikes=(netx_spikes, ref_spikes))
+    exact = bool(np.array_equal(cur, ref_out))
+    return {"ok": bool(check["spike_agreement"] == 1.0 and exact), **check, "output_exact": exact,
             "layers_written": [c for c, _ in layers[:-1]], "readout": "host (integer, from graph_int)",
             "quantization": qrep.to_dict(), "file_bytes": file_bytes}

@@ -35,7 +35,8 @@ def rerun(bundle: str | Path, *, select_tag: str = "fixed_pt", samples: int | No
         ``{"ok", "output_exact", "prediction_agreement", "samples", "latency", "run_s"}``.
     """
     from neuroposter.ir.graph_io import read_graph
-    from neuroposter.targets.loihi import prediction_agreement
+    from neuroposter.profiling.profiles import load_profile
+    from neuroposter.targets.verify import prediction_agreement
     from neuroposter.targets.loihi.builder import plan_network, run_lava
 
     from neuroposter.errors import DataError
@@ -63,7 +64,7 @@ def rerun(bundle: str | Path, *, select_tag: str = "fixed_pt", samples: int | No
                         f"({type(exc).__name__}: {exc})") from None
     if samples is not None:
         x, ref = x[:, :samples], ref[:, :samples]
-    plan = plan_network(graph_int)
+    plan = plan_network(graph_int, max_delay=load_profile("loihi2").limits.max_delay)
     res = run_lava(plan, x, select_tag=select_tag, record=False,
                    progress_desc=f"lava {select_tag}" if progress else None)
     out_name = next(iter(plan.outputs))

@@ -1,4 +1,4 @@
-"""Untrained networks that spike in every layer: for equivalence tests and benchmarks.
+"""Untrained networks that spike in every layer: for equivalence tests and benchmarks (not a user API).
 
 A freshly initialised SDT is mostly silent, so comparing two executions of it (Norse vs NIR,
 float vs quantised, simulator vs Lava) would compare zeros. :func:`spiking_random_init` perturbs the

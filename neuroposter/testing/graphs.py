@@ -1,12 +1,12 @@
-"""Small hand-made NIR graphs and a float same-step simulator, for tests, benchmarks and docs.
+"""Small hand-made NIR graphs for tests and benchmarks (test helpers, not a user API).
 
 * :func:`chain_graph`: ``Input -> Affine -> LIF -> Affine -> LIF -> Affine -> Output`` (netx-shaped).
 * :func:`sdt_like_graph`: a miniature Spike-Driven Transformer block in the project's conventions
   (channels-first ``[D, N]`` tokens, token-wise ``Conv1d(k=1)``, a residual fan-in of several edges
   into one LIF, and an SDSA sub-graph tagged ``{"op": "sdsa"}`` made of ``Threshold`` ANDs, a
   token-sum ``Linear``, an OR-like ``LIF`` and a broadcast ``Linear``).
-* :func:`float_same_step`: the NIR semantics (forward Euler, ``dt = 1``, every edge instantaneous)
-  in numpy float64, a stand-in for ``neuroposter.ir.simulate(mode="same_step")`` in tests.
+* :func:`threshold_and_graph`: two selected halves of the input ANDed by a ``Threshold(1.5)``.
+* :func:`random_spikes`: seeded Bernoulli spike trains ``[T, B, *shape]``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from neuroposter.ir.quantize import CONNECTION_TYPES, flatten_graph
-
-__all__ = ["chain_graph", "sdt_like_graph", "threshold_and_graph", "random_spikes", "float_same_step"]
+__all__ = ["chain_graph", "sdt_like_graph", "threshold_and_graph", "random_spikes"]
 
 
 def _lif(shape: tuple[int, ...], *, tau: float = 2.0, vth: float = 1.0, leak: np.ndarray | None = None) -> nir.LIF:
@@ -141,68 +139,3 @@ def sdt_like_graph(*, d_in: int = 6, d: int = 4, n: int = 3, n_classes: int = 3,
 def random_spikes(t: int, b: int, shape: tuple[int, ...], *, p: float = 0.3, seed: int = 0) -> np.ndarray:
     """``[T, B, *shape]`` Bernoulli(p) spikes as uint8."""
     return (np.random.default_rng(seed).random((t, b) + tuple(shape)) < p).astype(np.uint8)
-
-
-def float_same_step(graph: nir.NIRGraph, x: np.ndarray) -> dict[str, Any]:
-    """Runs a float NIR graph with the NIR semantics (same step, forward Euler ``dt = 1``).
-
-    Args:
-        graph: float graph with one Input and one Output.
-        x: ``[T, B, *input_shape]``.
-
-    Returns:
-        ``{"output": [T, B, *out], "spikes": {node: [T, B, *shape]}}``.
-    """
-    fg = flatten_graph(graph)
-    order = fg.topo_order()
-    t_len, batch = x.shape[:2]
-    state: dict[str, dict[str, np.ndarray]] = {}
-    spikes: dict[str, list[np.ndarray]] = {}
-    outs: list[np.ndarray] = []
-    for t in range(t_len):
-        val: dict[str, np.ndarray] = {}
-        for name in order:
-            node = fg.nodes[name]
-            preds = fg.preds(name)
-            if isinstance(node, nir.Input):
-                val[name] = x[t].reshape(batch, -1).astype(np.float64)
-                continue
-            inp = sum(val[p] for p in preds)
-            if isinstance(node, nir.Flatten):
-                val[name] = inp
-            elif isinstance(node, CONNECTION_TYPES):
-                from neuroposter.targets.loihi.builder import SYNAPSE_MATRIX, _shape_of
-
-                m = SYNAPSE_MATRIX[type(node)](node, _shape_of(node, "input"), _shape_of(node, "output"),
-                                               np.asarray(node.weight, dtype=np.float64))
-                out = np.asarray(m @ inp.T).T
-                if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-                    cout = np.asarray(node.weight).shape[0]
-                    out = out + np.repeat(np.asarray(node.bias).reshape(-1), out.shape[1] // cout)[None]
-                elif isinstance(node, nir.Affine):
-                    out = out + np.asarray(node.bias).reshape(-1)[None]
-                val[name] = out
-            elif isinstance(node, nir.Output):
-                outs.append(inp)
-            else:
-                st = state.setdefault(name, {"v": np.zeros_like(inp), "i": np.zeros_like(inp)})
-                if isinstance(node, nir.Threshold):
-                    z = inp > np.asarray(node.threshold).reshape(-1)[None]
-                elif isinstance(node, nir.LIF):
-                    k = 1.0 / np.asarray(node.tau).reshape(-1)[None]
-                    st["v"] = st["v"] + k * (np.asarray(node.v_leak).reshape(-1)[None] - st["v"]
-                                             + np.asarray(node.r).reshape(-1)[None] * inp)
-                    z = st["v"] > np.asarray(node.v_threshold).reshape(-1)[None]
-                    st["v"] = np.where(z, 0.0, st["v"])
-                elif isinstance(node, nir.IF):
-                    st["v"] = st["v"] + np.asarray(node.r).reshape(-1)[None] * inp
-                    z = st["v"] > np.asarray(node.v_threshold).reshape(-1)[None]
-                    st["v"] = np.where(z, 0.0, st["v"])
-                else:
-                    raise TypeError(f"the example emulator cannot run {type(node).__name__} node {name!r}")
-                val[name] = z.astype(np.float64)
-                spikes.setdefault(name, []).append(z.astype(np.uint8))
-    out_shape = tuple(int(v) for v in np.asarray(fg.nodes[fg.outputs()[0]].output_type["output"]).reshape(-1))
-    return {"output": np.stack(outs).reshape((t_len, batch) + out_shape),
-            "spikes": {k: np.stack(v).reshape((t_len, batch) + tuple(
-                int(s) for s in np.asarray(fg.nodes[k].output_type["output"]).reshape(-1))) for k, v in spikes.items()}}

@@ -1,0 +1,281 @@
+"""The report's text: its sections (Markdown/HTML via :mod:`neuroposter.report.writers`) from computed data.
+
+:func:`sections` turns a :class:`~neuroposter.report.compute.ReportData` plus the drawn figures into the
+report's sections, one short function per section; nothing here computes a number the tables do not hold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from neuroposter._io import sha256_file
+from neuroposter.profiling.profiles import HardwareProfile
+from neuroposter.report import headline, tables, uncertainty
+from neuroposter.report.compute import ReportData
+from neuroposter.report.writers import Section
+
+__all__ = ["sections", "provenance_table", "device_profiles_where"]
+
+Figures = Mapping[str, "str | None"]
+
+
+def _ci_block(s: Section, ci: pd.DataFrame, fig: str | None) -> None:
+    """The bootstrap intervals in the accuracy section: how they were made, the table, the forest plot."""
+    if ci.empty:
+        s.p("No bootstrap intervals (bootstrap disabled or no runs).")
+        return
+    ref = ci["reference"].iloc[0] or headline.SNN_MODEL
+    n = ci["n_test"].dropna()
+    s.p(f"Uncertainty from test-set sampling (accuracy_ci.csv): a paired bootstrap over the "
+        f"{int(n.iloc[0]) if not n.empty else '?'} test posters (resampled with replacement, "
+        f"B = {int(ci['bootstrap_B'].iloc[0])}, seed {int(ci['bootstrap_seed'].iloc[0])}; every model sees the same "
+        f"resamples), recomputing each model's macro mAP and micro-F1 (at 0.5 and at its validation-tuned "
+        f"thresholds) from predictions_test.npz. Brackets: 95% percentile intervals; the difference is {ref} - "
+        "model on the same resamples, 'excl. 0' when its interval excludes 0. A model whose test labels differ "
+        f"from {ref}'s (not the same posters in the same order) gets no paired difference. These intervals capture "
+        "test-set sampling noise only, NOT seed-to-seed training noise (the models are held fixed); genres without "
+        "a positive in a resample are left out of that resample's mAP.")
+    s.table(uncertainty.ci_display(ci))
+    if fig is not None:
+        s.figure(fig, f"Paired-bootstrap differences {ref} - model (point and 95% percentile interval; left of 0: "
+                      f"{ref} is worse). Test-set sampling noise only, not seed-to-seed training noise")
+
+
+def provenance_table(runs: list[Any], profiles: Mapping[str, HardwareProfile], fe_source: str,
+                verdicts: list[dict[str, Any]], onnx_paths: Mapping[str, Path]) -> pd.DataFrame:
+    """The provenance table: runs, counts, front end, bundles and profiles, with ids (hashes, keys)."""
+    rows = []
+    for r in runs:
+        rows.append({"item": f"run {r.name}", "what": f"model {r.model}: metrics.json, checkpoint",
+                     "where": str(r.path), "id": str(r.manifest.get("key") or "")[:16],
+                     "note": r.manifest.get("created", "")})
+        rows.append({"item": f"counts {r.name}", "what": "op counts", "where": r.counts_source or "-",
+                     "id": (sha256_file(onnx_paths[r.name])[:16] if r.name in onnx_paths else ""),
+                     "note": "; ".join(r.notes)})
+    rows.append({"item": "front end", "what": "DenseNet-169 feature extractor counts", "where": fe_source,
+                 "id": "", "note": ""})
+    for v in verdicts:
+        rows.append({"item": f"bundle {v['target']}/{v['run']}", "what": "summary.json / mapping.json",
+                     "where": v["path"], "id": "", "note": v["verdict"]})
+    for p in profiles.values():
+        rows.append({"item": f"profile {p.name}", "what": f"{p.kind}, {p.scope}, evidence {p.evidence}",
+                     "where": str(p.path or ""), "id": sha256_file(p.path)[:16] if p.path else "",
+                     "note": " | ".join(p.sources)})
+    return pd.DataFrame(rows, columns=["item", "what", "where", "id", "note"])
+
+
+def device_profiles_where(energy: pd.DataFrame, *, scope: str | None = None, available: bool | None = None) -> str:
+    """Comma-separated device-view profiles of this report with the given scope / model-row availability."""
+    if energy.empty:
+        return "none in this report"
+    e = energy[(energy["view"] == "device") & (energy["component"] == "model")]
+    if scope is not None:
+        e = e[e["scope"] == scope]
+    if available is not None:
+        e = e[e["available"].astype(bool) == available]
+    names = sorted(set(e["profile"]))
+    return ", ".join(names) if names else "none in this report"
+
+
+
+def sections(data: ReportData, provenance: pd.DataFrame, figs: Figures, device_bd: Figures) -> list[Section]:
+    """The report's sections in order.
+
+    Args:
+        data: the computed report.
+        provenance: :func:`provenance_table` of it.
+        figs: figure file per key (None: not drawn).
+        device_bd: device-view breakdown figure per profile.
+    """
+    return [_headline(data, figs), _scope(data), _accuracy(data, figs), _energy(data, figs),
+            _breakdown(figs, device_bd), _activity(data, figs), _mapping(data, figs), _latency(data),
+            _conventions(), _full_table(data), _terms(data), _provenance(provenance)]
+
+
+def _headline(data: ReportData, figs: Figures) -> Section:
+    s = Section("Headline: is the spiking transformer worth deploying?")
+    s.p("One row per model. Accuracy on the test split beside the best constant predictor; energy per inference "
+        "(mJ) of the model alone and of the whole pipeline including the DenseNet-169 front end where the model "
+        "consumes its features (sdt, snn-mlp, ann-transformer; cnn and vit read images, so both numbers are the "
+        "same). Each column names its view and profile; the device column names the chip per cell. 'n/a': a "
+        "needed constant is not published; 'not priced': the view does not apply. Ranges and every other profile: "
+        "see 'Energy per view and profile'; exact rows: headline.csv / energy.csv.")
+    s.table(headline.headline_display(data.headline, data.views))
+    if data.summary:
+        s.items(data.summary)
+    s.figure(figs["acc"], "Test mAP vs energy per inference, one panel per headline view: filled marker = pipeline "
+                          "with the front end, hollow = model alone; dashed: best constant-predictor baseline")
+    s.figure(figs["head_fe"], "Model alone vs DenseNet-169 front end (hatched) per model, headline views, linear mJ")
+    return s
+
+
+def _snn_samples(data: ReportData) -> str:
+    """How many test samples the SNN counts of this report were made on."""
+    used = sorted({int(r.counts.samples) for r in data.runs if r.counts is not None and r.counts.kind == "snn"})
+    if not used:
+        return "no SNN counts in this report"
+    return f"{' / '.join(str(n) for n in used)} test samples"
+
+
+def _scope(data: ReportData) -> Section:
+    energy = data.energy
+    s = Section("What the estimates include and exclude")
+    s.items([
+        f"SDT-paper view: {tables.paper_constants()} ({tables.PAPER_PROFILE}). The first connection layer of an SNN "
+        "(the encoding layer) is priced as dense MACs, reported both once per inference and once per timestep (x T); "
+        "every other layer as measured synaptic ops x E_AC. SDSA masks, neuron updates, memory and static power are "
+        "NOT included (the papers' convention).",
+        "Precision-matched view: Horowitz fp32 / fp16 / int8 arithmetic only; SNN neuron updates priced every step "
+        "(one MAC + one AC), SDSA masks as one AC each (an upper bound). Memory and static power excluded.",
+        "Memory-aware view (Lemaire et al. 2022): arithmetic plus weight, state, input-event and spike memory accesses "
+        "priced by memory size; ANNs with one weight and one input read per MAC (no reuse, pessimistic). Routing, "
+        "DRAM and static power excluded.",
+        "Device view: per-term chip constants (synops, neuron updates, spikes) or one all-in constant "
+        f"({device_profiles_where(energy, scope='all-in')}) never combined with extras; constants known only as a "
+        "lower bound (e.g. peak-derived GPU figures) give LOWER bounds (shown as '>= x'; high end '-' in the CSV); "
+        "chips without published per-op energy "
+        f"({device_profiles_where(energy, available=False)}) are marked unavailable rather "
+        "than guessed. Static power, routing hops and host I/O are excluded.",
+        "Front end: the SNN pipeline (and the ANN transformer on features) needs the DenseNet-169 feature extractor; "
+        "its energy is shown as its own component and included in every pipeline total "
+        f"(device view of a neuromorphic chip: front end priced on {data.frontend_profile}). "
+        f"Source: {data.frontend_source}.",
+        "Op counts are the ones each run's export bundle stores (op_counts.json, made by `neuroposter export`): SNN "
+        "counts come from simulating the deployed (NIR-lowered) network on "
+        f"{_snn_samples(data)}; energies are per inference (one sample, T steps).",
+    ])
+    if data.warnings:
+        s.p("Problems met while building this report:")
+        s.items(data.warnings)
+    return s
+
+
+def _accuracy(data: ReportData, figs: Figures) -> Section:
+    s = Section("Accuracy (test set) and constant-predictor baselines")
+    s.p("Test metrics of each model, followed by the constant-predictor baselines of the same run (accuracy.csv).")
+    s.table(data.accuracy)
+    _ci_block(s, data.ci, figs.get("ci"))
+    return s
+
+
+def _energy(data: ReportData, figs: Figures) -> Section:
+    energy = data.energy
+    s = Section("Energy per view and profile")
+    s.p("mJ per inference; rows = run, columns = view/profile. 'x (lo-hi)': range from the constants' ranges; "
+        "'>= x': the constant is only a lower bound (peak-derived); 'n/a': a needed constant is not published; "
+        "'-': not priced (ANNs are not priced on neuromorphic chips; the SDT first-layer xT variant applies to "
+        "SNNs only). Long form with scope, evidence and sources: energy.csv and 'Full energy table' below.")
+    s.p("Pipeline totals (model + DenseNet-169 front end where the model consumes features), accounting views:")
+    s.table(tables.energy_pivot(energy, "pipeline", ["sdt_paper", "precision", "memory"]))
+    s.p("Model alone (no front end), accounting views:")
+    s.table(tables.energy_pivot(energy, "model", ["sdt_paper", "precision", "memory"]))
+    s.p(f"Pipeline totals, device views (an SNN's front end priced on {data.frontend_profile} when the chip is "
+        "neuromorphic):")
+    s.table(tables.energy_pivot(energy, "pipeline", ["device"], strip_view=True))
+    s.p("Model alone, device views:")
+    s.table(tables.energy_pivot(energy, "model", ["device"], strip_view=True))
+    s.figure(figs["acc_all"], "Secondary: test mAP vs pipeline energy for every profile of each view (one colour "
+                              "per model)")
+    return s
+
+
+def _breakdown(figs: Figures, device_bd: Figures) -> Section:
+    s = Section("Energy breakdown per term")
+    s.p("Each bar splits one model's own energy into its terms (100 % = the model alone); the model's total and "
+        "the front end's are given in mJ beside the bar.")
+    s.figure(figs["bd_paper"], "SDT-paper view (first layer once)")
+    s.figure(figs["bd_int8"], "Precision-matched int8 view")
+    s.figure(figs["bd_memory"], "Memory-aware view")
+    for pname, f in device_bd.items():
+        s.figure(f, f"Device view on {pname}")
+    s.p("Every term with its count, constant, evidence grade and source: see 'Energy terms' near the end.")
+    return s
+
+
+def _activity(data: ReportData, figs: Figures) -> Section:
+    s = Section("Activity: firing rates and ops per layer")
+    s.figure(figs["fr"], "Firing rate per layer of the SNNs on the test inputs")
+    s.figure(figs["ops"], "Dense vs effective (measured) ops per layer")
+    tot = []
+    for r in data.runs:
+        if r.counts is not None:
+            t = r.counts.totals()
+            nb = r.counts.neurobench()
+            tot.append({"run": r.name, "kind": r.counts.kind, "T": r.counts.T, "samples": r.counts.samples,
+                        "MACs": t["macs"], "ACs (synops)": t["acs"], "dense": t["dense_ops"],
+                        "mask ops (eff.)": t["mask_ops_effective"], "SDSA adds": t["sdsa_adds"],
+                        "neuron upd. dense": t["neuron_updates_dense"], "neuron upd. eff.": t["neuron_updates_effective"],
+                        "spikes": t["spikes"], "NeuroBench Effective_ACs": nb["Effective_ACs"]})
+    fe = data.frontend
+    if fe is not None:
+        tot.append({"run": "(front end)", "kind": "ann", "T": 1, "samples": 1, "MACs": fe.macs, "dense": fe.dense_ops})
+    s.table(pd.DataFrame(tot))
+    return s
+
+
+def _mapping(data: ReportData, figs: Figures) -> Section:
+    s = Section("Mapping verdicts per chip")
+    if data.verdicts:
+        s.figure(figs["map"], "Fit / no-fit per run and target, from the export bundles")
+        s.table(pd.DataFrame(data.verdicts))
+    else:
+        s.p("No export bundles with summary.json / mapping.json were found; run `neuroposter export --target <chip>`.")
+    return s
+
+
+def _latency(data: ReportData) -> Section:
+    s = Section("Measured latency (onnxruntime, this machine)")
+    if data.latency.empty:
+        s.p("Not measured (no ONNX bundles, or --no-latency).")
+    else:
+        s.table(data.latency[["run", "batch", "median_ms", "q1_ms", "q3_ms", "iqr_ms", "per_sample_ms",
+                              "throughput_per_s", "repeats", "machine"]])
+    return s
+
+
+def _conventions() -> Section:
+    s = Section("Counting conventions")
+    s.items([
+        "Synaptic ops = sum over input events of the fan-out (non-zero weights reaching a valid output), exact for "
+        "weight-shared convolutions; equal to NeuroBench's Effective_ACs (binarise inputs and weights, re-run, sum). "
+        "Inputs outside {-1,0,1} make a layer's ops MACs (NeuroBench's rule).",
+        "Neuron updates: dense = every neuron every step; effective = neuron-steps with an input event or a non-zero "
+        "bias/leak. SDSA: AND masks counted per element; token sums/broadcasts as additions.",
+        "ANN MACs from ONNX: Conv, ConvTranspose, Gemm and MatMul (incl. attention QK^T and AV); other arithmetic per "
+        "element with fixed factors (softmax 3, LayerNorm 8, BatchNorm 2); data movement not counted.",
+    ])
+    return s
+
+
+def _full_table(data: ReportData) -> Section:
+    s = Section("Full energy table (every run, view, profile and component)")
+    s.p("The long form of the tables above (energy.csv has it with the profile and counts sources).")
+    s.table(data.energy[["run", "component", "evaluation", "priced_on", "scope", "evidence", "energy_mj", "low_mj",
+                         "high_mj", "available", "reason"]])
+    return s
+
+
+def _terms(data: ReportData) -> Section:
+    rows = []
+    for (run, key), b in data.breakdowns.items():
+        if not key.endswith("|model") or not b.available:
+            continue
+        for t in b.terms:
+            rows.append({"run": run, "evaluation": key[:-6], "term": t.term, "count": t.count, "constant": t.constant,
+                         "mJ": t.pj * 1e-9, "evidence": t.evidence, "source": t.source[:90]})
+    s = Section("Energy terms (every model, evaluation and term)")
+    s.p("Every term with its count, constant, evidence grade and source:")
+    s.table(pd.DataFrame(rows))
+    return s
+
+
+def _provenance(provenance: pd.DataFrame) -> Section:
+    s = Section("Provenance")
+    s.p("Where every number comes from: runs (manifest keys), counts (op_counts.json of the run's NIR or ONNX "
+        "bundle, with the ONNX file's hash), the front end, export bundles and hardware profiles (file hash and "
+        "sources with evidence tags).")
+    s.table(provenance)
+    return s
