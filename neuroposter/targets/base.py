@@ -235,9 +235,6 @@ class Target(abc.ABC):
     def bundle(self, ctx: ExportContext, verdict: Verdict) -> None:
         """Registers the bundle's artifact files in ``ctx.files`` and adds the CLI lines (default: none)."""
 
-    def refusal(self, ctx: ExportContext, refusal: Refusal) -> None:
-        """Adds what a refusal bundle keeps beyond ``summary.json`` (default: nothing)."""
-
 
 def _timed(ctx: ExportContext, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
     t0 = time.perf_counter()
@@ -293,7 +290,6 @@ def _run_stages(target: Target, ctx: ExportContext, t_start: float) -> ExportRes
     except Refusal as exc:
         verdict = Verdict(False, exc.reason, refused=True)
         ctx.lines.extend(exc.lines)
-        target.refusal(ctx, exc)
     ctx.summary["ok"] = bool(verdict.ok)
     if verdict.reason is not None and not verdict.ok:
         ctx.summary["reason"] = verdict.reason

@@ -274,7 +274,7 @@ class ChipTarget(Target):
         """The chip's arithmetic in the reference simulator (same-step): float, lowered and n-bit graphs, and the
         float model; None when the graph is not expressible on the chip's neurons (nothing to simulate)."""
         from neuroposter.ir.simulate import simulate
-        from neuroposter.targets.loihi.target import float_model_logits
+        from neuroposter.targets.verify import float_model_logits
 
         self.mapped = m
         if not _expressible(m.mapping):

@@ -23,7 +23,7 @@ what to re-run -- never a silent fallback to other or random inputs.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -64,7 +64,6 @@ class EvalInputs:
     split: str
     T: int | None = None
     description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def samples(self) -> int:

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["predictions", "prediction_agreement", "label_agreement", "top1_agreement", "spike_agreement",
+__all__ = ["float_model_logits", "predictions", "prediction_agreement", "label_agreement", "top1_agreement", "spike_agreement",
            "micro_f1", "compare", "mean_logits"]
 
 
@@ -131,3 +131,14 @@ def compare(deployed: np.ndarray | None, reference: np.ndarray | None, *,
     if spikes is not None:
         out.update(spike_agreement(spikes[0], spikes[1], layers))
     return out
+
+
+def float_model_logits(model: Any, spikes: np.ndarray) -> np.ndarray:
+    """The float model's read-out ``[T, B, C]`` (float64) on spikes ``[T, B, N, D]``: the reference a deployed
+    spiking network is compared with."""
+    import torch
+
+    with torch.no_grad():
+        out = model(torch.as_tensor(spikes, dtype=torch.float32))
+    out = out[0] if isinstance(out, tuple) else out
+    return out.detach().cpu().numpy().astype(np.float64)

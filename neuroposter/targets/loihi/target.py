@@ -34,19 +34,9 @@ import numpy as np
 
 from neuroposter.targets.base import ExportContext, Refusal, Target, UnsupportedNodeError, Verdict
 
-__all__ = ["LoihiTarget", "verify_plan", "reference_readout_int", "float_model_logits"]
+__all__ = ["LoihiTarget", "verify_plan", "reference_readout_int"]
 
 log = logging.getLogger(__name__)
-
-
-def float_model_logits(model: Any, spikes: np.ndarray) -> np.ndarray:
-    """The float model's read-out ``[T, B, C]`` (float64) on spikes ``[T, B, N, D]``."""
-    import torch
-
-    with torch.no_grad():
-        out = model(torch.as_tensor(spikes, dtype=torch.float32))
-    out = out[0] if isinstance(out, tuple) else out
-    return out.detach().cpu().numpy().astype(np.float64)
 
 
 def reference_readout_int(plan: Any, ref: Any) -> np.ndarray:
@@ -161,6 +151,7 @@ class LoihiTarget(Target):
         from neuroposter.ir.retime import retime
         from neuroposter.ir.simulate import simulate
         from neuroposter.targets.loihi.builder import run_lava
+        from neuroposter.targets.verify import float_model_logits
 
         tag = str(ctx.options["select_tag"])
         lava = run_lava(plan, self.x, select_tag=tag, record=bool(ctx.options["record"]),
@@ -187,7 +178,8 @@ class LoihiTarget(Target):
         float_mean = mean_logits(o.float_logits, B)
         ref_float_mean = mean_logits(o.ref_float.aligned_output(), B)
         scale = o.plan.outputs[out_name]["scale"]
-        ref_int_mean = mean_logits(reference_readout_int(o.plan, o.ref), B) / scale
+        self.ref_out = reference_readout_int(o.plan, o.ref)
+        ref_int_mean = mean_logits(self.ref_out, B) / scale
         int_spikes = {k: np.asarray(o.ref.aligned(k)) for k in o.plan.populations
                       if k in o.ref.records and k in o.ref_float.records}
         float_spikes = {k: np.asarray(o.ref_float.records[k])[: int_spikes[k].shape[0]] for k in int_spikes}
@@ -234,7 +226,7 @@ class LoihiTarget(Target):
 
         o, q, x = self.outputs, self.q, self.x
         out_name = next(iter(o.plan.outputs))
-        ref_out = reference_readout_int(o.plan, o.ref)
+        ref_out = self.ref_out
         netx_bytes = self.netx.get("file_bytes") if self.netx else None
         ctx.needs_bytes = max(ctx.needs_bytes or 0, int(1.5 * (2 * _graph_nbytes(q.graph) + x.nbytes + ref_out.nbytes
                                                                + o.lava.output[out_name].nbytes
