@@ -6,10 +6,17 @@ BatchNorm perturbations so every layer spikes), lowers it to NIR and times
 * the Norse model's forward (its LIF layers step over T), float32 and float64;
 * ``neuroposter.ir.simulate`` in ``same_step`` mode (float64 and float32) and ``per_hop`` with the
   re-timing delays (float64, T + L steps);
+* the integer reference of the Loihi 2 export (the graph quantised by ``quantize_loihi``):
+  ``per_hop`` ``int`` with the re-timing delays, without records, with records (each node up to
+  its last step that reaches the output, as an export keeps them) and with every record over all
+  ``T + L`` steps (``tail=True``), and ``same_step`` ``int``;
 
-and prints samples/s and the simulator/Norse ratio, plus a spike-agreement sanity check.
+and prints samples/s, each time relative to the Norse float32 forward, the integer ``per_hop``
+reference's samples/s ratio to the Norse float32 forward and to the float ``same_step`` simulator,
+plus sanity checks (float64 logits vs Norse; integer ``per_hop`` = integer ``same_step`` shifted).
+The defaults are the export's case: 115 samples (the demo's test split), 2 threads.
 
-Usage: ``python benchmarks/simulator_vs_norse.py [--batch 32] [--repeats 3] [--threads 1]``
+Usage: ``python benchmarks/simulator_vs_norse.py [--batch 115] [--repeats 3] [--threads 2]``
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import torch
 from neuroposter.ir import lower_model, retime, simulate
 from neuroposter.ir.lower import to_graph_input
 from neuroposter.models.sdt import SpikeDrivenTransformer
+from neuroposter.profiling.profiles import load_profile
+from neuroposter.targets.loihi.fixed_point import quantize_loihi
 from neuroposter.testing.active_init import demo_sized_sdt
 
 
@@ -42,10 +51,10 @@ def _best(fn, repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=115)
     ap.add_argument("--T", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -56,6 +65,9 @@ def main() -> None:
     spikes = (torch.rand(args.T, args.batch, 40, 1664, generator=g) < 0.1).float()
     x = to_graph_input(spikes, graph)
     m64 = copy.deepcopy(model).double()
+    gi, _ = quantize_loihi(graph, load_profile("loihi2"))
+    rti = retime(gi)
+    hop_int = {"mode": "per_hop", "arithmetic": "int", "delays": rti.delays}
 
     def norse32() -> None:
         with torch.no_grad():
@@ -73,17 +85,29 @@ def main() -> None:
         ("simulate same_step float64 + records", _best(lambda: simulate(graph, x), args.repeats)),
         (f"simulate per_hop float64 (T+L={args.T + rt.latency})",
          _best(lambda: simulate(graph, x, mode="per_hop", delays=rt.delays, record=False), args.repeats)),
+        ("simulate per_hop int (loihi2)", _best(lambda: simulate(gi, x, record=False, **hop_int), args.repeats)),
+        ("simulate per_hop int + records", _best(lambda: simulate(gi, x, **hop_int), args.repeats)),
+        ("simulate per_hop int + records, tail", _best(lambda: simulate(gi, x, tail=True, **hop_int), args.repeats)),
+        ("simulate same_step int", _best(lambda: simulate(gi, x, arithmetic="int", record=False), args.repeats)),
     ]
-    base = rows[0][1]
+    sec = dict(rows)
+    base = sec["norse forward float32"]
     print(f"SDT d=64 depth=2 N=40 D_in=1664 T={args.T}, batch {args.batch}, {args.threads} thread(s); "
-          f"per-hop latency L={rt.latency}")
+          f"per-hop latency L={rt.latency} (float), {rti.latency} (int)")
     print(f"{'':40s} {'seconds':>9s} {'samples/s':>10s} {'time / norse32':>15s}")
-    for name, sec in rows:
-        print(f"{name:40s} {sec:9.3f} {args.batch / sec:10.1f} {sec / base:15.2f}")
+    for name, t in rows:
+        print(f"{name:40s} {t:9.3f} {args.batch / t:10.1f} {t / base:15.2f}")
+    t_int = sec["simulate per_hop int (loihi2)"]
+    print(f"int per_hop reference: {args.batch / t_int:.1f} samples/s = "
+          f"{base / t_int:.2f} x the Norse float32 forward, "
+          f"{sec['simulate same_step float64'] / t_int:.2f} x the float64 same_step simulator")
     with torch.no_grad():
         ref = m64(spikes.double()).numpy()
     res = simulate(graph, x)
     print(f"check: max |logit diff| (float64) = {np.abs(res.output - ref).max():.2e}")
+    hop = simulate(gi, x, record=False, **hop_int).aligned_output()
+    same = simulate(gi, x, arithmetic="int", record=False).output
+    print(f"check: int per_hop == int same_step shifted by L: {bool(np.array_equal(hop, same))}")
 
 
 if __name__ == "__main__":

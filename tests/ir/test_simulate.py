@@ -154,6 +154,54 @@ def test_int_connection_weight_exp_and_readout(rng) -> None:
                               edges=[("input", "w"), ("w", "output")]), s, arithmetic="int", int_format=LOIHI2)
 
 
+@pytest.mark.parametrize("magnitude", [2 ** 20, 2 ** 40])
+def test_int_products_exact_beyond_float_mantissas(rng, magnitude) -> None:
+    # partial sums past 2**24 (float32 inexact) and past 2**53 (float64 inexact): still exact
+    w = rng.integers(magnitude // 2, magnitude, size=(3, 64))
+    w[0] *= -1
+    x = rng.integers(0, 4096, size=(2, 5, 64))
+    want = np.einsum("oi,tbi->tbo", w.astype(object), x.astype(object)).astype(np.int64)
+    for node in (nir.Linear(w.astype(np.float64)),
+                 nir.Conv1d(input_shape=1, weight=w[:, :, None].astype(np.float64), stride=1, padding=0, dilation=1,
+                            groups=1, bias=np.zeros(3))):
+        g = nir.NIRGraph.from_list(node)
+        res = simulate(g, x.reshape((2, 5) + tuple(np.asarray(g.nodes["input"].input_type["input"]))),
+                       arithmetic="int", int_format=LOIHI2)
+        np.testing.assert_array_equal(res.output.reshape(want.shape), want)
+    w3 = rng.integers(-100, 100, size=(4, 3, 5))   # channel-batched Linear: [C, O, I] on [C, I]
+    s = rng.integers(0, 2, size=(3, 2, 4, 5))
+    out = simulate(nir.NIRGraph.from_list(nir.Linear(w3.astype(np.float64))), s, arithmetic="int",
+                   int_format=LOIHI2).output
+    np.testing.assert_array_equal(out, np.einsum("coi,tbci->tbco", w3, s))
+
+
+def test_chunks_and_tail_keep_the_results() -> None:
+    from neuroposter.targets.loihi.fixed_point import quantize_loihi
+    from neuroposter.testing.graphs import random_spikes, sdt_like_graph
+
+    gi, _ = quantize_loihi(sdt_like_graph(), load_profile("loihi2"))
+    x = random_spikes(4, 7, (6, 3), p=0.45, seed=4)
+    x[:, 2] = 0                                    # a silent sample: its products are skipped
+    kw = {"mode": "per_hop", "arithmetic": "int", "delays": retime(gi).delays}
+    full = simulate(gi, x, tail=True, **kw)
+    for other in (simulate(gi, x, tail=True, chunk=1, **kw), simulate(gi, x, tail=True, chunk=3, **kw)):
+        np.testing.assert_array_equal(other.output, full.output)
+        for k in full.records:
+            np.testing.assert_array_equal(other.records[k], full.records[k], err_msg=k)
+        for k in full.inputs:
+            assert other.inputs[k].dtype == full.inputs[k].dtype
+            np.testing.assert_array_equal(other.inputs[k], full.inputs[k], err_msg=k)
+    short = simulate(gi, x, chunk=2, **kw)                  # by default no node runs past what reaches the output
+    np.testing.assert_array_equal(short.output, full.output)
+    for k in full.records:
+        np.testing.assert_array_equal(short.aligned(k), full.aligned(k), err_msg=k)
+        assert not short.records[k][full.start[k] + full.T + 1:].any()   # nothing after its window
+    assert any(full.records[k][full.start[k] + full.T + 1:].any() for k in full.records)  # a tail there was
+    np.testing.assert_array_equal(simulate(gi, x, record=False, **kw).output, full.output)
+    silent = simulate(gi, x[:, 2:3], **kw)
+    np.testing.assert_array_equal(silent.output[:, 0], full.output[:, 2])
+
+
 def test_errors_name_the_node(rng) -> None:
     node = nir.CubaLI(tau_syn=np.ones(2), tau_mem=np.ones(2), r=np.ones(2), v_leak=np.zeros(2))
     with pytest.raises(SimulationError, match="cubali.*CubaLI"):

@@ -13,7 +13,7 @@ from neuroposter.targets.base import UnsupportedNodeError
 from neuroposter.targets.loihi.target import reference_readout_int
 from neuroposter.targets.verify import prediction_agreement
 from neuroposter.ir.connectivity import SYNAPSE_MATRIX
-from neuroposter.targets.loihi.builder import plan_network
+from neuroposter.targets.loihi.builder import _shards, default_workers, plan_network
 from neuroposter.testing.emulate import emulate
 from neuroposter.testing.graphs import chain_graph, random_spikes, sdt_like_graph, threshold_and_graph
 
@@ -85,3 +85,51 @@ def test_conv1d_block_diagonal_matrix() -> None:
     x = np.random.default_rng(0).integers(0, 2, size=(2, 4))
     np.testing.assert_array_equal(m @ x.reshape(-1), np.einsum("oc,cn->on", w[:, :, 0], x).reshape(-1))
     assert np.count_nonzero(m) == 3 * 2 * 4                     # never a dense (D*N)^2 matrix
+
+
+def test_default_workers_and_shards() -> None:
+    # one Lava runtime keeps about two cores busy: a second pays off from four cores, 8+ samples each
+    assert default_workers(115, cores=2) == 1
+    assert default_workers(115, cores=4) == 2 and default_workers(115, cores=16) == 2
+    assert default_workers(15, cores=16) == 1 and default_workers(16, cores=16) == 2
+    assert default_workers(3, cores=1) == 1 and default_workers(0, cores=8) == 1
+    assert _shards(115, 2) == [(0, 58), (58, 115)] and _shards(5, 1) == [(0, 5)]
+    assert _shards(3, 3) == [(0, 1), (1, 2), (2, 3)]
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_two_lava_workers_equal_one() -> None:
+    from neuroposter.targets.loihi.builder import run_lava
+
+    gi, _ = quantize_loihi(sdt_like_graph(), LOIHI2)
+    plan = plan_network(gi, max_delay=LOIHI2.limits.max_delay)
+    x = random_spikes(4, 5, (6, 3), p=0.45, seed=3)
+    one = run_lava(plan, x, workers=1)
+    two = run_lava(plan, x, workers=2, chunk=2, progress_desc="lava")   # shards of 3 and 2, runs of <= 2
+    assert two.steps == 3 * 4 + 2 * plan.latency + 2 * 4 + plan.latency   # runs: 2+1 and 2 samples
+    for k in one.output:
+        np.testing.assert_array_equal(two.output[k], one.output[k])
+        np.testing.assert_array_equal(two.logits[k], one.logits[k])
+    assert set(two.spikes) == set(one.spikes)
+    for k in one.spikes:
+        np.testing.assert_array_equal(two.spikes[k], one.spikes[k], err_msg=k)
+    ref = simulate(gi, x, mode="per_hop", arithmetic="int", delays=retime(gi).delays)
+    out = next(iter(plan.outputs))
+    np.testing.assert_array_equal(two.output[out].reshape(reference_readout_int(plan, ref).shape),
+                                  reference_readout_int(plan, ref))
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_a_failing_lava_worker_raises_in_the_caller(monkeypatch) -> None:
+    from neuroposter.targets.loihi import builder
+
+    plan = plan_network(quantize_loihi(chain_graph(), LOIHI2)[0], max_delay=LOIHI2.limits.max_delay)
+
+    def broken(*args, **kwargs):
+        raise ValueError("no network today")
+
+    monkeypatch.setattr(builder, "build_lava", broken)   # inherited by the forked workers
+    with pytest.raises(ValueError, match="no network today"):
+        builder.run_lava(plan, random_spikes(4, 4, (12,), p=0.5), workers=2)

@@ -10,7 +10,8 @@ The builder works in two stages:
    :class:`UnsupportedNodeError` naming the node.
 2. :func:`build_lava` instantiates stock Lava processes from the plan (``LIFReset`` per population,
    ``Sparse``/``Dense`` per synapse, ``DelaySparse`` for re-timed paths, ``RingBuffer`` sources and
-   sinks) and :func:`run_lava` runs them on many samples in **one** Lava run.
+   sinks) and :func:`run_lava` runs them on many samples in **one** Lava run (per worker process:
+   with ``workers > 1`` the samples are split over forked processes, each with its own runtime).
 
 Timing (verified in Lava 0.10: every synapse process adds one step, neurons, sources and sinks add
 none). Every unit gets a depth ``d`` (Input 0; a unit is one hop deeper than its deepest source).
@@ -24,6 +25,8 @@ Batching: samples run **back to back** in one Lava run, ``P = T`` steps apart. E
 ``LIFReset`` with ``reset_interval = P`` and ``reset_offset = d + 1``, so its state is zeroed exactly
 when the first step of the next sample reaches its depth; in-flight spikes of the previous sample
 are all consumed by then. ``B`` samples cost ``B * T + L`` steps instead of ``B * (T + L)`` runs.
+Because every sample starts from reset states, splitting the samples into chunks or worker processes
+changes nothing in the result.
 
 The same plan drives ``neuroposter.testing.emulate``, a numpy model of exactly these equations (used to cross-check
 Lava and as the fast path of the benchmark).
@@ -54,6 +57,7 @@ __all__ = [
     "build_lava",
     "LavaNetwork",
     "run_lava",
+    "default_workers",
     "LavaResult",
 ]
 
@@ -529,78 +533,212 @@ class LavaResult(EmulationResult):
     select_tag: str = "fixed_pt"
 
 
+#: Fewest samples per Lava worker process: a runtime's start (compile, forking its processes, the
+#: weight set-up) costs about as much CPU as 50 steps of the demo SDT.
+MIN_SAMPLES_PER_WORKER = 8
+
+#: Cores one Lava runtime keeps busy: its process models are OS processes stepping in parallel
+#: (measured on 2 cores, 115 demo-SDT samples: 49.8 s CPU in 27.7 s wall with one runtime; two
+#: runtimes took 35.3 s).
+CORES_PER_RUNTIME = 2
+
+
+def default_workers(batch: int, cores: int | None = None) -> int:
+    """Lava worker processes for ``batch`` samples: ``min(2, cores // 2, batch // 8)``, at least 1.
+
+    One runtime already uses about two cores (:data:`CORES_PER_RUNTIME`), so a second one pays off
+    from four cores on, and only with at least :data:`MIN_SAMPLES_PER_WORKER` samples each.
+
+    Args:
+        batch: the number of samples.
+        cores: usable cores (default: this process's CPU affinity).
+    """
+    import os
+
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(2, cores // CORES_PER_RUNTIME, batch // MIN_SAMPLES_PER_WORKER))
+
+
+def _shards(batch: int, workers: int) -> list[tuple[int, int]]:
+    """``workers`` contiguous sample ranges ``[a, b)`` of nearly equal size covering ``range(batch)``."""
+    from itertools import pairwise
+
+    bounds = np.linspace(0, batch, workers + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in pairwise(bounds) if b > a]
+
+
+def _run_shard(plan: NetworkPlan, xs: Mapping[str, np.ndarray], *, select_tag: str, record: bool, chunk: int,
+               on_steps: Any = None) -> tuple[EmulationResult, float, float]:
+    """Runs the samples of ``xs`` in this process, ``chunk`` samples per Lava run (one runtime at a
+    time); ``on_steps(n)`` after each run. Returns the result and the build and run seconds."""
+    import time
+    import warnings
+
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    from neuroposter.targets.loihi.processes import fast_models
+
+    batch = next(iter(xs.values())).shape[1]
+    parts: list[EmulationResult] = []
+    build_s = run_s = 0.0
+    for i in range(0, batch, chunk):
+        sub = {k: v[:, i:i + chunk] for k, v in xs.items()}
+        t0 = time.perf_counter()
+        net = build_lava(plan, sub, select_tag=select_tag, record=record)
+        build_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        data_spk = {}
+        try:
+            first = next(iter(net.processes.values()))
+            cfg = Loihi2SimCfg(select_tag=select_tag, exception_proc_model_map=fast_models(select_tag))
+            warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
+            try:
+                first.run(condition=RunSteps(num_steps=net.steps), run_cfg=cfg)
+                data_out = {u: s.data.get() for u, s in net.sinks.items()}
+            finally:
+                first.stop()
+            if net.record_dir:
+                for k, u in enumerate(net.spike_sinks):
+                    data_spk[u] = np.array(np.load(f"{net.record_dir}/pop{k}.npy"))
+        finally:
+            if net.record_dir:   # the temporary recordings go, whatever happened
+                import shutil
+
+                shutil.rmtree(net.record_dir, ignore_errors=True)
+        run_s += time.perf_counter() - t0
+        parts.append(_from_streams(plan, net, data_out, data_spk, record))
+        if on_steps is not None:
+            on_steps(net.steps)
+    return _concat(parts), build_s, run_s
+
+
+def _worker(queue: Any, index: int, plan: NetworkPlan, xs: Mapping[str, np.ndarray], kwargs: dict[str, Any]) -> None:
+    """Entry of a forked Lava worker: runs its shard and reports ``("steps", i, n)`` per Lava run,
+    then ``("done", i, (result, build_s, run_s))`` or ``("error", i, (exception or text, traceback))``."""
+    import pickle
+    import signal
+    import sys
+    import traceback
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop() its Lava runtime on the way out
+    try:
+        out = _run_shard(plan, xs, on_steps=lambda n: queue.put(("steps", index, n)), **kwargs)
+        queue.put(("done", index, out))
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        tb = traceback.format_exc()
+        try:
+            pickle.dumps(exc)
+            payload: Any = exc
+        except Exception:  # noqa: BLE001 - an exception that does not pickle travels as text
+            payload = f"{type(exc).__name__}: {exc}"
+        queue.put(("error", index, (payload, tb)))
+
+
+def _run_workers(plan: NetworkPlan, xs: Mapping[str, np.ndarray], shards: list[tuple[int, int]],
+                 kwargs: dict[str, Any], bar: Any) -> tuple[EmulationResult, float, float]:
+    """Runs each shard in its own forked process (its own Lava runtime) and merges in sample order.
+
+    Lava 0.10 starts its process models with ``fork`` (see :mod:`neuroposter.targets.loihi._mp`), which
+    needs non-daemonic parents: the workers are plain ``fork`` processes. Each builds its own network;
+    the shared-memory channels and semaphores of two runtimes are distinct objects.
+    """
+    import multiprocessing as mp
+    import queue as queue_mod
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(q, i, plan, {k: v[:, a:b] for k, v in xs.items()}, kwargs),
+                         name=f"neuroposter-lava-{i}") for i, (a, b) in enumerate(shards)]
+    results: dict[int, tuple[EmulationResult, float, float]] = {}
+    try:
+        for p in procs:
+            p.start()
+        while len(results) < len(procs):
+            try:
+                kind, i, payload = q.get(timeout=1.0)
+            except queue_mod.Empty:
+                dead = [p for k, p in enumerate(procs) if k not in results and not p.is_alive()]
+                if dead:
+                    try:  # its last message may still be in flight
+                        kind, i, payload = q.get(timeout=5.0)
+                    except queue_mod.Empty:
+                        raise RuntimeError(f"Lava worker {dead[0].name} exited with code {dead[0].exitcode} "
+                                           "without a result") from None
+                else:
+                    continue
+            if kind == "steps":
+                if bar is not None:
+                    bar.update(payload)
+            elif kind == "done":
+                results[i] = payload
+            else:
+                exc, tb = payload
+                log.error("Lava worker %d failed:\n%s", i, tb)
+                if isinstance(exc, BaseException):
+                    raise exc
+                raise RuntimeError(f"Lava worker {i} failed: {exc}")
+    finally:
+        for p in procs:
+            if p.is_alive() and p.pid is not None and len(results) < len(procs):
+                p.terminate()
+        for p in procs:
+            if p.pid is not None:
+                p.join(timeout=30)
+        q.close()
+    ordered = [results[i] for i in range(len(procs))]
+    return (_concat([r[0] for r in ordered]), max(r[1] for r in ordered), max(r[2] for r in ordered))
+
+
 def run_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, select_tag: str = "fixed_pt",
-             record: bool = True, chunk: int | None = None, progress_desc: str | None = None) -> LavaResult:
+             record: bool = True, chunk: int | None = None, progress_desc: str | None = None,
+             workers: int | None = None) -> LavaResult:
     """Builds and runs the Lava network on every sample of ``x`` (back to back, one run per chunk).
+
+    The samples are split into ``workers`` contiguous shards, each run by its own forked process
+    with its own Lava runtime (in this process when there is one); the results are merged in sample
+    order and do not depend on ``workers`` or ``chunk`` (every sample starts from reset states).
 
     Args:
         plan: the network plan.
         x: ``[T, B, *input_shape]`` spikes.
         select_tag: ``"fixed_pt"`` or ``"floating_pt"``.
         record: record per-population spikes.
-        chunk: samples per Lava run (None: all in one run).
-        progress_desc: show a progress bar over the simulated steps with this label.
+        chunk: samples per Lava run within a worker (None: all of the worker's samples in one run).
+        progress_desc: show a progress bar over the simulated steps with this label (it moves as
+            each Lava run finishes).
+        workers: worker processes (None: :func:`default_workers`, i.e. ``min(2, cores // 2, B // 8)``,
+            at least 1); capped at ``B``.
 
     Returns:
-        A :class:`LavaResult` aligned like the same-step result (latency removed).
+        A :class:`LavaResult` aligned like the same-step result (latency removed); ``build_s`` and
+        ``run_s`` are the slowest worker's.
     """
-    import time
-
     from neuroposter.targets.loihi._mp import prepare_lava
 
     prepare_lava()
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-
-    from neuroposter.targets.loihi.processes import fast_models
-
     xs = input_dict(plan, x)
     t_in, batch = next(iter(xs.values())).shape[:2]
-    chunk = batch if not chunk else max(1, int(chunk))
-    parts: list[EmulationResult] = []
-    build_s = run_s = 0.0
-    total_steps = sum(min(chunk, batch - i) * t_in + plan.latency for i in range(0, batch, chunk))
+    n_workers = max(1, min(batch, default_workers(batch) if workers is None else int(workers)))
+    shards = _shards(batch, n_workers)
+    per = max(b - a for a, b in shards)
+    chunk = per if not chunk else max(1, int(chunk))
+    total_steps = sum(min(chunk, (b - a) - i) * t_in + plan.latency for a, b in shards for i in range(0, b - a, chunk))
+    kwargs = {"select_tag": select_tag, "record": record, "chunk": chunk}
     bar = None
     if progress_desc:
         from neuroposter._progress import progress
 
         bar = progress(desc=progress_desc, total=total_steps, unit="step")
     try:
-        for i in range(0, batch, chunk):
-            sub = {k: v[:, i:i + chunk] for k, v in xs.items()}
-            t0 = time.perf_counter()
-            net = build_lava(plan, sub, select_tag=select_tag, record=record)
-            build_s += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            data_spk = {}
-            try:
-                first = next(iter(net.processes.values()))
-                cfg = Loihi2SimCfg(select_tag=select_tag, exception_proc_model_map=fast_models(select_tag))
-                import warnings
-
-                warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
-                try:
-                    # one Lava run over all of this chunk's steps: the bar moves once per chunk
-                    first.run(condition=RunSteps(num_steps=net.steps), run_cfg=cfg)
-                    if bar is not None:
-                        bar.update(net.steps)
-                    data_out = {u: s.data.get() for u, s in net.sinks.items()}
-                finally:
-                    first.stop()
-                if net.record_dir:
-                    for k, u in enumerate(net.spike_sinks):
-                        data_spk[u] = np.array(np.load(f"{net.record_dir}/pop{k}.npy"))
-            finally:
-                if net.record_dir:   # the temporary recordings go, whatever happened
-                    import shutil
-
-                    shutil.rmtree(net.record_dir, ignore_errors=True)
-            run_s += time.perf_counter() - t0
-            parts.append(_from_streams(plan, net, data_out, data_spk, record))
+        if len(shards) == 1:
+            res, build_s, run_s = _run_shard(plan, xs, on_steps=bar.update if bar is not None else None, **kwargs)
+        else:
+            res, build_s, run_s = _run_workers(plan, xs, shards, kwargs, bar)
     finally:
         if bar is not None:
             bar.close()
-    res = _concat(parts)
     return LavaResult(res.output, res.logits, res.spikes, plan.latency, res.steps, build_s, run_s, select_tag)
 
 
