@@ -7,8 +7,10 @@ Usage::
     python benchmarks/lava_vs_reference.py --samples 16 --export     # also time a default `export --target loihi`
 
 Reports (JSON on stdout): the reference simulator's time (``per_hop``, ``int``), the numpy emulator's,
-the Lava ``fixed_pt`` run's (build, run), their ratio, whether all three agree bit for bit, and
-optionally the wall time of a default ``export --target loihi``. The demo SDT is d=64, depth 2,
+the Lava ``fixed_pt`` run's (build, run) with one worker process and with two (``run_lava(workers=)``:
+the samples split over two Lava runtimes), the 1-worker / 2-worker time ratio (above 1: two workers
+are faster), the Lava (default workers) / reference ratio, whether all of them agree bit for bit, and optionally the wall time of a default
+``export --target loihi``. The demo SDT is d=64, depth 2,
 N=40 tokens, D_in=1664, T=4. Without ``--run`` the weights are random (scaled so that neurons fire)
 and the inputs Bernoulli(0.1) spikes.
 """
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from neuroposter.ir.retime import retime
     from neuroposter.ir.simulate import simulate
     from neuroposter.targets.loihi.target import reference_readout_int
-    from neuroposter.targets.loihi.builder import plan_network, run_lava
+    from neuroposter.targets.loihi.builder import default_workers, plan_network, run_lava
     from neuroposter.testing.emulate import emulate
 
     if args.run:
@@ -83,14 +85,24 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     em = emulate(plan, x)
     out["emulator_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    lava = run_lava(plan, x, select_tag="fixed_pt", record=True)
-    out["lava_total_s"] = time.perf_counter() - t0
-    out["lava_build_s"], out["lava_run_s"] = lava.build_s, lava.run_s
-    out["ratio_lava_over_reference"] = out["lava_total_s"] / out["reference_per_hop_int_s"]
+    runs = {}
+    for workers in (1, 2):
+        t0 = time.perf_counter()
+        runs[workers] = run_lava(plan, x, select_tag="fixed_pt", record=True, workers=workers)
+        out[f"lava_{workers}_worker_total_s"] = time.perf_counter() - t0
+        out[f"lava_{workers}_worker_build_s"] = runs[workers].build_s
+        out[f"lava_{workers}_worker_run_s"] = runs[workers].run_s
+    lava = runs[1]
+    out["ratio_lava_1_over_2_workers"] = out["lava_1_worker_total_s"] / out["lava_2_worker_total_s"]
+    out["default_workers"] = default_workers(int(x.shape[1]))
+    out["ratio_lava_over_reference"] = (out[f"lava_{min(out['default_workers'], 2)}_worker_total_s"]
+                                        / out["reference_per_hop_int_s"])
     name = next(iter(plan.outputs))
     ref_int = reference_readout_int(plan, ref)
     out["lava_equals_reference"] = bool(np.array_equal(lava.output[name].reshape(ref_int.shape), ref_int))
+    out["lava_2_workers_equal_1"] = bool(
+        all(np.array_equal(runs[2].output[k], lava.output[k]) for k in lava.output)
+        and all(np.array_equal(runs[2].spikes[k], lava.spikes[k]) for k in lava.spikes))
     out["emulator_equals_reference"] = bool(np.array_equal(em.output[name].reshape(ref_int.shape), ref_int))
     out["firing_rates"] = {k: float(v.mean()) for k, v in em.spikes.items()}
 
@@ -112,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                                           Path("bench"), "bench", split, T))  # type: ignore[assignment]
             t0 = time.perf_counter()
             res = loihi.export(ExportRequest("loihi", Path(args.run or "bench"), Path(tmp) / "b", Path(tmp),
-                                             {"samples": args.samples}))
+                                             {"samples": args.samples, "trained_samples": args.samples}))
             out["export_s"] = time.perf_counter() - t0
             out["export_ok"] = res.ok
             out["export_timings"] = res.summary.get("timings")

@@ -31,9 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "export", help="deploy a trained run: NIR graph, Loihi 2 (Lava), simulated chips, ONNX",
         description="Exports a training run to a target and verifies the deployment on real test inputs. "
         "Writes the bundle export/<target>/<run>/ (or --out): the artifacts, manifest.json and summary.json. "
-        "An existing bundle is replaced only with --force. Exit code 1 when the verification fails (the new "
-        "bundle is then kept as <name>.failed and the previous one is left as it was) or a chip refuses the "
-        "network (its summary.json names why).")
+        "An existing bundle is replaced only with --force. loihi, the simulated chips and onnx compare the deployed "
+        "network with the trained model on the whole test split (--trained-samples) and fail below "
+        "--min-trained-agreement; loihi also compares Lava with the integer reference on --samples of them "
+        "(--min-agreement). Exit code 1 when the verification fails (the new bundle is then kept as <name>.failed "
+        "and the previous one is left as it was) or a chip refuses the network (its summary.json names why).")
     p.add_argument("--target", choices=TARGETS.names(), default="nir", help="deployment target (default: nir)")
     p.add_argument("--run", default=None,
                    help="run name in WORKSPACE/runs/ (default: sdt; for onnx the --model name)")
@@ -46,9 +48,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--export-root", metavar="DIR", default="export",
                    help="folder holding all bundles when --out is not given (default: ./export)")
     p.add_argument("--samples", type=samples_or_all, default=None, metavar="N|all",
-                   help="test samples used for verification, 1..100000 or `all` (default: 32 for nir, 8 for onnx; per target)")
-    p.add_argument("--min-agreement", type=float_in_range(0, 1), default=0.99,
-                   help="minimum spike/prediction agreement with the reference (default 0.99)")
+                   help="samples of the simulator check, 1..100000 or `all`: loihi -- run in Lava and compared bit "
+                        "for bit with the integer reference (default 64, a seeded subset); chips -- per-layer spike "
+                        "comparisons (default 16); nir -- compared with Norse (default 32); onnx: not used")
+    p.add_argument("--trained-samples", type=samples_or_all, default=None, metavar="N|all",
+                   help="loihi, chips, onnx: samples of the split on which the deployed network is compared with "
+                        "the trained model (default: all, the whole split)")
+    p.add_argument("--min-trained-agreement", type=float_in_range(0, 1), default=None, metavar="FRACTION",
+                   help="loihi, chips, onnx: minimum fraction of samples on which the deployed network keeps the "
+                        "trained model's genre set (identical set of predicted genres; default 0.95)")
+    p.add_argument("--min-agreement", type=float_in_range(0, 1), default=None, metavar="FRACTION",
+                   help="loihi: minimum prediction agreement of Lava with the integer reference; nir: minimum "
+                        "spike/prediction agreement with Norse (default 0.99)")
     p.add_argument("--floating-pt", action="store_true",
                    help="loihi: run Lava's floating-point models instead of the bit-accurate fixed-point ones "
                         "(debugging)")
@@ -73,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     ws = workspace_of(args)
     run_dir = ws.run(args.run or default_run(args.target, args.model))   # a run name or a path to a run
     out_dir = Path(args.out) if args.out else Path(args.export_root) / args.target / run_dir.name
-    options: dict[str, Any] = {"samples": args.samples, "min_agreement": args.min_agreement}
+    options: dict[str, Any] = {"samples": args.samples, "min_agreement": args.min_agreement,
+                               "trained_samples": args.trained_samples,
+                               "min_trained_agreement": args.min_trained_agreement}
     if args.model is not None:
         options["model"] = args.model
     if args.floating_pt:

@@ -201,10 +201,15 @@ def run_record(run_dir: str | os.PathLike[str], run_manifest: Mapping[str, Any] 
 # -- options -----------------------------------------------------------------------------------------
 
 
-def samples_option(options: Mapping[str, Any], default: int) -> int:
+def samples_option(options: Mapping[str, Any], default: int, *, flag: str = "--samples") -> int:
     """``options["samples"]``: None (or absent) is the target's ``default``; otherwise 1..SAMPLES_LIMIT.
 
     0 never means "all" (the CLI's ``--samples all`` is :data:`SAMPLES_LIMIT`).
+
+    Args:
+        options: holds ``"samples"``.
+        default: the value when it is absent.
+        flag: the option's name in the error message.
 
     Raises:
         UsageError: not an integer in ``[1, SAMPLES_LIMIT]``.
@@ -212,14 +217,17 @@ def samples_option(options: Mapping[str, Any], default: int) -> int:
     value = options.get("samples")
     if value is None:
         return int(default)
+    bad = f"{flag} must be an integer in [1, {SAMPLES_LIMIT}] (or `all`), got"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise UsageError(f"--samples must be an integer in [1, {SAMPLES_LIMIT}], got {value!r}")
+        raise UsageError(f"{bad} {value!r}")
     try:
         n = int(str(value).strip())
     except ValueError:
-        raise UsageError(f"--samples must be an integer in [1, {SAMPLES_LIMIT}], got {value!r}") from None
+        if str(value).strip().lower() == "all":
+            return SAMPLES_LIMIT
+        raise UsageError(f"{bad} {value!r}") from None
     if not 1 <= n <= SAMPLES_LIMIT:
-        raise UsageError(f"--samples must be an integer in [1, {SAMPLES_LIMIT}], got {n}")
+        raise UsageError(f"{bad} {n}")
     return n
 
 

@@ -11,6 +11,15 @@ runs the stages, and writes the bundle through one writer (``targets._bundle``: 
 destination, every file hashed in ``manifest.json``, atomic swap). A verification below its bound keeps
 the new bundle as ``<name>.failed`` and leaves the good one alone; a deliberate refusal (the chip cannot
 host the network: :class:`Refusal` or ``Verdict(refused=True)``) is a result and stays at the final name.
+
+Two bounds (:class:`Gate`, recorded in ``summary["gates"]``):
+
+* **deployed vs trained** (targets with ``min_trained_agreement``: loihi, the chips, onnx): the deployed network
+  (its integer reference simulation, the chip's arithmetic, onnxruntime) against the trained model on
+  ``trained_samples`` samples of the split (default: the whole split); the bound is on ``set_agreement``
+  (identical genre set), ``--min-trained-agreement`` (default 0.95);
+* **simulator vs reference** (``min_agreement``, ``--min-agreement``, default 0.99): a chip simulator (Lava)
+  against the integer reference on ``samples`` of those samples (seeded subset).
 """
 
 from __future__ import annotations
@@ -20,10 +29,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
-__all__ = ["ExportRequest", "ExportResult", "UnsupportedNodeError", "Refusal", "Verdict", "ExportContext", "Target",
-           "run_export"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["ExportRequest", "ExportResult", "UnsupportedNodeError", "Refusal", "Verdict", "Gate", "ExportContext",
+           "Target", "run_export", "trained_gate", "gate_verdict"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,68 @@ class Verdict:
     refused: bool = False
 
 
+@dataclass(frozen=True)
+class Gate:
+    """One bound an export checks: ``value >= bound`` of ``verification.<check>.<metric>`` (``value < bound`` for
+    an upper bound).
+
+    Attributes:
+        check: the verification section (``"deployed_vs_trained"``, ``"simulator_vs_reference"``).
+        metric: its key the bound applies to.
+        value: the measured value.
+        bound: the minimum (the maximum of an upper bound).
+        flag: the CLI flag that sets the bound.
+        failure: the sentence that says what fell short (the verdict's reason when it fails).
+        upper: the bound is an upper one (``value < bound``), e.g. a numerical difference.
+    """
+
+    check: str
+    metric: str
+    value: float
+    bound: float
+    flag: str
+    failure: str
+    upper: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """The value meets the bound."""
+        return self.value < self.bound if self.upper else self.value >= self.bound
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``summary["gates"]`` entry."""
+        return {"check": self.check, "metric": self.metric, "value": self.value,
+                ("max" if self.upper else "min"): self.bound, "flag": self.flag, "ok": self.ok}
+
+
+def trained_gate(ctx: "ExportContext", entry: Mapping[str, Any], deployed: str, hint: str | None = None) -> Gate:
+    """The deployed-vs-trained bound on ``entry`` (a ``verification.deployed_vs_trained``): its ``set_agreement``
+    (the fraction of samples whose genre set is identical) against ``--min-trained-agreement``.
+
+    Args:
+        ctx: the export (its ``min_trained_agreement`` option and split).
+        entry: the comparison (:func:`neuroposter.targets.verify.compare`).
+        deployed: what the deployed network is, in words (for the failure sentence).
+        hint: what to do about a failure (appended to the sentence).
+    """
+    bound = float(ctx.options["min_trained_agreement"])
+    value = float(entry["set_agreement"])
+    iv = (entry.get("intervals") or {}).get("set_agreement")
+    level = 100 * float((entry.get("bootstrap") or {}).get("level", 0.95))
+    ci = f" ({level:g} % interval {iv[0]:.3f}-{iv[1]:.3f})" if iv else ""
+    failure = (f"{deployed} keeps the trained model's genre set on {value:.3f} of {entry['samples']} "
+               f"{ctx.options.get('split', 'test')} samples{ci}, below --min-trained-agreement {bound:g} "
+               f"(top-1 agreement {float(entry['top1_agreement']):.3f})" + (f"; {hint}" if hint else ""))
+    return Gate("deployed_vs_trained", "set_agreement", value, bound, "--min-trained-agreement", failure)
+
+
+def gate_verdict(ctx: "ExportContext", gates: list[Gate]) -> Verdict:
+    """Records ``summary["gates"]`` and returns the verdict: ok when every gate holds, else the failures joined."""
+    ctx.summary["gates"] = [g.to_dict() for g in gates]
+    failed = [g.failure for g in gates if not g.ok]
+    return Verdict(not failed, "; ".join(failed) if failed else None)
+
+
 @dataclass
 class ExportContext:
     """What the stages share.
@@ -138,6 +212,13 @@ class ExportContext:
     needs_bytes: int | None = None
     scratch: Path | None = None
 
+    def simulator_positions(self) -> "np.ndarray":
+        """Positions in ``inputs`` of the simulator's sample: ``samples`` of them (all when fewer), the first ones
+        for ``seed=None``, else a seeded random subset (sorted)."""
+        from neuroposter.targets.inputs import select
+
+        return select(self.inputs.samples, int(self.options["samples"]), self.options.get("seed"))
+
     def copy_file(self, name: str) -> None:
         """Registers ``scratch/name`` as bundle file ``name`` (copied byte for byte: what was verified is what
         is shipped)."""
@@ -161,9 +242,13 @@ class Target(abc.ABC):
     Class attributes:
         name: the registered target name (a class serving several chips takes it from the request).
         model_kinds: the model kinds it exports (``ModelSpec.kind``: ``"snn"``, ``"ann"``).
-        defaults: option defaults (``samples`` and ``seed`` pick the evaluation inputs: ``seed=None`` the
-            first samples, an integer a seeded random subset; ``split``).
-        min_agreement: default bound of the verification (None: the target has no agreement bound).
+        defaults: option defaults (``samples`` and ``seed`` pick the simulator's sample -- the evaluation inputs
+            of a target without a deployed-vs-trained bound: ``seed=None`` the first samples, an integer a seeded
+            random subset; ``split``; ``trained_samples``: the deployed-vs-trained samples, the first ones of the
+            split, default all).
+        min_agreement: default bound of the simulator-vs-reference verification (None: no such bound).
+        min_trained_agreement: default bound of the deployed-vs-trained verification on ``set_agreement`` (None:
+            the target makes no such comparison, and its evaluation inputs are the ``samples``).
         profile: hardware profile name (None: the target has none; ``"<target>"``: the target's own name).
     """
 
@@ -171,21 +256,36 @@ class Target(abc.ABC):
     model_kinds: ClassVar[tuple[str, ...]] = ("snn",)
     defaults: ClassVar[dict[str, Any]] = {"samples": 16, "split": "test", "seed": 0}
     min_agreement: ClassVar[float | None] = 0.99
+    min_trained_agreement: ClassVar[float | None] = None
     profile: ClassVar[str | None] = None
 
     def options(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Defaults + the given options, validated (``samples`` and ``min_agreement`` bounds).
+        """Defaults + the given options, validated (``samples``, ``trained_samples`` and the bounds).
 
         Raises:
             UsageError: an option out of range.
         """
-        from neuroposter.targets._bundle import fraction_option, samples_option
+        from neuroposter.targets._bundle import SAMPLES_LIMIT, fraction_option, samples_option
 
         opts = {**self.defaults, **{k: v for k, v in dict(given).items() if v is not None}}
         opts["samples"] = samples_option(given, self.defaults["samples"])
         if self.min_agreement is not None:
             opts["min_agreement"] = fraction_option(given, "min_agreement", self.min_agreement)
+        if self.min_trained_agreement is not None:
+            opts["min_trained_agreement"] = fraction_option(given, "min_trained_agreement",
+                                                            self.min_trained_agreement)
+            opts["trained_samples"] = samples_option({"samples": given.get("trained_samples")},
+                                                     int(self.defaults.get("trained_samples", SAMPLES_LIMIT)),
+                                                     flag="--trained-samples")
         return opts
+
+    def input_samples(self, opts: Mapping[str, Any]) -> tuple[int, int | None]:
+        """``(samples, seed)`` of the evaluation inputs: the first ``trained_samples`` of the split for a target
+        with a deployed-vs-trained bound (the simulator's sample is then drawn from them), else ``samples`` with
+        ``seed``."""
+        if self.min_trained_agreement is not None:
+            return int(opts["trained_samples"]), None
+        return int(opts["samples"]), opts.get("seed")
 
     def check_model(self, run: Any, run_dir: Path, target: str) -> None:
         """Refuses a run whose model kind this target does not export (names the ones it does).
@@ -260,8 +360,8 @@ def run_export(target: Target, request: ExportRequest) -> ExportResult:
     check_bundle_destination(request)            # refuse a bad --out before minutes of work
     run = load_run(request.run_dir)
     target.check_model(run, Path(request.run_dir), request.target)
-    inputs = evaluation_inputs(run, request.run_dir, samples=int(opts["samples"]), split=str(opts["split"]),
-                               seed=opts.get("seed"))
+    n, seed = target.input_samples(opts)
+    inputs = evaluation_inputs(run, request.run_dir, samples=n, split=str(opts["split"]), seed=seed)
     check_bundle_destination(request, [inputs.path])
     with tempfile.TemporaryDirectory(prefix=f"neuroposter-{request.target}-") as scratch:
         ctx = ExportContext(request, opts, run, inputs, scratch=Path(scratch))
@@ -275,8 +375,9 @@ def _run_stages(target: Target, ctx: ExportContext, t_start: float) -> ExportRes
     request, opts, run, inputs = ctx.request, ctx.options, ctx.run, ctx.inputs
     ctx.summary.update(target=request.target, run=ctx.run_name, model=run.model_name,
                        source_run=str(request.run_dir), samples=inputs.samples, inputs=inputs.info())
-    if opts.get("min_agreement") is not None:
-        ctx.summary["min_agreement"] = opts["min_agreement"]
+    for bound in ("min_agreement", "min_trained_agreement"):
+        if opts.get(bound) is not None:
+            ctx.summary[bound] = opts[bound]
     ctx.profile = target.load_profile(ctx)
     if ctx.profile is not None:
         ctx.summary["profile"] = ctx.profile.name

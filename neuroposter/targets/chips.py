@@ -19,12 +19,18 @@
    limits that are null in the profile are listed as unchecked (``summary.limits.unknown``);
 3. when the graph is expressible on the chip's neurons (no node-type / neuron-model violation),
    applies the chip's precision (:func:`neuroposter.ir.quantize.quantize_nbit` with ``weight_bits``
-   and ``state_bits``; unknown precision leaves the graph float and says so), runs it in the
-   reference simulator (``same_step``, float) on real test samples and reports the agreement with
-   the float graph (prediction agreement, per-layer spike agreement) and with the float Norse model
-   (prediction agreement, micro-F1 difference). The precision figures are reported even when a
-   capacity limit refuses the export (what the chip's arithmetic would cost if it fitted);
-4. ``ok`` is True only when nothing is violated: otherwise ``REFUSED`` with every violation.
+   and ``state_bits``; unknown precision leaves the graph float and says so) -- the deployed network -- and
+   runs it in the reference simulator (``same_step``) on the ``--trained-samples`` first samples of the split
+   (default: the whole split) beside the trained model: ``verification.deployed_vs_trained`` (top-1,
+   genre-set and per-label agreement, micro-F1 and mAP, with bootstrap intervals). On ``--samples`` of them
+   (default 16, a seeded subset) it also records every layer's spikes: the quantised vs the float graph
+   (``quantization.spikes_quantised_vs_float_graph``) and the exact lowerings vs the float graph
+   (``verification.lowering``). The precision figures are reported even when a capacity limit refuses the
+   export (what the chip's arithmetic would cost if it fitted);
+4. ``ok`` is True only when nothing is violated (otherwise ``REFUSED`` with every violation, a verdict kept at the
+   bundle's name) and the deployed network keeps the trained model's genre set on at least
+   ``--min-trained-agreement`` (default 0.95) of the samples (otherwise a failed verification, kept as
+   ``<name>.failed``: e.g. TrueNorth's 1-bit weights on a network trained in float).
 
 Bundle: ``summary.json``, ``mapping.json``, ``manifest.json`` and, when hosted, ``graph_q.nir``.
 """
@@ -40,7 +46,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from neuroposter.targets.base import ExportContext, Target, Verdict
+from neuroposter.targets.base import ExportContext, Target, Verdict, gate_verdict, trained_gate
 
 __all__ = ["ChipTarget", "check_chip", "lower_for_profile", "limits_report"]
 
@@ -216,23 +222,43 @@ class _Mapped:
     mapping: dict[str, Any]
 
 
+#: samples per whole-split simulation of the deployed network (bounds the simulator's copy of the inputs)
+_SIM_CHUNK = 256
+
+
+def _mean_output(graph: Any, x: np.ndarray, chunk: int = _SIM_CHUNK) -> np.ndarray:
+    """Mean logits ``[B, C]`` of ``graph`` (same step, float arithmetic, no recordings) on ``x``, in chunks."""
+    from neuroposter.ir.simulate import simulate
+    from neuroposter.targets.verify import mean_logits
+
+    parts = []
+    for lo in range(0, int(x.shape[1]), chunk):
+        xb = x[:, lo:lo + chunk]
+        res = simulate(graph, xb, mode="same_step", arithmetic="float", record=False)
+        parts.append(mean_logits(res.aligned_output(), int(xb.shape[1])))
+    return np.concatenate(parts, axis=0)
+
+
 class ChipTarget(Target):
     """``neuroposter export --target spinnaker|spinnaker2|truenorth|xylo|speck`` (see the module docstring).
 
-    Options: ``samples`` (16), ``split`` (``"test"``), ``seed`` (0), ``profile`` (default: the target name;
-    a path to another YAML also works).
+    Options: ``samples`` (16: the per-layer spike comparisons), ``trained_samples`` (all: the deployed-vs-trained
+    comparison), ``min_trained_agreement`` (0.95), ``split`` (``"test"``), ``seed`` (0), ``profile`` (default: the
+    target name; a path to another YAML also works).
     """
 
     model_kinds = ("snn",)
     defaults = {"samples": 16, "split": "test", "seed": 0}
     min_agreement = None
+    min_trained_agreement = 0.95
     profile = "<target>"
 
     def lower(self, ctx: ExportContext) -> _Lowered:
         from neuroposter.ir.lower import lower_model, to_graph_input
 
         graph = lower_model(ctx.run.model, T=int(ctx.inputs.T), source_run=str(ctx.request.run_dir))
-        self.x = to_graph_input(ctx.inputs.x, graph)
+        self.x_all = to_graph_input(ctx.inputs.x, graph)
+        self.x = np.ascontiguousarray(self.x_all[:, ctx.simulator_positions()])
         graph_l, applied, refused = lower_for_profile(graph, ctx.profile)
         ctx.summary.update(lowerings=applied, lowerings_refused=refused)
         for e in applied[:4]:
@@ -271,57 +297,72 @@ class ChipTarget(Target):
         return _Mapped(q, hostable, violations, mapping)
 
     def run(self, ctx: ExportContext, m: _Mapped) -> dict[str, Any] | None:
-        """The chip's arithmetic in the reference simulator (same-step): float, lowered and n-bit graphs, and the
-        float model; None when the graph is not expressible on the chip's neurons (nothing to simulate)."""
+        """The chip's arithmetic in the reference simulator (same-step): the n-bit graph and the trained model on
+        every evaluation sample; the float, lowered and n-bit graphs with recordings on the simulator's sample.
+        None when the graph is not expressible on the chip's neurons (nothing to simulate)."""
         from neuroposter.ir.simulate import simulate
-        from neuroposter.targets.verify import float_model_logits
+        from neuroposter.targets.verify import float_model_logits, mean_logits
 
         self.mapped = m
         if not _expressible(m.mapping):
             return None
         low = m.q.lowered
-        sims = {"float": simulate(low.graph, self.x, mode="same_step", arithmetic="float"),
-                "quantised": simulate(m.q.graph_q, self.x, mode="same_step", arithmetic="float")}
+        sims: dict[str, Any] = {"float": simulate(low.graph, self.x, mode="same_step", arithmetic="float"),
+                                "quantised": simulate(m.q.graph_q, self.x, mode="same_step", arithmetic="float")}
         if low.applied:
             sims["lowered"] = simulate(low.graph_l, self.x, mode="same_step", arithmetic="float")
-        sims["float_model"] = float_model_logits(ctx.run.model, ctx.inputs.x)
+        B = int(self.x_all.shape[1])
+        sims["deployed_mean"] = _mean_output(m.q.graph_q, self.x_all)
+        sims["trained_mean"] = mean_logits(float_model_logits(ctx.run.model, ctx.inputs.x), B)
         return sims
 
     def verify(self, ctx: ExportContext, sims: dict[str, Any] | None) -> Verdict:
-        from neuroposter.targets.verify import compare, mean_logits
+        from neuroposter.targets.verify import RESAMPLES, agreement_line, compare, spike_agreement
 
         m = self.mapped
         chip = ctx.request.target
+        verdict = gate_verdict(ctx, [])
         if sims is not None:
-            B = int(self.x.shape[1])
             f, q = sims["float"], sims["quantised"]
-            q_mean = mean_logits(q.aligned_output(), B)
             ver: dict[str, Any] = {}
             if "lowered" in sims:
                 lo = sims["lowered"]
                 mism = {k: int(np.count_nonzero(np.asarray(lo.records[k]) != np.asarray(f.records[k])))
                         for k in f.records if k in lo.records}
                 ver["lowering"] = {
+                    "samples": int(self.x.shape[1]),
                     "nodes": [e["node"] for e in m.q.lowered.applied],
                     "spikes_compared": int(sum(np.asarray(f.records[k]).size for k in mism)),
                     "mismatched_spikes": int(sum(mism.values())),
                     "output_max_abs_diff": float(np.max(np.abs(np.asarray(lo.output, dtype=np.float64)
                                                                - np.asarray(f.output, dtype=np.float64)))),
                     "exact": not any(mism.values())}
-            ver["vs_float_graph"] = compare(q_mean, mean_logits(f.aligned_output(), B), spikes=(q.records, f.records))
-            ver["vs_float_model"] = compare(q_mean, mean_logits(sims["float_model"], B), labels=ctx.inputs.labels)
-            ctx.summary.update(quantization=m.q.report.to_dict(), verification=ver)
+            trained = compare(sims["deployed_mean"], sims["trained_mean"], labels=ctx.inputs.labels,
+                              genres=ctx.inputs.genres or None, resamples=RESAMPLES,
+                              seed=int(ctx.options.get("seed") or 0))
+            trained.update(networks={"deployed": f"the network in {chip}'s arithmetic (n-bit weights/states, exact "
+                                                  "lowerings) in the reference simulator",
+                                     "reference": "the trained model (the run's forward)"},
+                           split=str(ctx.options["split"]))
+            ver = {"deployed_vs_trained": trained, **ver}
+            spikes = {"samples": int(self.x.shape[1]), **spike_agreement(q.records, f.records)}
+            ctx.summary.update(quantization={**m.q.report.to_dict(), "spikes_quantised_vs_float_graph": spikes},
+                               verification=ver)
+            verdict = gate_verdict(ctx, [trained_gate(ctx, trained, f"the network in {chip}'s arithmetic",
+                                                      f"train with its arithmetic in the loop: "
+                                                      f"`neuroposter train --target {chip}`")])
             wb, sb = ctx.summary["precision"]["weight_bits"], ctx.summary["precision"]["state_bits"]
             if "lowering" in ver:
                 lo = ver["lowering"]
                 ctx.lines.append(f"  lowering check: {lo['mismatched_spikes']} of {lo['spikes_compared']} spikes "
                                  f"differ ({'exact' if lo['exact'] else 'NOT exact'})")
-            vg, vm = ver["vs_float_graph"], ver["vs_float_model"]
-            ctx.lines.append(f"  {wb}-bit weights / {sb}-bit states: prediction agreement with the float graph "
-                             f"{vg['prediction_agreement']:.3f} (min layer spike agreement "
-                             f"{vg['spike_agreement_min'] if vg['spike_agreement_min'] is not None else 1.0:.4f}), "
-                             f"with the float model {vm['prediction_agreement']:.3f}, micro-F1 diff "
-                             f"{vm['micro_f1']['diff']:+.3f}")
+            smin = spikes["spike_agreement_min"]
+            prec = (f"{wb}-bit weights" if wb else "float weights (precision unknown)") + " / " + (
+                f"{sb}-bit states" if sb else "float states (precision unknown)")
+            ctx.lines.append(f"  {prec}: min layer spike agreement with the float graph "
+                             f"{smin if smin is not None else 1.0:.4f} ({spikes['samples']} samples)")
+            ctx.lines.append(agreement_line(trained, f"deployed ({chip} arithmetic) vs trained model, "
+                                                     f"{trained['split']} split"))
         if not m.hostable:
             vl = m.mapping.get("violated_limits", {})
             ctx.lines.append(f"  REFUSED: {chip} cannot host this network ({len(vl)} violated limits, "
@@ -330,6 +371,8 @@ class ChipTarget(Target):
                              + (f" ({len(e['nodes'])} nodes, e.g. {e['nodes'][0]!r})" if e["nodes"] else "")
                              + (f" [profile note: {e['note']}]" if e.get("note") else "")
                              for k, e in vl.items())
+            if not verdict.ok:
+                ctx.lines.append(f"  and if it fitted: {verdict.reason}")
         else:
             t = m.mapping["totals"]
             ctx.lines.append(f"  {t['neurons']} neurons, {t['stored_synapses']} stored synapses, {t['cores']} cores: "
@@ -340,7 +383,9 @@ class ChipTarget(Target):
         if not m.hostable:
             # a refusal (the chip cannot host the network) is the export's verdict, not a failed verification
             return Verdict(False, f"{chip} cannot host this network: " + "; ".join(m.violations), refused=True)
-        return Verdict(True)
+        if not verdict.ok:
+            ctx.lines.append(f"  FAILED: {verdict.reason}")
+        return verdict
 
     def bundle(self, ctx: ExportContext, verdict: Verdict) -> None:
         from neuroposter._io import atomic_write_json

@@ -53,6 +53,7 @@ class EvalInputs:
         split: the split.
         T: time steps (spiking inputs), else None.
         description: one line for summaries ("test posters of ...").
+        genres: the label columns' names (empty when the input does not name them).
     """
 
     x: Any
@@ -64,6 +65,7 @@ class EvalInputs:
     split: str
     T: int | None = None
     description: str = ""
+    genres: tuple[str, ...] = ()
 
     @property
     def samples(self) -> int:
@@ -175,13 +177,15 @@ def evaluation_inputs(loaded: Any, run_dir: str | os.PathLike[str], *, samples: 
             raise DataError(f"{path} has no {split} samples")
         idx = select(n, samples, seed)
         labels = np.asarray(enc.split_labels(split))[idx]
+        genres = tuple(str(g) for g in getattr(enc, "genres", ()) or ())
         if spec.inputs == "feature_tokens":
             ds = enc.features_dataset(split)
             x = torch.stack([torch.as_tensor(np.asarray(ds[int(i)][0]), dtype=torch.float32) for i in idx])
             return EvalInputs(x, labels, idx, "encoded", path, enc.key, split, None,
-                              f"{split} feature tokens of {path}")
+                              f"{split} feature tokens of {path}", genres)
         x = np.stack([enc.spikes(split, int(i)) for i in idx], axis=1).astype(np.uint8)   # [T, B, N, D]
-        return EvalInputs(x, labels, idx, "encoded", path, enc.key, split, int(enc.T), f"{split} spikes of {path}")
+        return EvalInputs(x, labels, idx, "encoded", path, enc.key, split, int(enc.T), f"{split} spikes of {path}",
+                          genres)
     if spec.inputs == "images":
         if "features" in (manifest.get("inputs") or {}):
             from neuroposter.features import preprocess
@@ -201,5 +205,6 @@ def evaluation_inputs(loaded: Any, run_dir: str | os.PathLike[str], *, samples: 
         rows = split_idx[pos]
         x = torch.stack([to_tensor(ds.load_image(int(i))) for i in rows])
         labels = np.asarray(ds.labels)[rows]
-        return EvalInputs(x, labels, rows, name, path, key, split, None, f"{split} posters of {path}")
+        genres = tuple(str(g) for g in getattr(ds, "genres", ()) or ())
+        return EvalInputs(x, labels, rows, name, path, key, split, None, f"{split} posters of {path}", genres)
     raise DataError(f"no evaluation inputs for a {loaded.model_name!r} run (model input {spec.inputs!r})")

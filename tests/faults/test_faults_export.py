@@ -358,7 +358,8 @@ def test_loihi_on_a_full_disk_says_so_and_leaves_no_temporary(site, capsys, monk
 def test_loihi_failed_verification_keeps_the_good_bundle(site, capsys, monkeypatch) -> None:
     import neuroposter.targets.loihi.target as loihi
 
-    args = ["export", "--target", "loihi", "--samples", "2", "-w", str(site.ws), "--export-root", str(site.export)]
+    args = ["export", "--target", "loihi", "--samples", "2", "--min-trained-agreement", "0", "-w", str(site.ws),
+            "--export-root", str(site.export)]
     code, _, err = _cli(capsys, *args)
     assert code == 0, err
     before = site.snap()
@@ -386,7 +387,7 @@ def test_onnx_on_a_moved_workspace_uses_the_real_posters(site, capsys, tmp_path,
     summary = json.loads((moved / "export" / "onnx" / "cnn" / "summary.json").read_text())
     assert summary["graph_inputs"]["images"][2:] == [268, 182]
     assert summary["inputs_source"].startswith("test posters of") and str(moved) in summary["inputs_source"]
-    assert summary["verification"]["vs_torch"]["samples"] == 2
+    assert summary["verification"]["deployed_vs_trained"]["samples"] == 3    # the whole test split, not --samples
     # and with the feature store gone: one line naming it, no random stand-ins
     shutil.rmtree(moved / "ws" / "features" / "default")
     code, _, err = _cli(capsys, "export", "--target", "onnx", "--samples", "2", "-w", str(moved / "ws"),

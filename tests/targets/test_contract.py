@@ -85,3 +85,76 @@ def test_run_export_refuses_a_model_of_another_kind(tmp_path, stub_run) -> None:
     with pytest.raises(DataError, match="exports sdt, snn-mlp runs"):
         run_export(_Fake("ok"), ExportRequest("fake", tmp_path / "r", tmp_path / "o", tmp_path, {}))
     assert not (tmp_path / "o").exists()
+
+
+class _Deployed(Target):
+    """A target with a deployed-vs-trained bound whose deployed network flips the trained model's decisions on the
+    samples listed in ``flip``."""
+
+    name = "deployed"
+    model_kinds = ("snn",)
+    defaults = {"samples": 2, "split": "test", "seed": 0}
+    min_agreement = None
+    min_trained_agreement = 0.95
+
+    def __init__(self, flip: tuple[int, ...] = ()) -> None:
+        self.flip = flip
+
+    def lower(self, ctx):
+        return None
+
+    def run(self, ctx, built):
+        trained = np.where(ctx.inputs.labels > 0, 1.0, -1.0)          # a trained model that decides the labels
+        deployed = trained.copy()
+        deployed[list(self.flip)] *= -1
+        return deployed, trained
+
+    def verify(self, ctx, outputs):
+        from neuroposter.targets.base import gate_verdict, trained_gate
+        from neuroposter.targets.verify import compare
+
+        self.sim = ctx.simulator_positions()
+        entry = compare(*outputs, labels=ctx.inputs.labels, resamples=100)
+        ctx.summary["verification"] = {"deployed_vs_trained": entry}
+        return gate_verdict(ctx, [trained_gate(ctx, entry, "the fake chip")])
+
+
+@pytest.fixture()
+def run_of_20(stub_run):
+    stub_run(torch.nn.Identity(), "sdt", (np.random.default_rng(0).random((3, 20, 2, 5)) < 0.5).astype(np.uint8))
+
+
+def test_the_deployed_vs_trained_bound_takes_the_whole_split(tmp_path, run_of_20) -> None:
+    target = _Deployed()
+    res = run_export(target, ExportRequest("deployed", tmp_path / "r", tmp_path / "o", tmp_path, {}))
+    assert res.ok and res.summary["samples"] == 20                       # the whole split, not --samples
+    assert res.summary["verification"]["deployed_vs_trained"]["samples"] == 20
+    assert len(target.sim) == 2 and list(target.sim) == sorted(target.sim)   # the simulator's seeded subset
+    assert res.summary["gates"][0]["ok"] and res.summary["min_trained_agreement"] == 0.95
+    part = run_export(_Deployed(), ExportRequest("deployed", tmp_path / "r", tmp_path / "p", tmp_path,
+                                                  {"trained_samples": 5}))
+    assert part.summary["samples"] == 5
+
+
+@pytest.mark.parametrize("flips, ok", [((), True), ((3,), True), ((3, 7), False)])
+def test_the_export_fails_below_the_trained_agreement(tmp_path, run_of_20, flips, ok) -> None:
+    """19 of 20 genre sets kept is 0.95 (passes the default bound), 18 of 20 is 0.90 (fails); only samples whose
+    labels are not all 0 change their set when negated, so the flipped ones are chosen among those."""
+    import neuroposter.targets.inputs as inputs
+
+    labels = inputs.evaluation_inputs(None, None, samples=20).labels
+    flips = tuple(int(i) for i in np.flatnonzero(labels.any(axis=1))[: len(flips)])
+    res = run_export(_Deployed(flips), ExportRequest("deployed", tmp_path / "r", tmp_path / "o", tmp_path, {}))
+    entry = res.summary["verification"]["deployed_vs_trained"]
+    assert entry["set_agreement"] == pytest.approx(1 - len(flips) / 20) and res.ok == ok
+    assert entry["micro_f1"]["reference"] == 1.0                          # the trained model decides the labels
+    if not ok:
+        assert res.failed and res.out_dir == tmp_path / "o.failed"
+        assert res.summary["reason"].startswith("the fake chip keeps the trained model's genre set on 0.900 of 20 "
+                                                "test samples (95 % interval")
+        assert "below --min-trained-agreement 0.95" in res.summary["reason"]
+        assert res.summary["gates"] == [{"check": "deployed_vs_trained", "metric": "set_agreement", "value": 0.9,
+                                         "min": 0.95, "flag": "--min-trained-agreement", "ok": False}]
+    lower = run_export(_Deployed(flips), ExportRequest("deployed", tmp_path / "r", tmp_path / "l", tmp_path,
+                                                        {"min_trained_agreement": 0.9}))
+    assert lower.ok

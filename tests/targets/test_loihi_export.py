@@ -28,14 +28,27 @@ def test_export_sdt_bundle_and_rerun(monkeypatch, tmp_path, stub_run) -> None:
     x = (np.random.default_rng(1).random((4, 5, 3, 8)) < 0.4).astype(np.uint8)
     stub_run(model, "sdt", x)
     out = tmp_path / "export" / "loihi" / "sdt"
-    res = export(ExportRequest("loihi", tmp_path / "runs" / "sdt", out, tmp_path, {"samples": 4}))
+    # Lava on 4 of the 5 samples; the deployed network vs the trained model on all 5 (the whole split, by default)
+    res = export(ExportRequest("loihi", tmp_path / "runs" / "sdt", out, tmp_path,
+                               {"samples": 4, "min_trained_agreement": 0.0}))
     assert res.ok, res.lines
     s = json.loads((out / "summary.json").read_text())
-    ver = s["verification"]["vs_reference"]
+    assert set(s["verification"]) == {"deployed_vs_trained", "simulator_vs_reference"}
+    ver = s["verification"]["simulator_vs_reference"]
     assert ver["output_exact"] and ver["prediction_agreement"] == 1.0 and ver["spike_agreement_min"] == 1.0
-    assert "vs_float_model" in s["verification"] and s["quantization"]["layers"]
+    assert ver["samples"] == 4 and len(ver["indices"]) == 4
+    vt = s["verification"]["deployed_vs_trained"]
+    assert vt["samples"] == 5 == s["samples"] and set(vt["intervals"]) >= {"set_agreement", "micro_f1", "map"}
+    assert [g["check"] for g in s["gates"]] == ["deployed_vs_trained", "simulator_vs_reference"]
+    assert s["quantization"]["layers"] and s["quantization"]["spikes_int_vs_float_graph"]["samples"] == 4
     for f in ("graph_int.nir", "graph.nir", "inputs.npz", "mapping.json", "manifest.json", "README.md"):
         assert (out / f).is_file(), f
+    with np.load(out / "inputs.npz") as z:
+        assert z["x"].shape[1] == 4 and z["deployed_mean_logits"].shape == (5, 3)
+        # the stored whole-split logits reproduce the summary's figures
+        from neuroposter.targets.verify import set_agreement
+
+        assert set_agreement(z["deployed_mean_logits"], z["trained_mean_logits"]) == vt["set_agreement"]
     assert json.loads((out / "mapping.json").read_text())["fits"] is True
     assert main([str(out), "--samples", "2"]) == 0
 
@@ -56,11 +69,45 @@ def test_export_fails_below_min_agreement(monkeypatch, tmp_path, stub_run) -> No
     assert not (tmp_path / "o").exists()
     real = loihi.verify_plan
     monkeypatch.setattr(loihi, "verify_plan", lambda *a, **k: {**real(*a, **k), "prediction_agreement": 0.5})
-    res = export(ExportRequest("loihi", tmp_path / "r", tmp_path / "o", tmp_path, {"samples": 3}))
-    assert not res.ok and res.failed and "min-agreement" in res.summary["reason"]
+    res = export(ExportRequest("loihi", tmp_path / "r", tmp_path / "o", tmp_path,
+                               {"samples": 3, "min_trained_agreement": 0.0}))
+    assert not res.ok and res.failed and "--min-agreement" in res.summary["reason"]
+    assert "--min-trained-agreement" not in res.summary["reason"]
     assert res.out_dir == tmp_path / "o.failed" and not (tmp_path / "o").exists()
     assert json.loads((tmp_path / "o.failed" / "manifest.json").read_text())["status"] == "failed"
     assert any("o.failed" in line for line in res.lines)
+
+
+def test_export_fails_when_the_deployed_network_flips_the_trained_decisions(monkeypatch, tmp_path, stub_run) -> None:
+    """Lava equals the integer reference bit for bit, but the deployed network decides otherwise than the trained
+    model: the export fails on the deployed-vs-trained bound (not on Lava's), naming metric, value and flag."""
+    import neuroposter.targets.loihi.target as loihi
+    from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+    from neuroposter.targets.loihi import export
+
+    torch.manual_seed(0)
+    model = SpikeDrivenTransformer(SDTConfig(d_in=8, n_tokens=3, d_model=8, depth=1, heads=2, mlp_hidden=8,
+                                             n_classes=3))
+    x = (np.random.default_rng(1).random((4, 6, 3, 8)) < 0.4).astype(np.uint8)
+    stub_run(model, "sdt", x)
+    real = loihi.reference_mean_logits
+    # a quantisation that flips every decision (its logits negated, never exactly 0)
+    monkeypatch.setattr(loihi, "reference_mean_logits", lambda *a, **k: -(real(*a, **k)) - 1e-3)
+    res = export(ExportRequest("loihi", tmp_path / "r", tmp_path / "o", tmp_path, {"samples": 2}))
+    assert not res.ok and res.failed and res.out_dir == tmp_path / "o.failed"
+    s = res.summary
+    assert s["verification"]["deployed_vs_trained"]["set_agreement"] == 0.0
+    assert s["verification"]["deployed_vs_trained"]["samples"] == 6
+    assert s["verification"]["simulator_vs_reference"]["output_exact"]       # Lava is still bit-exact
+    failed = [g for g in s["gates"] if not g["ok"]]
+    assert [(g["check"], g["metric"], g["min"]) for g in failed] == [("deployed_vs_trained", "set_agreement", 0.95)]
+    reason = s["reason"]
+    assert "genre set on 0.000 of 6 test samples" in reason and "--min-trained-agreement 0.95" in reason
+    assert "neuroposter train --target loihi" in reason and any(line.startswith("  FAILED:") for line in res.lines)
+    # the bound is the user's: 0 accepts it
+    ok = export(ExportRequest("loihi", tmp_path / "r", tmp_path / "o2", tmp_path,
+                              {"samples": 2, "min_trained_agreement": 0}))
+    assert ok.ok and ok.summary["min_trained_agreement"] == 0.0
 
 
 def test_export_snn_mlp_with_netx(monkeypatch, tmp_path, stub_run) -> None:
@@ -75,7 +122,7 @@ def test_export_snn_mlp_with_netx(monkeypatch, tmp_path, stub_run) -> None:
     x = (np.random.default_rng(2).random((4, 4, 1, 12)) < 0.4).astype(np.uint8)
     stub_run(model, "snn-mlp", x)
     out = tmp_path / "mlp"
-    res = export(ExportRequest("loihi", tmp_path / "r", out, tmp_path, {"samples": 4}))
+    res = export(ExportRequest("loihi", tmp_path / "r", out, tmp_path, {"samples": 4, "min_trained_agreement": 0}))
     assert res.ok, res.lines
     assert (out / "network.net").is_file()
     assert res.summary["netx"]["ok"] and res.summary["netx"]["output_exact"]

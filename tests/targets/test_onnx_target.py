@@ -84,15 +84,18 @@ def test_onnx_target_bundle(tmp_path, monkeypatch) -> None:
     x = torch.randn(4, cfg.n_tokens, cfg.d_in, generator=torch.Generator().manual_seed(0))
     from neuroposter.targets import inputs
 
+    labels = (np.random.default_rng(0).random((4, cfg.n_classes)) < 0.5).astype(np.uint8)
     monkeypatch.setattr(inputs, "evaluation_inputs", lambda loaded, run_dir, *, samples, split="test", seed=None: (
-        inputs.EvalInputs(x[:samples], np.zeros((min(samples, 4), 3)), np.arange(min(samples, 4)), "encoded",
+        inputs.EvalInputs(x[:samples], labels[:samples], np.arange(min(samples, 4)), "encoded",
                           tmp_path / "enc", "e", split, None, "test feature tokens of stub")))
     out = tmp_path / "out"
-    res = get_exporter("onnx")(ExportRequest("onnx", ws / "runs" / "ann-transformer", out, ws, {"samples": 4}))
+    res = get_exporter("onnx")(ExportRequest("onnx", ws / "runs" / "ann-transformer", out, ws, {}))
     assert res.ok, res.lines
     summary = json.loads((out / "summary.json").read_text())
-    v = summary["verification"]["vs_torch"]
+    v = summary["verification"]["deployed_vs_trained"]         # onnxruntime vs the trained model, the whole split
     assert v["max_abs_logit_diff"] < 1e-4 and summary["opset"] == 17 and v["samples"] == 4
+    assert v["set_agreement"] == 1.0 and v["map"]["diff"] == 0.0 and v["intervals"]["set_agreement"] == [1.0, 1.0]
+    assert {g["metric"]: g["ok"] for g in summary["gates"]} == {"set_agreement": True, "max_rel_diff": True}
     assert summary["inputs_source"] == "test feature tokens of stub"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "export" and "model.onnx" in manifest["artifacts"]

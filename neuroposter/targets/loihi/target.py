@@ -9,18 +9,25 @@ Stages:
    Loihi neuron or synapses cannot express is a refusal verdict;
 3. build: the Lava network plan (:mod:`.builder`: stock ``LIFReset``/``Sparse``/``Dense``/``DelaySparse``
    processes, re-timed, delays bounded by the profile's ``max_delay``);
-4. run: ``--samples`` test samples (seeded subset) back to back in **one** Lava run (``fixed_pt``;
-   ``floating_pt`` with ``--floating-pt`` for debugging), the reference simulator
-   (``simulate(mode="per_hop", arithmetic="int")``), the float same-step graph and the float model;
-5. verify (:mod:`neuroposter.targets.verify` metrics): Lava vs the integer reference (``vs_reference``:
-   spikes per layer, prediction agreement, read-out bit-exactness), the deployed network vs the float
-   model (``vs_float_model``: the quantisation's effect, micro-F1 difference), the integer vs the float
-   reference (``int_vs_float_reference``); for a chain-shaped ``snn-mlp`` also lava-dl netx HDF5, loaded
-   back and checked (``netx``); the network mapped onto the profile (``mapping``). The export fails when the
-   prediction agreement with the reference is below ``--min-agreement`` (default 0.99) or the netx check fails;
-6. bundle: ``graph_int.nir``, ``graph.nir``, ``inputs.npz`` (sample inputs + reference outputs),
-   ``network.net`` (netx, when applicable), ``mapping.json``, ``README.md``.
-   ``python -m neuroposter.targets.loihi.run BUNDLE`` re-runs it.
+4. run: the trained model and the **integer reference simulation** of the integer graph
+   (``simulate(mode="per_hop", arithmetic="int")`` with the re-timing delays; bit-exact to Lava's fixed point) on
+   the ``--trained-samples`` first samples of the split (default: the whole split), and Lava (``fixed_pt``;
+   ``floating_pt`` with ``--floating-pt`` for debugging) on ``--samples`` of them (default 64, all when the
+   split is smaller; a seeded subset) back to back in one run, with the reference (spikes recorded) and the float
+   same-step graph on that subset;
+5. verify (:mod:`neuroposter.targets.verify` metrics): ``deployed_vs_trained`` -- the deployed network (the
+   integer reference) vs the trained model over the whole split: top-1, genre-set, per-label agreement,
+   micro-F1 and mAP against the labels, each with a bootstrap interval; ``simulator_vs_reference`` -- Lava vs the
+   integer reference on the subset (spikes per layer, read-out bit-exactness, latency); the quantisation's effect
+   per layer (``quantization``: weight error, firing rates and spike agreement of the integer vs the float graph
+   on the subset); for a chain-shaped ``snn-mlp`` also lava-dl netx HDF5, loaded back and checked (``netx``); the
+   network mapped onto the profile (``mapping``). The export fails (``summary["gates"]``) when the deployed
+   network keeps the trained model's genre set on fewer than ``--min-trained-agreement`` (default 0.95) of the
+   samples, when Lava's prediction agreement with the reference is below ``--min-agreement`` (default 0.99), or
+   when the netx check fails;
+6. bundle: ``graph_int.nir``, ``graph.nir``, ``inputs.npz`` (the simulator's sample inputs + reference outputs,
+   and the whole split's deployed and trained mean logits), ``network.net`` (netx, when applicable),
+   ``mapping.json``, ``README.md``. ``python -m neuroposter.targets.loihi.run BUNDLE`` re-runs it.
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from neuroposter.targets.base import ExportContext, Refusal, Target, UnsupportedNodeError, Verdict
+from neuroposter.targets.base import (ExportContext, Gate, Refusal, Target, UnsupportedNodeError, Verdict, gate_verdict,
+                                      trained_gate)
 
-__all__ = ["LoihiTarget", "verify_plan", "reference_readout_int"]
+__all__ = ["LoihiTarget", "verify_plan", "reference_readout_int", "reference_mean_logits"]
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +97,31 @@ class _Quantised:
 class _Outputs:
     plan: Any
     lava: Any
-    ref: Any            # per-hop integer reference SimResult
-    ref_float: Any      # same-step float SimResult
+    ref: Any                 # per-hop integer reference SimResult on the simulator's sample (spikes recorded)
+    ref_float: Any           # same-step float SimResult on the simulator's sample
     retiming: Any
-    float_logits: np.ndarray
+    float_logits: np.ndarray  # the trained model's read-out [T, B_sim, C] on the simulator's sample
+    deployed_mean: np.ndarray  # the integer reference's mean logits [N, C] on every evaluation sample
+    trained_mean: np.ndarray   # the trained model's mean logits [N, C] on every evaluation sample
+
+
+#: samples per integer-reference simulation over the whole split (bounds its int64 copy of the inputs)
+_REFERENCE_CHUNK = 256
+
+
+def reference_mean_logits(plan: Any, flat_int: Any, x: np.ndarray, delays: Mapping[Any, int],
+                          chunk: int = _REFERENCE_CHUNK) -> np.ndarray:
+    """The deployed network's mean logits ``[B, C]`` on ``x`` ``[T, B, ...]``: the integer reference simulation
+    (per hop, int, re-timed; bit-exact to Lava's fixed point) without recordings, ``chunk`` samples at a time."""
+    from neuroposter.ir.simulate import simulate
+
+    out_name = next(iter(plan.outputs))
+    scale = plan.outputs[out_name]["scale"]
+    parts = []
+    for lo in range(0, int(x.shape[1]), chunk):
+        ref = simulate(flat_int, x[:, lo:lo + chunk], mode="per_hop", arithmetic="int", delays=delays, record=False)
+        parts.append(reference_readout_int(plan, ref).mean(axis=0) / scale)
+    return np.concatenate(parts, axis=0)
 
 
 class LoihiTarget(Target):
@@ -100,8 +129,9 @@ class LoihiTarget(Target):
 
     name = "loihi"
     model_kinds = ("snn",)
-    defaults = {"samples": 16, "split": "test", "seed": 0, "select_tag": "fixed_pt", "record": True}
+    defaults = {"samples": 64, "split": "test", "seed": 0, "select_tag": "fixed_pt", "record": True}
     min_agreement = 0.99
+    min_trained_agreement = 0.95
     profile = "loihi2"
 
     def options(self, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,7 +145,9 @@ class LoihiTarget(Target):
         from neuroposter.ir.lower import lower_model, to_graph_input
 
         graph = lower_model(ctx.run.model, T=int(ctx.inputs.T), source_run=str(ctx.request.run_dir))
-        self.x = to_graph_input(ctx.inputs.x, graph)
+        self.x_all = to_graph_input(ctx.inputs.x, graph)                  # every evaluation sample
+        self.sim = ctx.simulator_positions()                              # the simulator's sample among them
+        self.x = np.ascontiguousarray(self.x_all[:, self.sim])
         ctx.summary.update(select_tag=str(ctx.options["select_tag"]), T=int(self.x.shape[0]))
         return graph
 
@@ -151,7 +183,7 @@ class LoihiTarget(Target):
         from neuroposter.ir.retime import retime
         from neuroposter.ir.simulate import simulate
         from neuroposter.targets.loihi.builder import run_lava
-        from neuroposter.targets.verify import float_model_logits
+        from neuroposter.targets.verify import float_model_logits, mean_logits
 
         tag = str(ctx.options["select_tag"])
         lava = run_lava(plan, self.x, select_tag=tag, record=bool(ctx.options["record"]),
@@ -159,47 +191,53 @@ class LoihiTarget(Target):
         ctx.timings["lava_build_s"], ctx.timings["lava_run_s"] = lava.build_s, lava.run_s
         t0 = time.perf_counter()
         rt = retime(self.q.flat_int)
-        ref = simulate(self.q.flat_int, self.x, mode="per_hop", arithmetic="int", delays=rt.delays)
+        deployed = reference_mean_logits(plan, self.q.flat_int, self.x_all, rt.delays)
         ctx.timings["reference_int_s"] = time.perf_counter() - t0
+        ref = simulate(self.q.flat_int, self.x, mode="per_hop", arithmetic="int", delays=rt.delays)
         ref_float = simulate(self.q.flat, self.x, mode="same_step", arithmetic="float")
-        return _Outputs(plan, lava, ref, ref_float, rt, float_model_logits(ctx.run.model, ctx.inputs.x))
+        t0 = time.perf_counter()
+        trained = float_model_logits(ctx.run.model, ctx.inputs.x)
+        ctx.timings["trained_model_s"] = time.perf_counter() - t0
+        B = int(self.x_all.shape[1])
+        return _Outputs(plan, lava, ref, ref_float, rt, trained[:, self.sim], deployed.reshape(B, -1),
+                        mean_logits(trained, B))
 
     def verify(self, ctx: ExportContext, o: _Outputs) -> Verdict:
         from neuroposter.errors import ResourceError
         from neuroposter.targets.loihi.netx_export import export_and_check, is_chain
         from neuroposter.targets.mapping import map_graph
-        from neuroposter.targets.verify import compare, mean_logits
+        from neuroposter.targets.verify import RESAMPLES, compare, spike_agreement
 
-        B = int(self.x.shape[1])
         min_agree = float(ctx.options["min_agreement"])
-        ver = verify_plan(o.plan, o.lava, o.ref)
-        out_name = next(iter(o.plan.outputs))
-        lava_mean = mean_logits(o.lava.logits[out_name], B)
-        float_mean = mean_logits(o.float_logits, B)
-        ref_float_mean = mean_logits(o.ref_float.aligned_output(), B)
-        scale = o.plan.outputs[out_name]["scale"]
+        sim = verify_plan(o.plan, o.lava, o.ref)
+        sim.update(indices=[int(i) for i in np.asarray(ctx.inputs.indices)[self.sim]],
+                   networks={"deployed": f"Lava {o.lava.select_tag} (CPU simulation)",
+                             "reference": "integer reference simulation (per hop, re-timed)"})
+        trained = compare(o.deployed_mean, o.trained_mean, labels=ctx.inputs.labels, genres=ctx.inputs.genres or None,
+                          resamples=RESAMPLES, seed=int(ctx.options.get("seed") or 0))
+        trained.update(networks={"deployed": "integer reference simulation of graph_int (bit-exact to Lava fixed_pt)",
+                                 "reference": "the trained model (the run's forward)"}, split=str(ctx.options["split"]))
         self.ref_out = reference_readout_int(o.plan, o.ref)
-        ref_int_mean = mean_logits(self.ref_out, B) / scale
         int_spikes = {k: np.asarray(o.ref.aligned(k)) for k in o.plan.populations
                       if k in o.ref.records and k in o.ref_float.records}
         float_spikes = {k: np.asarray(o.ref_float.records[k])[: int_spikes[k].shape[0]] for k in int_spikes}
-        verification = {
-            "vs_reference": ver,
-            "vs_float_model": compare(lava_mean, float_mean, labels=ctx.inputs.labels),
-            "int_vs_float_reference": compare(ref_int_mean, ref_float_mean, spikes=(int_spikes, float_spikes)),
-            "reference_float_vs_float_model": compare(ref_float_mean, float_mean),
-        }
-        ok = ver["prediction_agreement"] >= min_agree
-        reason = None if ok else (f"prediction agreement with the reference simulator "
-                                  f"{ver['prediction_agreement']:.3f} < --min-agreement {min_agree}")
         firing = {k: {"int": float(int_spikes[k].mean()), "float": float(float_spikes[k].mean())} for k in int_spikes}
         ctx.summary.update({
-            "verification": verification,
-            "quantization": {**self.q.report.to_dict(), "firing_rates": firing},
+            "verification": {"deployed_vs_trained": trained, "simulator_vs_reference": sim},
+            "quantization": {**self.q.report.to_dict(), "firing_rates": firing,
+                             "spikes_int_vs_float_graph": {"samples": int(self.x.shape[1]),
+                                                           **spike_agreement(int_spikes, float_spikes)}},
             "network": o.plan.summary(),
             "lava": {"select_tag": o.lava.select_tag, "steps": o.lava.steps, "build_s": o.lava.build_s,
                      "run_s": o.lava.run_s, "batching": "back-to-back samples in one run, LIFReset per population"},
         })
+        verdict = gate_verdict(ctx, [
+            trained_gate(ctx, trained, "the deployed network (integer reference of the Loihi 2 graph)",
+                         "train with Loihi 2's arithmetic in the loop: `neuroposter train --target loihi`"),
+            Gate("simulator_vs_reference", "prediction_agreement", float(sim["prediction_agreement"]), min_agree,
+                 "--min-agreement", f"Lava's prediction agreement with the integer reference "
+                                    f"{sim['prediction_agreement']:.3f} < --min-agreement {min_agree:g}")])
+        ok, reason = verdict.ok, verdict.reason
         try:
             mapping = map_graph(self.q.flat, ctx.profile, delays=o.retiming.delays).to_dict()
         except Exception as exc:  # noqa: BLE001 - the mapping must not hide the verification result
@@ -217,12 +255,14 @@ class LoihiTarget(Target):
             ctx.summary["netx"] = {k: v for k, v in self.netx.items() if k not in ("file_bytes", "graph_int")}
             if not self.netx.get("ok", False):
                 ok = False
-                reason = reason or f"netx check failed: {self.netx.get('error') or self.netx.get('reason')}"
+                why = f"netx check failed: {self.netx.get('error') or self.netx.get('reason')}"
+                reason = f"{reason}; {why}" if reason else why
         return Verdict(ok, reason)
 
     def bundle(self, ctx: ExportContext, verdict: Verdict) -> None:
         from neuroposter._io import atomic_write_json, atomic_write_text
         from neuroposter.ir.graph_io import write_graph
+        from neuroposter.targets.verify import agreement_line
 
         o, q, x = self.outputs, self.q, self.x
         out_name = next(iter(o.plan.outputs))
@@ -230,31 +270,32 @@ class LoihiTarget(Target):
         netx_bytes = self.netx.get("file_bytes") if self.netx else None
         ctx.needs_bytes = max(ctx.needs_bytes or 0, int(1.5 * (2 * _graph_nbytes(q.graph) + x.nbytes + ref_out.nbytes
                                                                + o.lava.output[out_name].nbytes
-                                                               + o.float_logits.nbytes)
+                                                               + o.float_logits.nbytes + 2 * o.trained_mean.nbytes)
                                                           + len(netx_bytes or b"")) + (1 << 20))
         ctx.files["graph_int.nir"] = lambda p: write_graph(p, q.graph_int, verify=False)
         ctx.files["graph.nir"] = lambda p: write_graph(p, q.graph, verify=False)
+        sim_rows = np.asarray(self.sim)
         ctx.files["inputs.npz"] = lambda p: np.savez_compressed(
-            p, x=x.astype(np.uint8), labels=ctx.inputs.labels, indices=ctx.inputs.indices, reference_output=ref_out,
-            lava_output=o.lava.output[out_name], float_model_logits=o.float_logits)
+            p, x=x.astype(np.uint8), labels=ctx.inputs.labels[sim_rows],
+            indices=np.asarray(ctx.inputs.indices)[sim_rows], reference_output=ref_out,
+            lava_output=o.lava.output[out_name], float_model_logits=o.float_logits,
+            split_indices=np.asarray(ctx.inputs.indices), split_labels=ctx.inputs.labels,
+            deployed_mean_logits=o.deployed_mean, trained_mean_logits=o.trained_mean)
         if netx_bytes:
             ctx.files["network.net"] = lambda p: p.write_bytes(netx_bytes)
         ctx.files["mapping.json"] = lambda p: atomic_write_json(p, self.mapping)
         ctx.files["README.md"] = lambda p: atomic_write_text(p, _readme(ctx.run_name, ctx.summary,
                                                                          self.netx is not None))
         ver = ctx.summary["verification"]
-        vr, vf = ver["vs_reference"], ver["vs_float_model"]
+        vs, vt = ver["simulator_vs_reference"], ver["deployed_vs_trained"]
         net = o.plan.summary()
         ctx.lines += [
             f"  Lava {o.lava.select_tag}: {net['populations']} populations, {net['synapse_processes']} "
             f"synapse processes, latency {o.plan.latency}; {x.shape[1]} samples in {o.lava.run_s:.1f} s",
-            f"  vs reference (int, per hop): prediction agreement {vr['prediction_agreement']:.3f}, "
-            f"min layer spike agreement "
-            f"{vr['spike_agreement_min'] if vr['spike_agreement_min'] is not None else 'n/a'}, "
-            f"outputs exact: {vr['output_exact']}",
-            f"  vs float model (quantisation effect): prediction agreement {vf['prediction_agreement']:.3f} "
-            f"(top-1 {vf['top1_agreement']:.3f}, per-label decisions {vf['label_agreement']:.3f}), "
-            f"micro-F1 {vf['micro_f1']['deployed']:.3f} vs {vf['micro_f1']['reference']:.3f}",
+            f"  Lava vs integer reference ({vs['samples']} samples): outputs bit-exact: {vs['output_exact']}, "
+            f"prediction agreement {vs['prediction_agreement']:.3f}, min layer spike agreement "
+            f"{vs['spike_agreement_min'] if vs['spike_agreement_min'] is not None else 'n/a'}",
+            agreement_line(vt, f"deployed (integer reference) vs trained model, {vt['split']} split"),
             _mapping_line(self.mapping),
         ]
         if self.netx is not None:
@@ -299,7 +340,8 @@ def _graph_nbytes(graph: Any) -> int:
 
 
 def _readme(run: str, summary: Mapping[str, Any], has_netx: bool) -> str:
-    ver = summary["verification"]["vs_reference"]
+    ver = summary["verification"]["simulator_vs_reference"]
+    vt = summary["verification"]["deployed_vs_trained"]
     return f"""# Loihi 2 bundle: {run}
 
 Produced by `neuroposter export --target loihi`. Everything needed to rebuild and re-run the Lava
@@ -309,9 +351,9 @@ network is in this folder:
 |---|---|
 | `graph_int.nir` | the integer NIR graph (Loihi 2 fixed point in every node's `metadata["loihi"]`; equations in `neuroposter/targets/loihi/fixed_point.py`) |
 | `graph.nir` | the float NIR graph it was quantised from |
-| `inputs.npz` | `x` (the {summary['samples']} sample inputs `[T, B, ...]`), `labels`, `indices`, `reference_output` (integer read-out `a + bias` of the reference simulator, per_hop/int, latency removed, `[T, B, C]`; divide by the Output's `scale` for logits), `lava_output`, `float_model_logits` |
+| `inputs.npz` | the {ver['samples']} samples run in Lava: `x` (`[T, B, ...]`), `labels`, `indices`, `reference_output` (integer read-out `a + bias` of the reference simulator, per_hop/int, latency removed, `[T, B, C]`; divide by the Output's `scale` for logits), `lava_output`, `float_model_logits`; and the {vt['samples']} samples of the deployed-vs-trained comparison: `split_indices`, `split_labels`, `deployed_mean_logits`, `trained_mean_logits` (`[N, C]`) |
 | `mapping.json` | resources on the `loihi2` profile and the fit verdict |
-| `summary.json` | verification (Lava vs reference and vs the float model), quantisation error per layer, timings |
+| `summary.json` | verification (`deployed_vs_trained`: the integer network vs the trained model on the whole split; `simulator_vs_reference`: Lava vs the integer reference), quantisation error per layer, timings |
 {"| `network.net` | lava-dl netx HDF5 of the spiking chain (hidden layers; read-out on the host) |" if has_netx else ""}
 
 ## Re-run (the documented entry point)
@@ -325,6 +367,7 @@ It reads `graph_int.nir`, rebuilds the Lava processes (stock `LIFReset`, `Sparse
 `DelaySparse`, `RingBuffer`), runs the stored inputs back to back in Lava's CPU simulation and
 checks the read-out against `reference_output` (exit 0 when identical in fixed point).
 
-Export result: latency {ver['latency']['lava']} steps; prediction agreement with the reference
-{ver['prediction_agreement']:.3f}; outputs bit-exact: {ver['output_exact']}.
+Export result: latency {ver['latency']['lava']} steps; Lava's outputs bit-exact to the reference: {ver['output_exact']};
+the deployed network keeps the trained model's genre set on {vt['set_agreement']:.3f} and its top-1 genre on
+{vt['top1_agreement']:.3f} of {vt['samples']} {vt['split']} samples.
 """
