@@ -11,6 +11,7 @@ import contextlib
 
 from neuroposter.cli._common import add_common, float_in_range, int_in_range, seed_type
 from neuroposter.models import MODELS
+from neuroposter.targets import training_targets
 
 __all__ = ["add_parser", "run"]
 
@@ -23,7 +24,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=f"Trains a model and writes WORKSPACE/runs/<name>/ (checkpoint, metrics.json, curves). "
         f"Models: {models}. Optimisation flags left out take per-model defaults.")
     p.add_argument("--model", choices=MODELS.names(), default="sdt", help="model to train (default: sdt)")
-    p.add_argument("--name", default=None, help="run name (default: the model name)")
+    p.add_argument("--name", default=None, help="run name (default: the model name; with --target: MODEL-TARGET)")
+    p.add_argument("--target", choices=training_targets(), default=None,
+                   help="quantisation-aware training: the target's integer weight arithmetic (from its hardware "
+                        "profile) in the forward pass, so the deployed network is the trained one; spiking models")
+    p.add_argument("--init-from", metavar="RUN", default=None,
+                   help="with --target: fine-tune this float run (name or path) instead of training a float phase "
+                        "first")
+    p.add_argument("--qat-epochs", type=int_in_range(1, 10_000), default=None,
+                   help="with --target: epochs of the quantisation-aware phase (default 10)")
+    p.add_argument("--qat-lr", type=float_in_range(0, 10, low_open=True), default=None,
+                   help="with --target: its peak learning rate (default: a tenth of --lr)")
     p.add_argument("--encoded", default="default", help="encoded set name (sdt, snn-mlp, ann-transformer)")
     p.add_argument("--features", default="default", help="feature store name (cnn)")
     p.add_argument("--dataset", default="default", help="dataset name (vit)")
@@ -74,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     claim = contextlib.ExitStack()
     try:
         ws = workspace_of(args)
-        name = args.name or args.model
+        qat_arith = _check_qat_args(args)
+        name = args.name or (f"{args.model}-{args.target}" if args.target else args.model)
         run_dir = ws.run(name)
         # refuse a bad destination, and lock the run (with its --resume state), before loading or training
         claim.enter_context(claim_run(run_dir, force=args.force, dist=info, protect=input_locations(
@@ -98,9 +110,10 @@ def run(args: argparse.Namespace) -> int:
             if value is not None:
                 defaults[key] = value
         cfg = TrainConfig(seed=args.seed, **defaults)
+        qat = None if qat_arith is None else _qat_plan(args, ws, qat_arith, cfg, task)
         result = train_run(args.model, task, run_dir, cfg, model_kwargs=model_kwargs, device=device,
                            dist=info, resume=args.resume, store=store, force=args.force,
-                           write_config=lambda d: write_resolved_config(d, args))
+                           write_config=lambda d: write_resolved_config(d, args), qat=qat)
         if result is None:
             return 0
         m = result.metrics
@@ -112,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
         rows = [(args.model, m["test"])] + [(f"  {b}", v) for b, v in m["baselines"].items()]
         for label, vals in rows:
             print(f"  {label:<18s}" + "".join(f"{vals[k]:16.3f}" for k in keys))
+        if m.get("qat"):
+            src = (m["qat"]["init_from"] or {}).get("run")
+            print(f"  trained with {m['qat']['description']}" + (f", fine-tuned from {src}" if src else ""))
         if m.get("firing_rates"):
             rates = m["firing_rates"]
             print(f"  firing rates: mean {sum(rates.values()) / len(rates):.3f} over {len(rates)} LIF layers")
@@ -119,3 +135,54 @@ def run(args: argparse.Namespace) -> int:
     finally:
         claim.close()
         shutdown_distributed()
+
+
+def _check_qat_args(args: argparse.Namespace) -> object:
+    """The target arithmetic of ``--target`` (None without it); refuses QAT flags that cannot apply."""
+    from neuroposter.errors import UsageError
+
+    if args.target is None:
+        given = [f for f, v in (("--init-from", args.init_from), ("--qat-epochs", args.qat_epochs),
+                                ("--qat-lr", args.qat_lr)) if v is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply with --target (quantisation-aware training)")
+        return None
+    if MODELS.get(args.model).kind != "snn":
+        from neuroposter.models import names
+
+        raise UsageError(f"--target trains a spiking model with the target's arithmetic; {args.model} is not one "
+                         f"(spiking models: {', '.join(names(kind='snn'))})")
+    from neuroposter.targets import training_arithmetic
+
+    return training_arithmetic(args.target)
+
+
+def _qat_plan(args: argparse.Namespace, ws: object, arith: object, cfg: object, task: object) -> object:
+    """The :class:`~neuroposter.train.QATPlan` of the command line (loads ``--init-from``'s weights)."""
+    from dataclasses import replace
+
+    from neuroposter.errors import UsageError
+    from neuroposter.train import QAT_DEFAULTS, QATPlan, default_model_kwargs, load_run
+
+    qcfg = replace(cfg, epochs=args.qat_epochs or QAT_DEFAULTS["epochs"], warmup=QAT_DEFAULTS["warmup"],
+                   lr=args.qat_lr or cfg.lr * QAT_DEFAULTS["lr_factor"])
+    if args.init_from is None:
+        return QATPlan(arith, qcfg)
+    src_dir = ws.run(args.init_from)
+    src = load_run(src_dir)
+    if src.model_name != args.model:
+        raise UsageError(f"--init-from {args.init_from}: that run trained {src.model_name}, not {args.model}")
+    if src.model_json.get("deploy"):
+        raise UsageError(f"--init-from {args.init_from}: that run is already quantisation-aware; start from a "
+                         "float run")
+    want = default_model_kwargs(args.model, task)
+    if dict(src.model_json.get("kwargs", {})) != want:
+        raise UsageError(f"--init-from {args.init_from}: its model settings differ from this training's "
+                         "(another encoded set or configuration); retrain it or pick a matching run")
+    ins = {k: v.get("key") for k, v in (src.manifest.get("inputs") or {}).items()}
+    mine = {k: v.get("key") for k, v in task.inputs_manifest.items()}
+    if ins != mine:
+        raise UsageError(f"--init-from {args.init_from}: it was trained on other inputs; fine-tune it on the "
+                         "encoded set it was trained on, or retrain it")
+    return QATPlan(arith, qcfg, init_state=src.model.state_dict(),
+                   init_from={"run": str(src_dir), "key": src.manifest.get("key")})

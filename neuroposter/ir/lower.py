@@ -20,8 +20,9 @@ the ignored state) and ``concrete_args={"state": None}``. Residual ``u = u + x``
 edges (NIR sums edges): the membrane shortcut. Node names are the view's module paths
 (``"blocks.0.mlp.sn_hidden"``), so simulator records read ``"blocks.0.attn.and_qkv"``.
 
-Conventions (recorded in ``graph.metadata``): ``dt = 1`` (one step), ``reset = "zero"``,
-``threshold = "strict"``. BatchNorm (eval statistics) is folded into the preceding weights:
+Conventions (recorded in ``graph.metadata`` and in every sub-graph's): ``dt = 1`` (one step),
+``reset = "zero"``, ``threshold = "strict"``, ``integration = "forward_euler"``; a NIR reader must be given
+``dt`` (:mod:`neuroposter.ir.interop`). BatchNorm (eval statistics) is folded into the preceding weights:
 
 .. math::
     W' = \\frac{\\gamma}{\\sigma} W,\\qquad b' = \\beta - \\frac{\\gamma\\mu}{\\sigma} + \\frac{\\gamma}{\\sigma} b,
@@ -81,6 +82,19 @@ def fold_bn(weight: Tensor, bias: Tensor | None, bn: nn.BatchNorm1d | None) -> t
         w = g[:, None] * w
         b = beta - g * bn.running_mean.detach().double() + g * b
     return w.numpy(), b.numpy()
+
+
+def _fold(linear: nn.Linear, bn: nn.BatchNorm1d | None, div: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The deployed ``(W' / div, b')`` of a connection: :func:`fold_bn`, or -- for a model trained with a target's
+    arithmetic (:func:`neuroposter.ir.qat.enable`) -- the weights on that target's grid the model computes with,
+    so the graph holds what was trained."""
+    from neuroposter.ir.qat import deployed_connection
+
+    qat = deployed_connection(linear, bn, div)
+    if qat is not None:
+        return qat
+    w, b = fold_bn(linear.weight, linear.bias, bn)
+    return (w / div if div != 1 else w), b
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,11 +170,10 @@ class _StepSDSA(nn.Module):
         shape = (d, self.n_tokens)
         self.sn_in = _StepLIF(shape, tau, v_th, sn_in_bias)
         for name in ("q", "k", "v"):
-            setattr(self, name, _TokenConv(*fold_bn(getattr(attn, name).weight, getattr(attn, name).bias,
-                                                    getattr(attn, f"{name}_bn")), n_tokens))
+            setattr(self, name, _TokenConv(*_fold(getattr(attn, name), getattr(attn, f"{name}_bn")), n_tokens))
             setattr(self, f"{name}_sn", _StepLIF(shape, tau, v_th))
         self.kv_sn = _StepLIF((d, 1), tau, kv_v_th, role="or")
-        self.proj = _TokenConv(*fold_bn(attn.proj.weight, attn.proj.bias, attn.proj_bn), n_tokens)
+        self.proj = _TokenConv(*_fold(attn.proj, attn.proj_bn), n_tokens)
 
     def forward(self, u: Tensor, state: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         st = state or {}
@@ -183,9 +196,9 @@ class _StepMLP(nn.Module):
         super().__init__()
         hidden = int(mlp.fc1.out_features)
         self.sn_in = _StepLIF((d_model, n_tokens), tau, v_th, sn_in_bias)
-        self.fc1 = _TokenConv(*fold_bn(mlp.fc1.weight, mlp.fc1.bias, mlp.fc1_bn), n_tokens)
+        self.fc1 = _TokenConv(*_fold(mlp.fc1, mlp.fc1_bn), n_tokens)
         self.sn_hidden = _StepLIF((hidden, n_tokens), tau, v_th)
-        self.fc2 = _TokenConv(*fold_bn(mlp.fc2.weight, mlp.fc2.bias, mlp.fc2_bn), n_tokens)
+        self.fc2 = _TokenConv(*_fold(mlp.fc2, mlp.fc2_bn), n_tokens)
 
     def forward(self, u: Tensor, state: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         st = state or {}
@@ -214,7 +227,7 @@ class SDTStepView(nn.Module):
         n, d = int(cfg.n_tokens), int(cfg.d_model)
         self.n_tokens, self.d_model, self.n_classes = n, d, int(cfg.n_classes)
         pos = model.pos_bias.detach().double().cpu().numpy().T.copy()  # [d, N]
-        self.embed = _TokenConv(*fold_bn(model.embed.weight, model.embed.bias, model.embed_bn), n)
+        self.embed = _TokenConv(*_fold(model.embed, model.embed_bn), n)
         self.blocks = nn.ModuleList(
             _StepBlock(
                 _StepSDSA(blk.attn, n_tokens=n, tau=cfg.tau, v_th=cfg.v_th, kv_v_th=cfg.kv_v_th, heads=cfg.heads,
@@ -225,8 +238,8 @@ class SDTStepView(nn.Module):
         )
         self.head_sn = _StepLIF((d, n), cfg.tau, cfg.v_th, pos)
         self.head_flatten = _TokenFlatten(d, n)
-        w, b = fold_bn(model.head.weight, model.head.bias, None)
-        self.head = _Dense(np.repeat(w / n, n, axis=1), b)  # W'[c, i*N + n] = W[c, i] / N
+        w, b = _fold(model.head, None, div=n)
+        self.head = _Dense(np.repeat(w, n, axis=1), b)  # W'[c, i*N + n] = W[c, i] / N
 
     def forward(self, input: Tensor, state: dict[str, Any] | None = None) -> tuple[Tensor, dict[str, Any]]:  # noqa: A002
         prev = {} if state is None else state
@@ -253,11 +266,11 @@ class MLPStepView(nn.Module):
         super().__init__()
         cfg = model.cfg
         self.n_classes = int(cfg.n_classes)
-        self.fc1 = _Dense(*fold_bn(model.fc1.weight, model.fc1.bias, model.fc1_bn))
+        self.fc1 = _Dense(*_fold(model.fc1, model.fc1_bn))
         self.sn1 = _StepLIF((int(model.fc1.out_features),), cfg.tau, cfg.v_th)
-        self.fc2 = _Dense(*fold_bn(model.fc2.weight, model.fc2.bias, model.fc2_bn))
+        self.fc2 = _Dense(*_fold(model.fc2, model.fc2_bn))
         self.sn2 = _StepLIF((int(model.fc2.out_features),), cfg.tau, cfg.v_th)
-        self.head = _Dense(*fold_bn(model.head.weight, model.head.bias, None))
+        self.head = _Dense(*_fold(model.head, None))
 
     def forward(self, input: Tensor, state: dict[str, Any] | None = None) -> tuple[Tensor, dict[str, Any]]:  # noqa: A002
         prev = {} if state is None else state
@@ -289,7 +302,8 @@ def _module_map(dtype: np.dtype) -> dict[type, Any]:
         return nir.Affine(weight=_np(m.weight, dtype), bias=_np(m.bias, dtype))
 
     def flat(m: _TokenFlatten) -> nir.NIRNode:
-        return nir.Flatten(input_type=np.array([m.dim, m.n_tokens]), start_dim=0, end_dim=-1)
+        # negative dims: the same axes in NIR (no batch dim) and in torch consumers (batch dim in front)
+        return nir.Flatten(input_type=np.array([m.dim, m.n_tokens]), start_dim=-2, end_dim=-1)
 
     def sdsa(m: _StepSDSA) -> nir.NIRNode:
         def wb(c: _TokenConv) -> tuple[np.ndarray, np.ndarray]:
@@ -379,12 +393,19 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
         "lif": "forward Euler: v += dt/tau*((r*I + v_leak) - v); z = v > v_threshold; v = v_reset where z; "
                "tau = tau_steps*dt (Norse LIFBoxCell, dt = 1)",
         "tau_steps": float(cfg.tau),
+        "integration": "forward_euler",
+        "consumers": "give NIR readers dt = metadata['dt'] (1 step), e.g. norse.torch.from_nir(graph, dt=1.0); "
+                     "see neuroposter.ir.interop",
         "layout": "channels_first_tokens" if kind == "sdt" else "flat",
         "output": "readout currents (logits) per step; prediction = mean over steps",
     }
     if kind == "sdt":
         meta.update({"n_tokens": int(cfg.n_tokens), "d_model": int(cfg.d_model), "depth": int(cfg.depth),
                      "heads": int(cfg.heads), "kv_v_th": float(cfg.kv_v_th), "positional_bias": "v_leak"})
+    for sub in nodes.values():   # each sub-graph states the time convention too (readers may load it alone)
+        if isinstance(sub, nir.NIRGraph):
+            sub.metadata = {**dict(sub.metadata or {}),
+                            **{k: meta[k] for k in ("dt", "time_unit", "reset", "threshold", "integration")}}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=True)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,8 @@ import numpy as np
 from neuroposter.errors import NeuroposterError
 from neuroposter.ir.graph import Graph, GraphError, flatten
 
-__all__ = ["QuantizationError", "LayerError", "QuantReport", "quantize_nbit", "flat_for_quantisation"]
+__all__ = ["QuantizationError", "LayerError", "QuantReport", "quantize_nbit", "flat_for_quantisation", "pow2_exponent",
+           "grid"]
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,27 @@ class QuantReport:
 # ---------------------------------------------------------------------------------------------
 
 
-def _grid(x: np.ndarray, bits: int, ref: float) -> np.ndarray:
+def pow2_exponent(amax: float, qmax: int) -> int:
+    """The smallest ``e`` with ``amax / 2**e <= qmax``: the shared exponent of a mantissa-times-power-of-two
+    weight format (Loihi 2's ``weight_exp``); guarded against float rounding of ``log2`` at exact powers of two.
+
+    Args:
+        amax: the largest magnitude to represent (> 0, finite).
+        qmax: the largest mantissa magnitude (``2**(bits-1) - 1``).
+    """
+    exp = math.ceil(math.log2(amax / qmax))
+    while amax / 2.0 ** (exp - 1) <= qmax:
+        exp -= 1
+    while amax / 2.0 ** exp > qmax:
+        exp += 1
+    return int(exp)
+
+
+def grid(x: np.ndarray, bits: int, ref: float) -> np.ndarray:
+    """``x`` on the symmetric grid of ``2**(bits-1) - 1`` levels over ``[-ref, ref]`` (clipped; float64).
+
+    The weight and state grid of the simulated chips (:func:`quantize_nbit`); ``ref <= 0`` leaves ``x``.
+    """
     qmax = (1 << (bits - 1)) - 1
     if ref <= 0:
         return np.asarray(x, dtype=np.float64)
@@ -145,14 +167,14 @@ def quantize_nbit(graph: nir.NIRGraph | Graph, *, weight_bits: int | None, state
                 a = float(np.mean(np.abs(w[w != 0]))) if np.any(w != 0) else 0.0
                 wq = np.sign(w) * a
             else:
-                wq = _grid(w, weight_bits, ref)
+                wq = grid(w, weight_bits, ref)
             new.weight = wq
             if hasattr(node, "bias") and not isinstance(node, nir.Linear):
                 # A bias is a per-neuron offset on these chips (py-spinnaker2 ``i_offset``, TrueNorth's
                 # leak), i.e. neuron-state precision over its own range -- not the weight grid, which
                 # would clip BN-folded biases (often several times max|W|) to max|W|.
                 b = np.asarray(node.bias, dtype=np.float64)
-                new.bias = _grid(b, state_bits, float(np.max(np.abs(b)))) if (state_bits and b.size) else b.copy()
+                new.bias = grid(b, state_bits, float(np.max(np.abs(b)))) if (state_bits and b.size) else b.copy()
             nrm = float(np.linalg.norm(w))
             report.layers.append(LayerError(name, "connection",
                                             rel_weight_error=float(np.linalg.norm(wq - w) / nrm) if nrm else 0.0))
@@ -160,10 +182,10 @@ def quantize_nbit(graph: nir.NIRGraph | Graph, *, weight_bits: int | None, state
             thr_attr = "threshold" if isinstance(node, nir.Threshold) else "v_threshold"
             th = np.asarray(getattr(node, thr_attr), dtype=np.float64)
             ref = float(np.max(np.abs(th))) * 8 if th.size else 0.0
-            thq = _grid(th, state_bits, ref)
+            thq = grid(th, state_bits, ref)
             setattr(new, thr_attr, thq)
             if hasattr(node, "v_leak"):
-                new.v_leak = _grid(node.v_leak, state_bits, ref)
+                new.v_leak = grid(node.v_leak, state_bits, ref)
             report.layers.append(LayerError(name, "neuron", rel_vth_error=float(
                 np.max(np.abs(thq - th) / np.where(th == 0, 1, np.abs(th))))))
         nodes[name] = new

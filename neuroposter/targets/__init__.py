@@ -10,13 +10,13 @@ driven by the hardware profile of its name.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from typing import Any, Callable
 
 from neuroposter._registry import Registry
 from neuroposter.targets.base import ExportRequest, ExportResult, Target, UnsupportedNodeError
 
 __all__ = ["TARGETS", "CHIP_TARGET", "chip_targets", "get_target", "get_exporter", "ExportRequest", "ExportResult",
-           "UnsupportedNodeError"]
+           "UnsupportedNodeError", "WEIGHT_SCHEMES", "training_targets", "training_arithmetic", "training_quantiser"]
 
 TARGETS: Registry[str] = Registry("target")
 TARGETS.add("nir", "neuroposter.targets.nir_target:NirTarget")
@@ -54,3 +54,66 @@ def get_exporter(name: str) -> Callable[[ExportRequest], ExportResult]:
         return run_export(get_target(name), request)
 
     return export
+
+
+# The weight grid each integer target's quantiser puts a connection on (the arithmetic quantisation-aware
+# training emulates, :mod:`neuroposter.ir.qat`): Loihi 2's mantissa x power-of-two exponent
+# (:func:`~neuroposter.targets.loihi.fixed_point.quantize_weights`, widths from the profile's ``fixed_point``);
+# the simulated chips' linear grid (:func:`~neuroposter.ir.quantize.quantize_nbit`, ``limits.weight_bits``).
+WEIGHT_SCHEMES: dict[str, str] = {"loihi": "pow2", **{c: "grid" for c in chip_targets()}}
+
+
+def training_targets() -> list[str]:
+    """The targets ``neuroposter train --target`` can train for (those with an integer weight arithmetic)."""
+    return [n for n in TARGETS.names() if n in WEIGHT_SCHEMES]
+
+
+def training_arithmetic(name: str, profile: str | None = None) -> Any:
+    """The weight arithmetic of target ``name`` on its hardware profile, for quantisation-aware training.
+
+    Args:
+        name: a target of :func:`training_targets`.
+        profile: a profile name or path (default: the target's own).
+
+    Returns:
+        A :class:`neuroposter.ir.qat.Arithmetic`.
+
+    Raises:
+        KeyError: not a training target (the message lists the valid ones).
+        ProfileError: the profile does not load. QATError: it gives no weight precision.
+    """
+    from neuroposter.ir.qat import Arithmetic, QATError
+    from neuroposter.profiling.profiles import load_profile
+
+    if name not in WEIGHT_SCHEMES:
+        raise KeyError(f"target {name!r} has no integer weight arithmetic to train with; "
+                       f"valid: {', '.join(training_targets())}")
+    target = get_target(name)
+    prof = load_profile(profile or (name if target.profile == "<target>" else target.profile))
+    scheme = WEIGHT_SCHEMES[name]
+    bits = (prof.fixed_point.weight_bits if scheme == "pow2" and prof.fixed_point is not None
+            else prof.limits.weight_bits)
+    if not bits:
+        raise QATError(f"profile {prof.name!r} gives no weight precision (limits.weight_bits) for target {name!r}")
+    return Arithmetic(name, prof.name, scheme, int(bits))
+
+
+def training_quantiser(arithmetic: Any) -> Callable[[Any], Any] | None:
+    """The model -> flattened deployed integer graph of a target whose network is integer (Loihi 2), for the
+    integer neurons of quantisation-aware training (:func:`neuroposter.ir.qat.enable`); None for targets whose
+    deployed network stays float (the simulated chips: weights on their grid only)."""
+    if arithmetic.target != "loihi":
+        return None
+    from neuroposter.profiling.profiles import load_profile
+
+    profile = load_profile(arithmetic.profile)
+
+    def integer_graph(model: Any) -> Any:
+        from neuroposter.ir.graph import flatten
+        from neuroposter.ir.lower import lower_model
+        from neuroposter.targets.loihi.fixed_point import quantize_loihi
+
+        graph_int, _ = quantize_loihi(flatten(lower_model(model, T=1), strict=True), profile)
+        return flatten(graph_int, strict=True)
+
+    return integer_graph

@@ -16,6 +16,8 @@ from neuroposter.train.loop import FitResult, Prediction, TrainConfig, fit, pred
 from neuroposter.train.metrics import METRIC_KEYS, constant_baselines, multilabel_metrics, tune_thresholds
 from neuroposter.train.run import (
     MODEL_TRAIN_DEFAULTS,
+    QAT_DEFAULTS,
+    QATPlan,
     LoadedRun,
     RunResult,
     default_model_kwargs,
@@ -29,6 +31,6 @@ __all__ = [
     "DistInfo", "dist_info_from_env",
     "FitResult", "Prediction", "TrainConfig", "fit", "predict",
     "METRIC_KEYS", "constant_baselines", "multilabel_metrics", "tune_thresholds",
-    "MODEL_TRAIN_DEFAULTS", "LoadedRun", "RunResult", "default_model_kwargs", "load_run", "resolve_device",
+    "MODEL_TRAIN_DEFAULTS", "QAT_DEFAULTS", "QATPlan", "LoadedRun", "RunResult", "default_model_kwargs", "load_run", "resolve_device",
     "train_run",
 ]

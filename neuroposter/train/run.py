@@ -40,8 +40,8 @@ from neuroposter.train.distributed import DistInfo
 from neuroposter.train.loop import FitResult, TrainConfig, fit, predict
 from neuroposter.train.metrics import constant_baselines, multilabel_metrics, tune_thresholds
 
-__all__ = ["MODEL_TRAIN_DEFAULTS", "RunResult", "LoadedRun", "default_model_kwargs", "resolve_device",
-           "partial_run_dir", "claim_run", "train_run", "load_run"]
+__all__ = ["MODEL_TRAIN_DEFAULTS", "QAT_DEFAULTS", "QATPlan", "RunResult", "LoadedRun", "default_model_kwargs",
+           "resolve_device", "partial_run_dir", "claim_run", "train_run", "load_run"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,32 @@ MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "cnn": {"epochs": 60, "batch_size": 64, "lr": 2e-3, "patience": 15},
     "vit": {"epochs": 40, "batch_size": 32, "lr": 1e-3, "patience": 10},
 }
+
+
+# Quantisation-aware phase defaults: a short fine-tune at a tenth of the float learning rate, no warm-up.
+QAT_DEFAULTS: dict[str, Any] = {"epochs": 10, "lr_factor": 0.1, "warmup": 0}
+
+
+@dataclass(frozen=True)
+class QATPlan:
+    """Quantisation-aware training of a run (``neuroposter train --target``).
+
+    Attributes:
+        arithmetic: the target's weight arithmetic (:class:`neuroposter.ir.qat.Arithmetic`).
+        cfg: optimisation settings of the quantisation-aware phase.
+        init_state: weights to start from (a float run's checkpoint): then there is no float phase.
+        init_from: what ``init_state`` is (``{"run", "key"}``; recorded in the manifest).
+    """
+
+    arithmetic: Any
+    cfg: TrainConfig
+    init_state: Mapping[str, torch.Tensor] | None = None
+    init_from: Mapping[str, Any] | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What the run's manifest and ``model.json`` record of it."""
+        return {"arithmetic": self.arithmetic.to_dict(), "train": asdict(self.cfg),
+                "init_from": dict(self.init_from) if self.init_from else None}
 
 
 @dataclass
@@ -258,7 +284,8 @@ def train_run(model: str, task: TaskData, run_dir: str | os.PathLike[str], cfg: 
               dist: DistInfo | None = None, resume: bool = False, store: Any = None,
               write_config: Callable[[Path], None] | None = None,
               on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None = None,
-              force: bool = False, protect: Iterable[str | os.PathLike[str]] = ()) -> RunResult | None:
+              force: bool = False, protect: Iterable[str | os.PathLike[str]] = (),
+              qat: QATPlan | None = None) -> RunResult | None:
     """Trains ``model`` on ``task`` and writes the run folder.
 
     The destination is checked and locked before anything else (:func:`claim_run`), so a refusal
@@ -279,6 +306,9 @@ def train_run(model: str, task: TaskData, run_dir: str | os.PathLike[str], cfg: 
         on_epoch_end: forwarded to :func:`fit`.
         force: replace an existing run of the same name (never anything that is not a run).
         protect: further inputs the run folder must not overlap (the task's own inputs always are).
+        qat: train with a target's arithmetic in the forward pass (:mod:`neuroposter.ir.qat`): after the
+            float phase (``cfg``; none when ``qat.init_state`` is given) a quantisation-aware phase
+            (``qat.cfg``) with BatchNorm folded and frozen. The run's model keeps that arithmetic.
 
     Returns:
         A :class:`RunResult` on rank 0, None on other ranks.
@@ -294,26 +324,27 @@ def train_run(model: str, task: TaskData, run_dir: str | os.PathLike[str], cfg: 
     with claim_run(run_dir, force=force, protect=protect, dist=dist):
         return _train_claimed(model, task, run_dir, cfg, model_kwargs=model_kwargs, device=device, dist=dist,
                               resume=resume, store=store, write_config=write_config, on_epoch_end=on_epoch_end,
-                              force=force, protect=protect)
+                              force=force, protect=protect, qat=qat)
 
 
 def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, *,
                    model_kwargs: Mapping[str, Any] | None, device: str | torch.device, dist: DistInfo,
                    resume: bool, store: Any, write_config: Callable[[Path], None] | None,
                    on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None,
-                   force: bool, protect: list[Path]) -> RunResult | None:
+                   force: bool, protect: list[Path], qat: QATPlan | None = None) -> RunResult | None:
     """:func:`train_run` with the run's lock held (on rank 0)."""
     device = torch.device(device)
     kwargs = {**default_model_kwargs(model, task), **dict(model_kwargs or {})}
     partial = partial_run_dir(run_dir)
     identity = to_jsonable({"model": model, "model_kwargs": kwargs,
-                            "inputs": {k: v.get("key") for k, v in task.inputs_manifest.items()}})
+                            "inputs": {k: v.get("key") for k, v in task.inputs_manifest.items()},
+                            **({"qat": qat.record()} if qat else {})})
     if resume and (partial / "train_state.pt").is_file():  # every rank checks, so all of them stop together
         # the training state only knows the optimisation settings: the model and its inputs must match too
         old = read_json(partial / _IDENTITY) if (partial / _IDENTITY).is_file() else None
         if old != identity:
             what = "an unknown model or inputs" if not isinstance(old, dict) else ", ".join(
-                k for k in ("model", "model_kwargs", "inputs") if old.get(k) != identity[k])
+                k for k in ("model", "model_kwargs", "inputs", "qat") if old.get(k) != identity.get(k))
             raise DataError(f"{partial}: the interrupted run differs in {what}; rerun without --resume, "
                             "or with the same model and inputs")
     torch.manual_seed(cfg.seed)
@@ -331,8 +362,13 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
 
     _agree(dist, prepare)   # rank 0 prepares; a failure there stops every rank
     t0 = time.perf_counter()
-    result = fit(trainable, task, cfg, device=device, dist=dist, state_path=partial / "train_state.pt",
-                 resume=resume, desc=f"train {run_dir.name}", on_epoch_end=on_epoch_end)
+    if qat is None:
+        result = fit(trainable, task, cfg, device=device, dist=dist, state_path=partial / "train_state.pt",
+                     resume=resume, desc=f"train {run_dir.name}", on_epoch_end=on_epoch_end)
+        float_result = None
+    else:
+        float_result, result = _fit_qat(trainable, task, cfg, qat, device=device, dist=dist, partial=partial,
+                                        resume=resume, name=run_dir.name, on_epoch_end=on_epoch_end)
     seconds = time.perf_counter() - t0
 
     # rank 0 evaluates and writes; the other ranks wait for it and share its failure, so that every
@@ -362,13 +398,22 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
             "device": str(device),
             "world_size": dist.world_size,
         }
+        if qat is not None:
+            metrics["qat"] = {"arithmetic": qat.arithmetic.to_dict(), "description": qat.arithmetic.describe(),
+                              "init_from": dict(qat.init_from) if qat.init_from else None,
+                              "float_phase": None if float_result is None else {
+                                  "best_epoch": float_result.best_epoch, "epochs_run": float_result.epochs_run,
+                                  "best_val_map": float_result.best_val_map}}
 
         final = _final_model(model, kwargs, trainable.to("cpu"), task, store)
         spec = MODELS.get(model)
         model_json = {"model": model, "class": spec.entry, "kwargs": kwargs, "inputs": spec.inputs,
                       "kind": spec.kind, "genres": list(task.genres), "input_meta": task.meta}
+        if qat is not None:
+            model_json["deploy"] = qat.arithmetic.to_dict()
         run_key = sha256_json({"model": model, "kwargs": kwargs, "train": asdict(cfg),
-                               "inputs": {k: v.get("key") for k, v in task.inputs_manifest.items()}})
+                               "inputs": {k: v.get("key") for k, v in task.inputs_manifest.items()},
+                               **({"qat": qat.record()} if qat else {})})
         state = final.state_dict()
         needs = tensor_bytes(state) + 2 * int(test.scores.size) * 4 + (2 << 20)   # + predictions, curves, json
         with write_artifact(run_dir, "run", force=force, protect=protect, needs_bytes=needs) as tmp:
@@ -391,7 +436,8 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
                     to_jsonable({"model": model, "model_kwargs": kwargs, **asdict(cfg)}), sort_keys=True))
             write_manifest(tmp, "run", inputs=task.inputs_manifest,
                            config={"model": model, "model_kwargs": kwargs, "train": asdict(cfg),
-                                   "device": str(device), "world_size": dist.world_size},
+                                   "device": str(device), "world_size": dist.world_size,
+                                   **({"qat": qat.record()} if qat else {})},
                            key=run_key, extra={"model": model, "extra": {"model": model}})
         shutil.rmtree(partial, ignore_errors=True)
         log.info("run %s: test micro-F1 %.3f mAP %.3f", run_dir, metrics["micro_f1"], metrics["map"])
@@ -399,6 +445,45 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
 
     _agree(dist, finish)
     return out[0] if dist.is_main else None
+
+
+def _fit_qat(model: nn.Module, task: TaskData, cfg: TrainConfig, qat: QATPlan, *, device: torch.device,
+             dist: DistInfo, partial: Path, resume: bool, name: str,
+             on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None) -> tuple[FitResult | None, FitResult]:
+    """The float phase (unless ``qat.init_state``), then the quantisation-aware phase; returns both results.
+
+    The float phase's best weights are kept in ``float_phase.pt`` beside the training states, so a
+    ``--resume`` during the quantisation-aware phase does not train the float phase again.
+    """
+    from neuroposter.ir.qat import enable
+
+    float_result = None
+    if qat.init_state is not None:
+        model.load_state_dict(qat.init_state)
+    else:
+        saved = partial / "float_phase.pt"
+        if resume and saved.is_file():
+            st = load_torch(saved)
+            model.load_state_dict(st["model"])
+            float_result = FitResult(best_state=st["model"], **st["result"])
+        else:
+            float_result = fit(model, task, cfg, device=device, dist=dist, state_path=partial / "train_state.pt",
+                               resume=resume, desc=f"train {name} (float)", on_epoch_end=on_epoch_end)
+            if dist.is_main:
+                save_torch({"model": float_result.best_state, "result": {
+                    k: getattr(float_result, k) for k in ("best_epoch", "best_val_map", "epochs_run", "stopped_early",
+                                                          "history", "resumed_from")}}, saved,
+                           hint="free some space and run again with --resume")
+    from neuroposter.targets import training_quantiser
+
+    enable(model, qat.arithmetic, training_quantiser(qat.arithmetic))
+    result = fit(model, task, qat.cfg, device=device, dist=dist, state_path=partial / "train_state_qat.pt",
+                 resume=resume, desc=f"train {name} ({qat.arithmetic.target} arithmetic)", on_epoch_end=on_epoch_end)
+    if float_result is not None:   # one curve: the float epochs, then the quantisation-aware ones
+        n = len(float_result.history.get("epoch", []))
+        result.history = {k: list(float_result.history.get(k, [])) + ([e + n for e in v] if k == "epoch" else list(v))
+                          for k, v in result.history.items()}
+    return float_result, result
 
 
 def _rerun_command(run_dir: Path) -> str:
@@ -443,6 +528,16 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
         detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2])[:300]
         raise DataError(f"{run_dir}/checkpoint.pt does not fit model.json: {detail}") from None
     model.eval()
+    if spec.get("deploy"):
+        from neuroposter.ir.qat import Arithmetic, QATError, enable
+
+        from neuroposter.targets import training_quantiser
+
+        try:
+            arith = Arithmetic.from_dict(spec["deploy"])
+            enable(model, arith, training_quantiser(arith))
+        except QATError as exc:
+            raise DataError(f"{run_dir}/model.json: {exc}") from None
     config: dict[str, Any] = {}
     cfg_path = run_dir / "resolved_config.yaml"
     if cfg_path.is_file():

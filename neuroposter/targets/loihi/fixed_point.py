@@ -28,7 +28,9 @@ synapse. ``weight`` holds the integer values handed to Lava (``int32``, even num
 Neuron node (``LIF``, ``IF``, ``Threshold``, ``CubaLIF``) -- one Lava ``LIF`` population; the float
 parameters are kept, ``metadata["loihi"]`` holds ``du``, ``dv`` (12-bit), ``vth`` (17-bit mantissa),
 ``bias_mant`` (int array of the neuron shape, 13-bit signed), ``bias_exp`` (int, 0..7), ``scale``
-(``s``: integer threshold units per float unit). Every edge arriving **directly** from another
+(``s``: integer threshold units per float unit), ``bias_rounding`` (int array: ``bias_mant << bias_exp`` minus
+the rounded float bias ``rint(b s 2**6)``, i.e. what the mantissa split and clipping changed; quantisation-aware
+training adds it to emulate the deployed bias, :mod:`neuroposter.ir.qat`). Every edge arriving **directly** from another
 neuron or an ``Input`` (no connection node in between) gets an explicit identity synapse: a
 ``Scale`` node ``"<neuron>.identity<i>"`` (integer ``scale`` = the identity weight, with
 ``metadata["loihi"]`` like a connection), so the integer graph has no implicit synapses.
@@ -84,7 +86,7 @@ import numpy as np
 from neuroposter.ir.graph import Graph, GraphError, Projection
 from neuroposter.ir.int_neuron import IntFormat
 from neuroposter.ir.nodes import classes
-from neuroposter.ir.quantize import LayerError, QuantizationError, QuantReport, flat_for_quantisation
+from neuroposter.ir.quantize import LayerError, QuantizationError, QuantReport, flat_for_quantisation, pow2_exponent
 
 __all__ = ["QuantizationError", "QuantizedWeights", "quantize_weights", "LOIHI_NEURONS", "quantize_loihi", "shift",
            "loihi_params", "int_format"]
@@ -168,12 +170,7 @@ def quantize_weights(w: np.ndarray, *, bits: int = 8) -> QuantizedWeights:
         if not math.isfinite(amax):
             raise ValueError("weights contain NaN or inf")
         return QuantizedWeights(np.zeros(w.shape, dtype=np.int32), 0, bits)
-    exp = math.ceil(math.log2(amax / qmax))
-    # guard float rounding of log2 at exact powers of two
-    while amax / 2.0 ** (exp - 1) <= qmax:
-        exp -= 1
-    while amax / 2.0 ** exp > qmax:
-        exp += 1
+    exp = pow2_exponent(amax, qmax)
     mant = np.rint(w / 2.0 ** exp).astype(np.int64)
     mant = np.clip(mant, -qmax, qmax).astype(np.int32)
     if float(np.max(np.abs(mant))) * 2.0 ** exp < TINY:      # keeps the tiny-weight edge idempotent
@@ -582,7 +579,11 @@ def quantize_loihi(graph: nir.NIRGraph | Graph, profile: Any, *, vth_bits: int =
             new.metadata = dict(node.metadata or {})
             new.metadata["loihi"] = {"du": nm.du, "dv": nm.dv, "vth": vth_fx,
                                      "bias_mant": bmant.reshape(shape).astype(np.int32),
-                                     "bias_exp": int(bexp), "scale": float(s), **dmeta}
+                                     "bias_exp": int(bexp), "scale": float(s),
+                                     # deployed bias minus the rounded float bias (mantissa split, clipping):
+                                     # what quantisation-aware training adds to emulate it (neuroposter.ir.qat)
+                                     "bias_rounding": (bmant.astype(np.int64) * (1 << int(bexp))
+                                                       - b_fx).reshape(shape).astype(np.int32), **dmeta}
             new_nodes[name] = new
             bq = (bmant.astype(np.float64) * 2.0 ** bexp) / (s * act)
             bn = float(np.linalg.norm(b))

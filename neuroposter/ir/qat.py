@@ -1,0 +1,430 @@
+"""Quantisation-aware training: a target's weight arithmetic in the model's own forward pass.
+
+A deployed network runs its connections on the target's weight grid: Loihi 2 stores every weight as a
+signed ``b``-bit mantissa times one power-of-two exponent per connection (:func:`neuroposter.targets.loihi.
+fixed_point.quantize_weights`); the simulated chips put every connection on a symmetric grid of
+``2**(b-1) - 1`` levels over its largest weight, or ``sign(w) * mean|w|`` for 1-bit weights
+(:func:`neuroposter.ir.quantize.quantize_nbit`). Both act on the **deployed** weights, i.e. the weights
+with BatchNorm (eval statistics) folded in, as the lowering (:mod:`neuroposter.ir.lower`) computes them.
+
+:func:`enable` makes a spiking model compute with exactly those weights: every connection of the
+deployed graph (:func:`connections`: a Linear, the BatchNorm folded into it, and the divisor the lowering
+applies, e.g. the read-out's mean over tokens) runs as
+
+.. math::
+    W' = \\frac{\\gamma}{\\sigma} W,\\quad b' = \\beta - \\frac{\\gamma\\mu}{\\sigma} + \\frac{\\gamma}{\\sigma} b,
+    \\qquad y = x\\, (k\\,Q(W'/k))^\\top + b'
+
+with ``Q`` the target's grid (:func:`quantize_tensor`, computed in float64 with the same formulas as the
+deployment quantisers, so the mantissas are the ones the export writes) and a straight-through gradient
+(``dQ/dW' = 1``); the BatchNorm itself becomes the identity (its statistics frozen: they are folded).
+
+Integer neurons
+===============
+For a target whose deployed network is an integer graph (Loihi 2: ``integer_graph`` given to :func:`enable`,
+e.g. :func:`neuroposter.targets.training_quantiser`), the forward pass also runs the chip's integer neuron,
+read from that graph (the same equations as :func:`neuroposter.ir.int_neuron.int_lif_step`), in float64 on
+integer values:
+
+* a connection into a neuron population floors its synaptic sum in the population's integer units
+  (``a = floor(y * g s)``: Lava's flooring weight exponent shift; exact when the exponent is not negative);
+* each LIF takes ``I = round(x g s 2**act_shift) + r`` (``r``: the graph's ``bias_rounding``, the 13-bit
+  mantissa split of the bias), decays with the chip's truncating shift, saturates at its state width, fires
+  on ``v > vth << threshold_shift`` and resets to 0;
+* the read-out bias is rounded to the Output's integer scale.
+
+Gradients: straight-through for every rounding, the model's own surrogate on the threshold (applied in float
+units, ``v / (s 2**act_shift)``, so the gradient scale is the float model's). The integer graph is rebuilt from
+the current weights whenever they change (a lowering and a quantisation, tens of milliseconds), so scales and
+bias roundings follow the training. The forward pass then computes what the deployed network computes; the
+export measures the rest (deployed vs trained agreement over the whole test split).
+
+The arithmetic a run was trained with is stored in its ``model.json`` (``"deploy"``) and restored by
+``neuroposter.train.load_run``, so the run's model *is* the network the target deploys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from types import MethodType
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from neuroposter.errors import NeuroposterError
+from neuroposter.ir.quantize import pow2_exponent
+
+__all__ = ["WEIGHT_SCHEMES", "Arithmetic", "Connection", "QATError", "connections", "quantize_tensor",
+           "fake_quant", "enable", "disable", "arithmetic_of", "deployed_weights", "round_ste", "IntegerPlan",
+           "integer_plan", "deployed_connection"]
+
+#: Weight grids: ``pow2`` (mantissa x shared power-of-two exponent: Loihi 2) and ``grid`` (symmetric linear grid
+#: over the connection's largest weight; 1 bit: sign x mean magnitude: the simulated chips).
+WEIGHT_SCHEMES = ("pow2", "grid")
+TINY = 1e-30   # as the Loihi quantiser: weights below this magnitude quantise to 0
+
+
+class QATError(NeuroposterError):
+    """A model or arithmetic quantisation-aware training cannot handle (says which and why)."""
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """The deployed weight arithmetic a run is trained with (``model.json`` ``"deploy"``).
+
+    Attributes:
+        target: the deployment target (``loihi``, ``spinnaker2``, ...).
+        profile: the hardware profile the widths come from.
+        weights: the weight scheme (:data:`WEIGHT_SCHEMES`).
+        weight_bits: weight precision in bits (including the sign).
+    """
+
+    target: str
+    profile: str
+    weights: str
+    weight_bits: int
+
+    def __post_init__(self) -> None:
+        if self.weights not in WEIGHT_SCHEMES:
+            raise QATError(f"unknown weight scheme {self.weights!r}; valid: {', '.join(WEIGHT_SCHEMES)}")
+        if int(self.weight_bits) < 1 or (self.weights == "pow2" and int(self.weight_bits) < 2):
+            raise QATError(f"weight_bits={self.weight_bits} is too small for the {self.weights} scheme")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Arithmetic:
+        """From :meth:`to_dict` (as stored in ``model.json``).
+
+        Raises:
+            QATError: a field is missing or invalid.
+        """
+        try:
+            return cls(str(d["target"]), str(d["profile"]), str(d["weights"]), int(d["weight_bits"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise QATError(f"invalid deploy arithmetic {dict(d)!r}: {exc}") from None
+
+    def describe(self) -> str:
+        """One line: ``loihi (loihi2 profile): 8-bit mantissa x power-of-two exponent per connection``."""
+        grid = ("mantissa x power-of-two exponent per connection" if self.weights == "pow2"
+                else ("sign x mean magnitude per connection" if self.weight_bits == 1
+                      else "levels over each connection's largest weight"))
+        return f"{self.target} ({self.profile} profile): {self.weight_bits}-bit {grid}"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One connection of the deployed graph as the model holds it.
+
+    Attributes:
+        path: the graph node (and Linear module) path, e.g. ``"blocks.0.attn.q"``.
+        linear: module path of the ``nn.Linear``.
+        bn: module path of the BatchNorm folded into it (None: none).
+        div: the lowering divides the folded weight by this (the read-out's mean over ``N`` tokens).
+    """
+
+    path: str
+    linear: str
+    bn: str | None = None
+    div: int = 1
+
+
+def connections(model: nn.Module) -> list[Connection]:
+    """The connections of ``model``'s deployed graph, as :mod:`neuroposter.ir.lower` builds them.
+
+    Raises:
+        QATError: a model without a deployed graph (the message lists the supported ones).
+    """
+    name = type(model).__name__
+    if name == "SpikeDrivenTransformer":
+        out = [Connection("embed", "embed", "embed_bn")]
+        for i in range(len(model.blocks)):
+            a, m = f"blocks.{i}.attn", f"blocks.{i}.mlp"
+            out += [Connection(f"{a}.{x}", f"{a}.{x}", f"{a}.{x}_bn") for x in ("q", "k", "v", "proj")]
+            out += [Connection(f"{m}.{x}", f"{m}.{x}", f"{m}.{x}_bn") for x in ("fc1", "fc2")]
+        return out + [Connection("head", "head", None, int(model.cfg.n_tokens))]
+    if name == "SpikingMLPNet":
+        return [Connection("fc1", "fc1", "fc1_bn"), Connection("fc2", "fc2", "fc2_bn"), Connection("head", "head")]
+    raise QATError(f"no quantisation-aware training for a {name}; supported: SpikeDrivenTransformer (sdt), "
+                   "SpikingMLPNet (snn-mlp)")
+
+
+def quantize_tensor(w: Tensor, scheme: str, bits: int) -> Tensor:
+    """``w`` on the deployed grid (no gradient), float64, with the deployment quantisers' formulas.
+
+    Args:
+        w: weights (any shape).
+        scheme: ``"pow2"`` or ``"grid"`` (:data:`WEIGHT_SCHEMES`).
+        bits: precision including the sign.
+    """
+    w = w.detach().to(torch.float64)
+    qmax = (1 << (bits - 1)) - 1
+    amax = float(w.abs().max()) if w.numel() else 0.0
+    if not math.isfinite(amax):
+        raise QATError("weights contain NaN or inf")
+    if scheme == "pow2":
+        if amax < TINY:
+            return torch.zeros_like(w)
+        step = 2.0 ** pow2_exponent(amax, qmax)
+        q = torch.clamp(torch.round(w / step), -qmax, qmax) * step
+        return q if float(q.abs().max()) >= TINY else torch.zeros_like(w)
+    if scheme == "grid":
+        if bits == 1:
+            nz = w[w != 0]
+            return torch.sign(w) * (float(nz.abs().mean()) if nz.numel() else 0.0)
+        if amax <= 0:
+            return w.clone()
+        step = amax / qmax
+        return torch.clamp(torch.round(w / step), -qmax, qmax) * step
+    raise QATError(f"unknown weight scheme {scheme!r}; valid: {', '.join(WEIGHT_SCHEMES)}")
+
+
+def fake_quant(w: Tensor, scheme: str, bits: int) -> Tensor:
+    """:func:`quantize_tensor` in the forward pass, the identity in the backward pass (straight-through)."""
+    return w + (quantize_tensor(w, scheme, bits) - w).detach()
+
+
+def _folded(lin: nn.Linear, bn: nn.BatchNorm1d | None) -> tuple[Tensor, Tensor]:
+    """``(W', b')`` in float64, differentiable in the Linear's and BatchNorm's parameters (same formula as
+    :func:`neuroposter.ir.lower.fold_bn`)."""
+    w = lin.weight.to(torch.float64)
+    b = torch.zeros(w.shape[0], dtype=torch.float64, device=w.device) if lin.bias is None else lin.bias.to(torch.float64)
+    if bn is None:
+        return w, b
+    sigma = torch.sqrt(bn.running_var.detach().to(torch.float64) + bn.eps)
+    gamma = bn.weight.to(torch.float64) if bn.affine else torch.ones_like(sigma)
+    beta = bn.bias.to(torch.float64) if bn.affine else torch.zeros_like(sigma)
+    g = gamma / sigma
+    return g[:, None] * w, beta - g * bn.running_mean.detach().to(torch.float64) + g * b
+
+
+def round_ste(x: Tensor, fn: Callable[[Tensor], Tensor] = torch.round) -> Tensor:
+    """``fn(x)`` (round, floor, trunc) in the forward pass, the identity in the backward pass."""
+    return x + (fn(x.detach()) - x).detach()
+
+
+@dataclass(frozen=True)
+class _ConnPlan:
+    gain_scale: float        # integer synaptic units per float current unit (g * s of the destination)
+    to_output: bool          # feeds the read-out (bias rounded to its scale) rather than a neuron population
+
+
+@dataclass(frozen=True)
+class _NeuronPlan:
+    gain_scale: float        # g * s: the population's integer units per float input current
+    unit: float              # s * 2**act_shift: integer membrane units per float membrane unit
+    decay: float             # (2**decay_bits - dv - decay_v_offset) / 2**decay_bits
+    decay_bits: int
+    act: float               # 2**act_shift
+    vth: float               # vth << threshold_shift (integer membrane units)
+    limit: float             # 2**(state_bits - 1)
+    bias_rounding: Tensor    # per neuron, in the model's layout (channels last)
+
+
+@dataclass
+class IntegerPlan:
+    """The integer formats a model's forward pass emulates, read from its deployed integer graph."""
+
+    conns: dict[str, _ConnPlan]
+    neurons: dict[str, _NeuronPlan]
+
+
+def integer_plan(flat_int: Any) -> IntegerPlan:
+    """The :class:`IntegerPlan` of a flattened integer graph (nodes' ``metadata["loihi"]``, ``int_format``).
+
+    Raises:
+        QATError: the graph carries no integer format.
+    """
+    from neuroposter.ir.int_neuron import IntFormat
+
+    if "int_format" not in (flat_int.metadata or {}):
+        raise QATError("the deployed graph has no integer format (metadata['int_format'])")
+    fmt = IntFormat.from_mapping(flat_int.metadata["int_format"])
+    conns: dict[str, _ConnPlan] = {}
+    neurons: dict[str, _NeuronPlan] = {}
+    for path, nd in flat_int.nodes.items():
+        meta = (nd.nir.metadata or {}).get("loihi") or {}
+        if nd.role == "conn" and "scale" in meta:
+            dst = [d for d in flat_int.succs(path)]
+            conns[path] = _ConnPlan(float(meta["scale"]), all(flat_int.nodes[d].role == "output" for d in dst))
+        elif nd.role == "neuron" and "dv" in meta:
+            if int(meta["du"]) + fmt.decay_u_offset != fmt.decay_unity:
+                raise QATError(f"{path}: a neuron with a current decay (du={meta['du']}) is not emulated; the "
+                               "project's LIF has none")
+            gs = [float(flat_int.nodes[p].nir.metadata["loihi"]["scale"]) for p in flat_int.preds(path)
+                  if flat_int.nodes[p].role == "conn"]
+            if not gs:
+                continue
+            rnd = np.asarray(meta.get("bias_rounding", np.zeros(nd.out_shape)), dtype=np.float64)
+            rnd = rnd.T if rnd.ndim == 2 else rnd         # graph [d, N] channels first -> model [N, d]
+            neurons[path] = _NeuronPlan(
+                gain_scale=gs[0], unit=float(meta["scale"]) * float(1 << fmt.act_shift),
+                decay=(fmt.decay_unity - int(meta["dv"]) - fmt.decay_v_offset) / fmt.decay_unity,
+                decay_bits=fmt.decay_bits, act=float(1 << fmt.act_shift),
+                vth=float(int(meta["vth"]) << fmt.threshold_shift), limit=float(fmt.state_limit),
+                bias_rounding=torch.from_numpy(np.ascontiguousarray(rnd)))
+    return IntegerPlan(conns, neurons)
+
+
+class _QATState:
+    """What :func:`enable` attaches to a model: the arithmetic, the integer graph builder and its last plan."""
+
+    def __init__(self, arithmetic: Arithmetic, integer_graph: Callable[[nn.Module], Any] | None) -> None:
+        self.arithmetic = arithmetic
+        self.integer_graph = integer_graph
+        self.plan: IntegerPlan | None = None
+        self.version: tuple[int, ...] | None = None
+        self.hook: Any = None
+
+    def refresh(self, model: nn.Module) -> None:
+        """Rebuilds the integer plan when the parameters changed since the last one."""
+        if self.integer_graph is None:
+            return
+        version = tuple(p._version for p in model.parameters()) + tuple(b._version for b in model.buffers())
+        if version == self.version and self.plan is not None:
+            return
+        was = model.training
+        model.train(False)
+        try:
+            with torch.no_grad():
+                self.plan = integer_plan(self.integer_graph(model))
+        finally:
+            model.train(was)
+        self.version = version
+
+
+def _deployed(lin: nn.Linear, bn: nn.BatchNorm1d | None, div: int, arith: Arithmetic) -> tuple[Tensor, Tensor]:
+    w, b = _folded(lin, bn)
+    return fake_quant(w / div, arith.weights, arith.weight_bits) * div, b
+
+
+def _qat_forward(self: nn.Linear, x: Tensor) -> Tensor:
+    st: _QATState = self._qat_state
+    w, b = _deployed(self, self._qat_bn, self._qat_div, st.arithmetic)
+    plan = st.plan.conns.get(self._qat_path) if st.plan is not None else None
+    if plan is None:
+        return nn.functional.linear(x, w.to(x.dtype), b.to(x.dtype))
+    y = nn.functional.linear(x.to(torch.float64), w) * plan.gain_scale
+    if plan.to_output:    # the read-out: the host adds the bias rounded to the Output's scale
+        return (y + round_ste(b * plan.gain_scale)) / plan.gain_scale
+    return round_ste(y, torch.floor) / plan.gain_scale + b      # Lava's flooring exponent shift
+
+
+def _int_lif_forward(self: nn.Module, x: Tensor) -> Tensor:
+    """The chip's integer LIF over ``x [T, ...]`` (module docstring), spikes as the float LIF returns them."""
+    from norse.torch.functional.threshold import threshold
+
+    st: _QATState = self._qat_state
+    plan = st.plan.neurons.get(self._qat_path) if st.plan is not None else None
+    if plan is None:
+        return type(self).forward(self, x)
+    x = x.to(torch.float64)
+    rnd = plan.bias_rounding.to(x.device)
+    p = self.cell.p
+    v = torch.zeros_like(x[0])
+    out = []
+    for x_t in x.unbind(0):
+        i_t = round_ste(x_t * (plan.gain_scale * plan.act)) + rnd
+        v = round_ste(v * plan.decay, torch.trunc) + i_t
+        v = torch.clamp(v, -plan.limit + 1, plan.limit - 1)
+        z = threshold((v - plan.vth) / plan.unit, p.method, p.alpha)
+        v = v - z * v
+        out.append(z)
+    spikes = torch.stack(out)
+    detached = spikes.detach()
+    self._spike_sum, self._numel = detached.sum(), detached.numel()
+    self.last_spikes = detached if self.record_spikes else None
+    return spikes
+
+
+def _identity(self: nn.Module, x: Tensor) -> Tensor:
+    return x
+
+
+def _set(mod: nn.Module, **attrs: Any) -> None:
+    for k, v in attrs.items():
+        object.__setattr__(mod, k, v)     # plain attributes: neither sub-modules nor state
+
+
+def enable(model: nn.Module, arithmetic: Arithmetic,
+           integer_graph: Callable[[nn.Module], Any] | None = None) -> nn.Module:
+    """Makes ``model`` compute with the deployed arithmetic (module docstring); in place.
+
+    Every connection's Linear computes with its folded, quantised weights and the folded BatchNorm becomes
+    the identity (its running statistics stay as they are: frozen). With ``integer_graph`` (the model ->
+    its flattened deployed integer graph) the LIF neurons run the chip's integer neuron too. Parameters,
+    buffers and the state dict are unchanged, so a checkpoint loads either way. Calling it again replaces
+    the arithmetic.
+
+    Raises:
+        QATError: an unsupported model, or a BatchNorm without running statistics.
+    """
+    from neuroposter.models.lif import LIF
+
+    disable(model)
+    state = _QATState(arithmetic, integer_graph)
+    for c in connections(model):
+        lin = model.get_submodule(c.linear)
+        bn = model.get_submodule(c.bn) if c.bn else None
+        if bn is not None and (not bn.track_running_stats or bn.running_mean is None):
+            raise QATError(f"{c.bn}: a BatchNorm without running statistics cannot be folded")
+        _set(lin, _qat_bn=bn, _qat_div=int(c.div), _qat_state=state, _qat_path=c.path,
+             forward=MethodType(_qat_forward, lin))
+        if bn is not None:
+            _set(bn, _qat_state=state, forward=MethodType(_identity, bn))
+    if integer_graph is not None:
+        for path, mod in model.named_modules():
+            if isinstance(mod, LIF):
+                _set(mod, _qat_state=state, _qat_path=path, forward=MethodType(_int_lif_forward, mod))
+    state.hook = model.register_forward_pre_hook(lambda m, args: state.refresh(m))
+    _set(model, _qat_state=state)
+    return model
+
+
+def disable(model: nn.Module) -> nn.Module:
+    """Undoes :func:`enable` (the float forward again); a model without it is left as it is."""
+    state = getattr(model, "_qat_state", None)
+    if state is None:
+        return model
+    state.hook.remove()
+    for mod in model.modules():
+        for attr in ("forward", "_qat_bn", "_qat_div", "_qat_state", "_qat_path"):
+            mod.__dict__.pop(attr, None)
+    return model
+
+
+def arithmetic_of(model: nn.Module) -> Arithmetic | None:
+    """The arithmetic :func:`enable` set on ``model`` (None: the float forward)."""
+    state = getattr(model, "_qat_state", None)
+    return None if state is None else state.arithmetic
+
+
+def deployed_weights(model: nn.Module, arithmetic: Arithmetic) -> dict[str, np.ndarray]:
+    """The weight each connection computes with under ``arithmetic`` (as the lowering lays it out, i.e.
+    ``Q(W'/div)``), keyed by connection path, float64 numpy (for checks against the export's quantiser)."""
+    out = {}
+    with torch.no_grad():
+        for c in connections(model):
+            lin = model.get_submodule(c.linear)
+            bn = model.get_submodule(c.bn) if c.bn else None
+            w, _ = _folded(lin, bn)
+            out[c.path] = quantize_tensor(w / c.div, arithmetic.weights, arithmetic.weight_bits).cpu().numpy()
+    return out
+
+
+def deployed_connection(linear: nn.Linear, bn: nn.BatchNorm1d | None, div: int = 1
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(Q(W'/div), b')`` (float64 numpy) a Linear of an :func:`enable`-d model computes with, as the lowering
+    lays it out; None when the Linear is not under quantisation-aware arithmetic."""
+    state = linear.__dict__.get("_qat_state")
+    if state is None:
+        return None
+    with torch.no_grad():
+        w, b = _folded(linear, bn)
+        w = quantize_tensor(w / div, state.arithmetic.weights, state.arithmetic.weight_bits)
+    return w.cpu().numpy(), b.cpu().numpy()
