@@ -2,8 +2,9 @@
 :mod:`neuroposter.targets.base`).
 
 Bundle (``export/nir/<run>/``): ``graph.nir`` (``nir.write``, re-read with ``nir.read``, type check on, compared
-parameter by parameter; the verified file is the shipped file), ``op_counts.json``, ``manifest.json``,
-``summary.json``. Verification on real test inputs (the first ``samples`` test samples of the encoded set named in
+parameter by parameter; the verified file is the shipped file), for a nested graph (the SDT) also
+``graph_flat.nir`` (:func:`neuroposter.ir.interop.portable_graph`: flat, only nodes Norse/snnTorch/nirtorch map),
+``op_counts.json``, ``README.md`` (the one-line load per NIR consumer), ``manifest.json``, ``summary.json``. Verification on real test inputs (the first ``samples`` test samples of the encoded set named in
 the run manifest), in the metrics of :mod:`neuroposter.targets.verify`:
 
 * ``vs_norse``: the graph run by the reference simulator (``same_step``, float64) vs every LIF and the read-out of
@@ -15,6 +16,10 @@ the run manifest), in the metrics of :mod:`neuroposter.targets.verify`:
 ``ok`` is False when ``vs_norse`` ``spike_agreement`` or ``label_agreement`` or ``per_hop_vs_same_step``
 ``spike_agreement`` is below ``min_agreement`` (default 0.99): the bundle is then kept as ``<name>.failed`` beside
 the requested folder, which is left as it was.
+
+``consumers`` (recorded, not a pass/fail check): every NIR consumer of :data:`neuroposter.ir.interop.CONSUMERS` that
+is installed and can run the graph (Norse, snnTorch, nirtorch) is run on the verification samples; per consumer
+the file, the call, and the prediction agreement with the reference simulator (or why it was not run).
 
 The bundle also stores its op counts (``op_counts.json``, :func:`neuroposter.profiling.stored.nir_counts`):
 the graph simulated on the first ``count_samples`` test samples (default 32), which the report reads.
@@ -66,6 +71,66 @@ class _Runs:
     hop: Any                            # per-hop SimResult with the re-timing delays
     retiming: Any
     counts: dict[str, Any]              # op counts for op_counts.json
+    consumers: dict[str, Any]           # summary["consumers"]
+
+
+def run_consumers(graph: Any, x: np.ndarray, reference: np.ndarray, *, portable: Any = None) -> dict[str, Any]:
+    """Runs every NIR consumer of :data:`neuroposter.ir.interop.CONSUMERS` that is installed and can run the
+    graph, on the graph inputs ``x``, and compares its read-out with the reference simulator's (``reference``,
+    ``[T, B, C]``): the ``consumers`` section of ``summary.json``.
+
+    Returns:
+        Per consumer: ``run`` (bool), ``file`` it loads, ``call`` (the one-line load), and either the agreement
+        (``samples``, ``prediction_agreement``, ``label_agreement``, ``top1_agreement``, ``max_abs_logit_diff``
+        of the T-mean read-outs, ``max_abs_step_logit_diff``) or ``reason`` (not installed / cannot run it).
+    """
+    import importlib.util
+
+    from neuroposter.ir.interop import CONSUMERS, InteropError, consumer_support
+    from neuroposter.targets.verify import compare
+
+    out: dict[str, Any] = {}
+    for name, c in CONSUMERS.items():
+        file = "graph.nir" if c.nested or portable is None else "graph_flat.nir"
+        entry: dict[str, Any] = {"file": file, "call": c.call.format(file=file)}
+        if importlib.util.find_spec(c.package) is None:
+            out[name] = {"run": False, **entry, "reason": f"{c.package} is not installed"}
+            continue
+        why = consumer_support(graph, name)
+        if why:
+            out[name] = {"run": False, **entry, "reason": why}
+            continue
+        try:
+            logits = c.run(graph if c.nested or portable is None else portable, x)
+        except (InteropError, RuntimeError, ValueError, KeyError, AssertionError) as exc:
+            out[name] = {"run": False, **entry, "reason": f"{type(exc).__name__}: {exc}"}
+            continue
+        cmp = compare(logits.mean(0), np.asarray(reference).mean(0))
+        cmp["max_abs_step_logit_diff"] = float(np.abs(logits - reference).max())
+        out[name] = {"run": True, **entry, **cmp}
+    return out
+
+
+def _readme(consumers: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+    lines = [
+        "# NIR bundle", "",
+        f"`graph.nir`: the network as one NIR graph (sub-graphs allowed), discrete time: dt = {meta.get('dt', 1.0):g} "
+        f"({meta.get('time_unit', 'step')}), forward Euler, threshold `{meta.get('threshold', 'strict')}` (v > v_th), "
+        f"reset `{meta.get('reset', 'zero')}`. NIR neurons are continuous-time: give every reader dt = "
+        f"{meta.get('dt', 1.0):g}.",
+    ]
+    if any(c.get("file") == "graph_flat.nir" for c in consumers.values()):
+        lines.append("`graph_flat.nir`: the same network flattened into the nodes Norse, snnTorch and nirtorch map "
+                     "(see `metadata['rewrites']`); its input is `[B, D_in, N, 1]`.")
+    lines += ["", "Load it elsewhere (what was run at export, and the agreement with neuroposter's reference simulator, "
+              "is in `summary.json` under `consumers`):", ""]
+    for name, c in consumers.items():
+        note = "" if c.get("run") else f"  (not run at export: {c.get('reason', '')})"
+        lines.append(f"- {name}: `{c['call']}`{note}")
+    lines += ["", "Each loaded module is called once per time step, `out, state = module(x_t, state)` (snnTorch keeps "
+              "its state inside the module: `out, _ = module(x_t)` after `snntorch.utils.reset(module)`); the "
+              "prediction is the mean of the per-step outputs.", ""]
+    return "\n".join(lines)
 
 
 class NirTarget(Target):
@@ -77,31 +142,39 @@ class NirTarget(Target):
 
     name = "nir"
     model_kinds = ("snn",)
-    defaults = {"samples": 32, "split": "test", "seed": None, "dtype": "float64", "count_samples": 32}
+    # consumer_samples: how many of the verification samples each NIR consumer runs (the flat SDT takes the
+    # consumers about a second per sample on 2 cores; the interop tests cover the rest)
+    defaults = {"samples": 32, "split": "test", "seed": None, "dtype": "float64", "count_samples": 32,
+                "consumer_samples": 8}
     min_agreement = 0.99
     profile = None
 
     def options(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Adds ``count_samples`` (validated like ``--samples``)."""
+        """Adds ``count_samples`` and ``consumer_samples`` (validated like ``--samples``)."""
         from neuroposter.targets._bundle import samples_option
 
         opts = super().options(given)
-        try:
-            opts["count_samples"] = samples_option({"samples": given.get("count_samples")},
-                                                   self.defaults["count_samples"])
-        except UsageError as exc:
-            raise UsageError(str(exc).replace("--samples", "--opt count_samples", 1)) from None
+        for key in ("count_samples", "consumer_samples"):
+            try:
+                opts[key] = samples_option({"samples": given.get(key)}, self.defaults[key])
+            except UsageError as exc:
+                raise UsageError(str(exc).replace("--samples", f"--opt {key}", 1)) from None
         return opts
 
     def lower(self, ctx: ExportContext) -> Any:
         """The NIR graph, written to ``graph.nir`` and read back (type-checked, every parameter compared)."""
         from neuroposter.ir import write_graph
+        from neuroposter.ir.interop import is_nested, portable_graph
         from neuroposter.ir.lower import lower_model
 
         graph = lower_model(ctx.run.model, T=int(ctx.inputs.T), source_run=str(ctx.request.run_dir),
                             dtype=str(ctx.options.get("dtype") or "float64"))
         back = write_graph(ctx.scratch / "graph.nir", graph)
         ctx.copy_file("graph.nir")
+        self.portable = None
+        if is_nested(back):   # readers that take no sub-graphs (Norse, snnTorch) get the portable flat variant
+            self.portable = write_graph(ctx.scratch / "graph_flat.nir", portable_graph(back))
+            ctx.copy_file("graph_flat.nir")
         return back
 
     def run(self, ctx: ExportContext, graph: Any) -> _Runs:
@@ -131,7 +204,9 @@ class NirTarget(Target):
         counts = nir_counts(graph, counted, run_dir=ctx.request.run_dir, encoded=str(ctx.inputs.path),
                             samples_requested=n_count)
         self.graph = graph
-        return _Runs(x, logits, norse, same, hop, rt, counts)
+        nc = min(int(ctx.options["consumer_samples"]), int(x.shape[1]))
+        consumers = run_consumers(graph, x[:, :nc], same.output[:, :nc], portable=self.portable)
+        return _Runs(x, logits, norse, same, hop, rt, counts, consumers)
 
     def verify(self, ctx: ExportContext, r: _Runs) -> Verdict:
         from neuroposter.targets.verify import compare
@@ -166,11 +241,16 @@ class NirTarget(Target):
 
         r, back = self.runs, self.graph
         ctx.files["op_counts.json"] = lambda p: write_op_counts(p.parent, r.counts)
+        readme = _readme(r.consumers, back.metadata)
+        ctx.files["README.md"] = lambda p: p.write_text(readme)
+        ctx.summary["consumers"] = r.consumers
         stats = graph_stats(back)
         ctx.summary.update({
             "T": int(ctx.inputs.T),
             "graph": {"file": "graph.nir", "roundtrip": "nir.read(type_check=True), all parameters equal",
-                      **{k: back.metadata[k] for k in ("dt", "reset", "threshold", "layout") if k in back.metadata}},
+                      **({"flat_file": "graph_flat.nir"} if self.portable is not None else {}),
+                      **{k: back.metadata[k] for k in ("dt", "reset", "threshold", "integration", "layout")
+                         if k in back.metadata}},
             **stats,
             "latency_L": int(r.retiming.latency),
         })
@@ -187,5 +267,7 @@ class NirTarget(Target):
             f"{v['vs_norse']['label_agreement']:.4%}, per-hop+retiming agreement "
             f"{v['per_hop_vs_same_step']['spike_agreement']:.4%}",
             f"  op counts (same-step, float) on {r.counts['model'].counts.samples} test samples stored in op_counts.json",
+            "  NIR consumers (prediction agreement with the reference simulator): " + ", ".join(
+                f"{k} {c['prediction_agreement']:.2%}" if c["run"] else f"{k} not run" for k, c in r.consumers.items()),
             f"  {'OK' if verdict.ok else 'FAILED'}: every agreement {'>=' if verdict.ok else 'must be >='} {min_agree:g}",
         ]

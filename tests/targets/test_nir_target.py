@@ -78,6 +78,30 @@ def test_nir_export_bundle(workspace, tmp_path) -> None:
     assert any("latency L = 9" in line for line in res.lines)
 
 
+def test_nir_export_writes_the_portable_graph_and_runs_the_consumers(workspace, tmp_path) -> None:
+    """The nested SDT graph gets graph_flat.nir; every installed consumer that can run it is run on the verification
+    samples and agrees with the reference simulator; the README gives each one-line load."""
+    from neuroposter.ir.interop import is_nested
+
+    out = tmp_path / "bundle"
+    assert get_exporter("nir")(ExportRequest("nir", workspace / "runs" / "sdt", out, workspace, {"samples": 4})).ok
+    assert is_nested(read_graph(out / "graph.nir")) and not is_nested(read_graph(out / "graph_flat.nir"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["graph"]["flat_file"] == "graph_flat.nir" and summary["graph"]["dt"] == 1.0
+    cons = summary["consumers"]
+    assert set(cons) == {"norse", "snntorch", "nirtorch"}
+    assert not cons["norse"]["run"] and "depth-first" in cons["norse"]["reason"]
+    ran = [k for k, c in cons.items() if c["run"]]
+    assert "nirtorch" in ran
+    for k in ran:
+        assert cons[k]["samples"] == 4 and cons[k]["prediction_agreement"] == 1.0 and cons[k]["file"] == "graph_flat.nir"
+        assert cons[k]["max_abs_step_logit_diff"] < 1e-4
+    readme = (out / "README.md").read_text()
+    assert 'norse.torch.from_nir(nir.read("graph_flat.nir"), dt=1.0)' in readme and "nirtorch.nir_to_torch(" in readme
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {"graph_flat.nir", "README.md"} <= set(manifest["files"])
+
+
 def test_nir_export_stores_op_counts_of_its_graph(workspace, tmp_path) -> None:
     """op_counts.json: the bundle's graph simulated on the first count_samples test samples (not the verification
     ones), counted at 8-bit weights / 16-bit state, hashed by the manifest."""
