@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "export": "export",
     "report": "report",
+    "profile": "profile",
 }
 
 
