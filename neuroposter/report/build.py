@@ -238,6 +238,9 @@ def _write_tables(data: ReportData, tmp: Path) -> list[str]:
     data.layers.to_csv(tmp / "layers.csv", index=False)
     data.headline.to_csv(tmp / "headline.csv", index=False)
     files = ["energy.csv", "accuracy.csv", "accuracy_ci.csv", "layers.csv", "headline.csv"]
+    if not data.deployed.empty:
+        data.deployed.to_csv(tmp / "deployed.csv", index=False)
+        files.append("deployed.csv")
     if not data.latency.empty:
         data.latency.to_csv(tmp / "latency.csv", index=False)
         files.append("latency.csv")

@@ -19,7 +19,7 @@ import pandas as pd
 from neuroposter.errors import DataError, ManifestError, UsageError
 from neuroposter.profiling.counts import OpCounts
 from neuroposter.profiling.profiles import HardwareProfile, list_profiles, load_profile
-from neuroposter.report import collect, headline, tables, uncertainty
+from neuroposter.report import collect, deployed, headline, tables, uncertainty
 
 __all__ = ["ReportData", "compute_report"]
 
@@ -57,6 +57,7 @@ class ReportData:
         views: the headline's key views.
         headline: one row per run.
         summary: the headline sentences.
+        deployed: chip bundles' deployed accuracy beside the run's energy (:mod:`neuroposter.report.deployed`).
         warnings: problems met (shown in the report).
     """
 
@@ -80,6 +81,7 @@ class ReportData:
     views: list[Any]
     headline: pd.DataFrame
     summary: list[str]
+    deployed: pd.DataFrame = field(default_factory=pd.DataFrame)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -105,13 +107,15 @@ def compute_report(ws: Path, *, runs: Sequence[str] | None, profiles: Sequence[s
         warnings += ci_warnings
     views = headline.key_views(energy, frontend_profile)
     head = headline.headline_table(run_infos, energy, views)
+    deployed_rows = deployed.deployed_rows(bundles, run_infos, head, views)
     return ReportData(
         runs=run_infos, bundles=bundles, roots=exports, device_profiles=device_profiles, profiles=all_profiles,
         frontend=fe_counts, frontend_source=fe_source, frontend_profile=frontend_profile, samples=samples,
         onnx_paths=onnx_paths, energy=energy, breakdowns=breakdowns, accuracy=tables.accuracy_table(run_infos),
         ci=ci, layers=tables.layer_table(run_infos), verdicts=collect.mapping_verdicts(bundles, run_infos),
         latency=_latency(onnx_paths, warnings) if latency else pd.DataFrame(), views=views, headline=head,
-        summary=headline.headline_text(head, views, run_infos, ci=ci), warnings=warnings)
+        summary=headline.headline_text(head, views, run_infos, ci=ci) + deployed.deployed_text(deployed_rows),
+        deployed=deployed_rows, warnings=warnings)
 
 
 def _inputs(ws: Path, runs: Sequence[str] | None, roots: list[Path], warnings: list[str]

@@ -90,7 +90,7 @@ def sections(data: ReportData, provenance: pd.DataFrame, figs: Figures, device_b
         figs: figure file per key (None: not drawn).
         device_bd: device-view breakdown figure per profile.
     """
-    return [_headline(data, figs), _scope(data), _accuracy(data, figs), _energy(data, figs),
+    return [_headline(data, figs), _scope(data), _accuracy(data, figs), _deployed(data), _energy(data, figs),
             _breakdown(figs, device_bd), _activity(data, figs), _mapping(data, figs), _latency(data),
             _conventions(), _full_table(data), _terms(data), _provenance(provenance)]
 
@@ -158,6 +158,25 @@ def _accuracy(data: ReportData, figs: Figures) -> Section:
     s.p("Test metrics of each model, followed by the constant-predictor baselines of the same run (accuracy.csv).")
     s.table(data.accuracy)
     _ci_block(s, data.ci, figs.get("ci"))
+    return s
+
+
+def _deployed(data: ReportData) -> Section:
+    from neuroposter.report.deployed import deployed_display
+
+    s = Section("Deployed on a chip: accuracy as deployed, beside energy")
+    if data.deployed.empty:
+        s.p("No chip bundle with a deployed-vs-trained verification was found (`neuroposter export --target loihi`).")
+        return s
+    s.p("One row per chip bundle: the deployed network's test mAP and micro-F1 (the integer network the chip runs, "
+        "not the float model), the trained model's beside them, and how often the deployed network keeps the trained "
+        "model's genre set and top-1 genre, with 95 % bootstrap intervals over the test samples; 'bound' is the "
+        "export's --min-trained-agreement on the genre set ('off': switched off to show a float-trained run for "
+        "comparison). 'trained with': float training, or the target's arithmetic in the forward pass "
+        "(quantisation-aware, `neuroposter train --target`). Energy: the same run's per-inference energy in the "
+        "headline views (model alone / pipeline with the DenseNet-169 front end), from its NIR bundle's op counts "
+        "(deployed.csv).")
+    s.table(deployed_display(data.deployed, data.views))
     return s
 
 
