@@ -281,6 +281,10 @@ class _QATState:
         self.version: tuple[int, ...] | None = None
         self.hook: Any = None
 
+    def pre_hook(self, model: nn.Module, args: Any) -> None:
+        """The model's forward pre-hook (a bound method, so a deep copy of the model refreshes its own copy)."""
+        self.refresh(model)
+
     def refresh(self, model: nn.Module) -> None:
         """Rebuilds the integer plan when the parameters changed since the last one."""
         if self.integer_graph is None:
@@ -381,7 +385,7 @@ def enable(model: nn.Module, arithmetic: Arithmetic,
         for path, mod in model.named_modules():
             if isinstance(mod, LIF):
                 _set(mod, _qat_state=state, _qat_path=path, forward=MethodType(_int_lif_forward, mod))
-    state.hook = model.register_forward_pre_hook(lambda m, args: state.refresh(m))
+    state.hook = model.register_forward_pre_hook(state.pre_hook)
     _set(model, _qat_state=state)
     return model
 

@@ -43,12 +43,19 @@ log = logging.getLogger(__name__)
 
 
 def norse_reference(model: Any, spikes: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Logits ``[T, B, C]`` and spikes per LIF (graph layout) of the model run in float64."""
+    """Logits ``[T, B, C]`` and spikes per LIF (graph layout) of the model run in float64.
+
+    A quantisation-aware model (:mod:`neuroposter.ir.qat`) runs with its on-grid weights and float neurons: the
+    semantics of its NIR graph (NIR's neurons are float; the chip's integer neuron is the chip target's business).
+    """
     import torch
 
+    from neuroposter.ir.qat import arithmetic_of, enable
     from neuroposter.models.lif import LIF
 
     ref = copy.deepcopy(model).double().eval()
+    if arithmetic_of(ref) is not None:
+        enable(ref, arithmetic_of(ref))
     for m in ref.modules():
         if isinstance(m, LIF):
             m.record_spikes = True

@@ -236,3 +236,15 @@ def test_lowering_a_quantisation_aware_model_exports_the_trained_weights(make: o
     x = _spikes(model)
     np.testing.assert_allclose(model(x).detach().numpy(), simulate(flat, to_graph_input(x, lower_model(model, T=4)),
                                                                    mode="same_step").aligned_output(), atol=1e-5)
+
+
+def test_a_deep_copy_keeps_the_integer_arithmetic() -> None:
+    """Exports deep-copy the run's model: the copy refreshes its own integer plan and computes the same."""
+    from neuroposter.targets import training_quantiser
+
+    model = _small_mlp()
+    enable(model, LOIHI, training_quantiser(LOIHI))
+    x = _spikes(model)
+    clone = copy.deepcopy(model).double()
+    np.testing.assert_array_equal(clone(x.double()).detach().numpy(), model(x).detach().numpy())
+    assert clone._qat_state is not model._qat_state and clone._qat_state.plan is not None
