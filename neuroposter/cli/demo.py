@@ -117,7 +117,8 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
         *(Stage(f"export {t} {m}-seed{k}", "export", _export(t, f"{m}-seed{k}"))
           for k in range(1, int(preset.get("seeds", 1))) for m, t in zip(_SEEDED_MODELS, ("nir", "onnx"))),
         # the quantisation-aware runs' graphs (their op counts: the deployed network's activity) and Loihi bundles
-        *(Stage(f"export nir {m}-{_QAT_TARGET}", "export", _export("nir", f"{m}-{_QAT_TARGET}")) for m, _ in _QAT_MODELS),
+        *(Stage(f"export nir {m}-{_QAT_TARGET}", "export", _export("nir", f"{m}-{_QAT_TARGET}"))
+          for m, _ in _QAT_MODELS),
         *(Stage(f"export loihi {m}-{_QAT_TARGET}", "export", _export("loihi", f"{m}-{_QAT_TARGET}"), verdict=True)
           for m, _ in _QAT_MODELS),
         # the float-trained runs on Loihi, kept as the "without quantisation-aware training" comparison: their

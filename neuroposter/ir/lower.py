@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from neuroposter.errors import NeuroposterError
 from neuroposter.ir.sdsa import AND_THRESHOLD, lif_node, sdsa_graph, token_conv
 
-__all__ = ["DT", "lower_model", "to_graph_input", "export_view", "fold_bn", "LoweringError"]
+__all__ = ["DT", "lower_model", "to_graph_input", "export_view", "fold_bn", "fold_bn_tensors", "LoweringError"]
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +70,29 @@ def fold_bn(weight: Tensor, bias: Tensor | None, bn: nn.BatchNorm1d | None) -> t
     Returns:
         ``(W' [out, in], b' [out])`` as float64 numpy arrays.
     """
-    w = weight.detach().double().cpu()
-    b = torch.zeros(w.shape[0], dtype=torch.float64) if bias is None else bias.detach().double().cpu()
-    if bn is not None:
-        if not bn.track_running_stats or bn.running_mean is None:
-            raise LoweringError("BatchNorm without running statistics cannot be folded")
-        sigma = torch.sqrt(bn.running_var.detach().double() + bn.eps)
-        gamma = bn.weight.detach().double() if bn.affine else torch.ones_like(sigma)
-        beta = bn.bias.detach().double() if bn.affine else torch.zeros_like(sigma)
-        g = gamma / sigma
-        w = g[:, None] * w
-        b = beta - g * bn.running_mean.detach().double() + g * b
-    return w.numpy(), b.numpy()
+    with torch.no_grad():
+        w, b = fold_bn_tensors(weight, bias, bn)
+    return w.cpu().numpy(), b.cpu().numpy()
+
+
+def fold_bn_tensors(weight: Tensor, bias: Tensor | None, bn: nn.BatchNorm1d | None) -> tuple[Tensor, Tensor]:
+    """:func:`fold_bn` as float64 tensors, differentiable in the Linear's and BatchNorm's parameters (the running
+    statistics are constants); quantisation-aware training folds with it, so its weights are the exported ones.
+
+    Raises:
+        LoweringError: a BatchNorm without running statistics.
+    """
+    w = weight.to(torch.float64)
+    b = torch.zeros(w.shape[0], dtype=torch.float64, device=w.device) if bias is None else bias.to(torch.float64)
+    if bn is None:
+        return w, b
+    if not bn.track_running_stats or bn.running_mean is None:
+        raise LoweringError("BatchNorm without running statistics cannot be folded")
+    sigma = torch.sqrt(bn.running_var.detach().to(torch.float64) + bn.eps)
+    gamma = bn.weight.to(torch.float64) if bn.affine else torch.ones_like(sigma)
+    beta = bn.bias.to(torch.float64) if bn.affine else torch.zeros_like(sigma)
+    g = gamma / sigma
+    return g[:, None] * w, beta - g * bn.running_mean.detach().to(torch.float64) + g * b
 
 
 def _fold(linear: nn.Linear, bn: nn.BatchNorm1d | None, div: int = 1) -> tuple[np.ndarray, np.ndarray]:

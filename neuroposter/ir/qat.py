@@ -52,9 +52,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
+from norse.torch.functional.threshold import threshold
 from torch import Tensor, nn
 
 from neuroposter.errors import NeuroposterError
+from neuroposter.ir.lower import fold_bn_tensors
 from neuroposter.ir.quantize import pow2_exponent
 
 __all__ = ["WEIGHT_SCHEMES", "Arithmetic", "Connection", "QATError", "connections", "quantize_tensor",
@@ -190,17 +192,8 @@ def fake_quant(w: Tensor, scheme: str, bits: int) -> Tensor:
 
 
 def _folded(lin: nn.Linear, bn: nn.BatchNorm1d | None) -> tuple[Tensor, Tensor]:
-    """``(W', b')`` in float64, differentiable in the Linear's and BatchNorm's parameters (same formula as
-    :func:`neuroposter.ir.lower.fold_bn`)."""
-    w = lin.weight.to(torch.float64)
-    b = torch.zeros(w.shape[0], dtype=torch.float64, device=w.device) if lin.bias is None else lin.bias.to(torch.float64)
-    if bn is None:
-        return w, b
-    sigma = torch.sqrt(bn.running_var.detach().to(torch.float64) + bn.eps)
-    gamma = bn.weight.to(torch.float64) if bn.affine else torch.ones_like(sigma)
-    beta = bn.bias.to(torch.float64) if bn.affine else torch.zeros_like(sigma)
-    g = gamma / sigma
-    return g[:, None] * w, beta - g * bn.running_mean.detach().to(torch.float64) + g * b
+    """``(W', b')`` in float64, differentiable: the lowering's own fold."""
+    return fold_bn_tensors(lin.weight, lin.bias, bn)
 
 
 def round_ste(x: Tensor, fn: Callable[[Tensor], Tensor] = torch.round) -> Tensor:
@@ -250,8 +243,8 @@ def integer_plan(flat_int: Any) -> IntegerPlan:
     for path, nd in flat_int.nodes.items():
         meta = (nd.nir.metadata or {}).get("loihi") or {}
         if nd.role == "conn" and "scale" in meta:
-            dst = [d for d in flat_int.succs(path)]
-            conns[path] = _ConnPlan(float(meta["scale"]), all(flat_int.nodes[d].role == "output" for d in dst))
+            conns[path] = _ConnPlan(float(meta["scale"]),
+                                    all(flat_int.nodes[d].role == "output" for d in flat_int.succs(path)))
         elif nd.role == "neuron" and "dv" in meta:
             if int(meta["du"]) + fmt.decay_u_offset != fmt.decay_unity:
                 raise QATError(f"{path}: a neuron with a current decay (du={meta['du']}) is not emulated; the "
@@ -321,8 +314,6 @@ def _qat_forward(self: nn.Linear, x: Tensor) -> Tensor:
 
 def _int_lif_forward(self: nn.Module, x: Tensor) -> Tensor:
     """The chip's integer LIF over ``x [T, ...]`` (module docstring), spikes as the float LIF returns them."""
-    from norse.torch.functional.threshold import threshold
-
     st: _QATState = self._qat_state
     plan = st.plan.neurons.get(self._qat_path) if st.plan is not None else None
     if plan is None:
@@ -408,17 +399,19 @@ def arithmetic_of(model: nn.Module) -> Arithmetic | None:
     return None if state is None else state.arithmetic
 
 
+def _on_grid(lin: nn.Linear, bn: nn.BatchNorm1d | None, div: int, arith: Arithmetic) -> tuple[np.ndarray, np.ndarray]:
+    """``(Q(W'/div), b')`` as float64 numpy, as the lowering lays a connection out."""
+    with torch.no_grad():
+        w, b = _folded(lin, bn)
+        w = quantize_tensor(w / div, arith.weights, arith.weight_bits)
+    return w.cpu().numpy(), b.cpu().numpy()
+
+
 def deployed_weights(model: nn.Module, arithmetic: Arithmetic) -> dict[str, np.ndarray]:
     """The weight each connection computes with under ``arithmetic`` (as the lowering lays it out, i.e.
     ``Q(W'/div)``), keyed by connection path, float64 numpy (for checks against the export's quantiser)."""
-    out = {}
-    with torch.no_grad():
-        for c in connections(model):
-            lin = model.get_submodule(c.linear)
-            bn = model.get_submodule(c.bn) if c.bn else None
-            w, _ = _folded(lin, bn)
-            out[c.path] = quantize_tensor(w / c.div, arithmetic.weights, arithmetic.weight_bits).cpu().numpy()
-    return out
+    return {c.path: _on_grid(model.get_submodule(c.linear), model.get_submodule(c.bn) if c.bn else None, c.div,
+                             arithmetic)[0] for c in connections(model)}
 
 
 def deployed_connection(linear: nn.Linear, bn: nn.BatchNorm1d | None, div: int = 1
@@ -426,9 +419,4 @@ def deployed_connection(linear: nn.Linear, bn: nn.BatchNorm1d | None, div: int =
     """``(Q(W'/div), b')`` (float64 numpy) a Linear of an :func:`enable`-d model computes with, as the lowering
     lays it out; None when the Linear is not under quantisation-aware arithmetic."""
     state = linear.__dict__.get("_qat_state")
-    if state is None:
-        return None
-    with torch.no_grad():
-        w, b = _folded(linear, bn)
-        w = quantize_tensor(w / div, state.arithmetic.weights, state.arithmetic.weight_bits)
-    return w.cpu().numpy(), b.cpu().numpy()
+    return None if state is None else _on_grid(linear, bn, div, state.arithmetic)

@@ -13,7 +13,7 @@ the comparison. Read only: nothing here exports or simulates.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
@@ -26,24 +26,26 @@ def _json(path: Any) -> dict[str, Any]:
     return _maybe_json(path)
 
 
-def _trained_with(run: Any) -> str:
-    deploy = (run.model_json or {}).get("deploy") if run is not None else None
+def _trained_with(run: Any) -> tuple[str, str | None]:
+    """``(description, origin)``: "float" or the target's arithmetic, and the float run it was fine-tuned from."""
+    deploy = (run.model_json or {}).get("deploy")
     if not deploy:
-        return "float"
-    qat = (run.metrics or {}).get("qat") or {}
-    src = (qat.get("init_from") or {}).get("run")
-    origin = f", from {str(src).rstrip('/').split('/')[-1]}" if src else ""
-    return f"{deploy.get('target')} arithmetic (QAT{origin})"
+        return "float", None
+    src = (((run.metrics or {}).get("qat") or {}).get("init_from") or {}).get("run")
+    origin = str(src).rstrip("/").split("/")[-1] if src else None
+    return f"{deploy.get('target')} arithmetic (QAT{f', from {origin}' if origin else ''})", origin
 
 
 def deployed_rows(bundles: Iterable[Any], runs: Sequence[Any], headline: pd.DataFrame,
                   views: Sequence[Any]) -> pd.DataFrame:
     """One row per chip bundle with a deployed-vs-trained verification (see the module docstring).
 
-    Columns: ``run``, ``target``, ``trained_with``, ``samples``, ``deployed_map`` / ``trained_map`` (+ ``_lo``,
+    Columns: ``run``, ``target``, ``trained_with``, ``qat`` (bool), ``origin`` (the float run a QAT run was
+    fine-tuned from, else None), ``samples``, ``deployed_map`` / ``trained_map`` (+ ``_lo``,
     ``_hi`` of the deployed one), ``deployed_micro_f1`` / ``trained_micro_f1`` (+ interval), ``set_agreement`` (+
     interval), ``top1_agreement``, ``bound`` (the export's ``--min-trained-agreement``; 0: switched off),
-    ``gate_ok``; refused bundles (nothing deployed) are left out; and per headline view ``<key>_head_mj`` / ``<key>_pipeline_mj`` of the run.
+    ``gate_ok``, and per headline view ``<key>_head_mj`` / ``<key>_pipeline_mj`` of the run. Refused bundles
+    (nothing deployed) are left out.
     """
     by_run = {r.name: r for r in runs}
     head = {r["run"]: r for _, r in headline.iterrows()} if not headline.empty else {}
@@ -57,7 +59,9 @@ def deployed_rows(bundles: Iterable[Any], runs: Sequence[Any], headline: pd.Data
             continue
         iv = entry.get("intervals") or {}
         gate = next((g for g in summ.get("gates") or [] if g.get("check") == "deployed_vs_trained"), {})
-        row: dict[str, Any] = {"run": b.run, "target": b.target, "trained_with": _trained_with(by_run[b.run]),
+        trained_with, origin = _trained_with(by_run[b.run])
+        row: dict[str, Any] = {"run": b.run, "target": b.target, "trained_with": trained_with,
+                               "qat": trained_with != "float", "origin": origin,
                                "samples": entry.get("samples"), "split": (summ.get("inputs") or {}).get("split")}
         for key in ("map", "micro_f1"):
             d = entry.get(key) or {}
@@ -118,15 +122,15 @@ def deployed_display(rows: pd.DataFrame, views: Sequence[Any]) -> pd.DataFrame:
     return out
 
 
-def deployed_text(rows: pd.DataFrame, baselines: Mapping[str, float] | None = None) -> list[str]:
+def deployed_text(rows: pd.DataFrame) -> list[str]:
     """Sentences comparing each quantisation-aware run with its float-trained origin on the same target."""
     out: list[str] = []
     if rows.empty:
         return out
     for _, r in rows.iterrows():
-        if not str(r["trained_with"]).startswith(f"{r['target']} arithmetic"):
+        if not r["qat"]:
             continue
-        origin = str(r["trained_with"]).split("from ")[-1].rstrip(")") if "from " in str(r["trained_with"]) else None
+        origin = r["origin"]
         base = rows[(rows["run"] == origin) & (rows["target"] == r["target"])] if origin else rows.iloc[0:0]
         line = (f"{r['run']} on {r['target']} (trained with its arithmetic): deployed mAP {_f(r['deployed_map'])}, "
                 f"micro-F1 {_f(r['deployed_micro_f1'])}; keeps the trained model's genre set on "

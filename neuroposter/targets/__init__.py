@@ -16,7 +16,8 @@ from neuroposter._registry import Registry
 from neuroposter.targets.base import ExportRequest, ExportResult, Target, UnsupportedNodeError
 
 __all__ = ["TARGETS", "CHIP_TARGET", "chip_targets", "get_target", "get_exporter", "ExportRequest", "ExportResult",
-           "UnsupportedNodeError", "WEIGHT_SCHEMES", "training_targets", "training_arithmetic", "training_quantiser"]
+           "UnsupportedNodeError", "TARGET_WEIGHT_SCHEME", "training_targets", "training_arithmetic",
+           "training_quantiser"]
 
 TARGETS: Registry[str] = Registry("target")
 TARGETS.add("nir", "neuroposter.targets.nir_target:NirTarget")
@@ -60,12 +61,12 @@ def get_exporter(name: str) -> Callable[[ExportRequest], ExportResult]:
 # training emulates, :mod:`neuroposter.ir.qat`): Loihi 2's mantissa x power-of-two exponent
 # (:func:`~neuroposter.targets.loihi.fixed_point.quantize_weights`, widths from the profile's ``fixed_point``);
 # the simulated chips' linear grid (:func:`~neuroposter.ir.quantize.quantize_nbit`, ``limits.weight_bits``).
-WEIGHT_SCHEMES: dict[str, str] = {"loihi": "pow2", **{c: "grid" for c in chip_targets()}}
+TARGET_WEIGHT_SCHEME: dict[str, str] = {"loihi": "pow2", **{c: "grid" for c in chip_targets()}}
 
 
 def training_targets() -> list[str]:
     """The targets ``neuroposter train --target`` can train for (those with an integer weight arithmetic)."""
-    return [n for n in TARGETS.names() if n in WEIGHT_SCHEMES]
+    return [n for n in TARGETS.names() if n in TARGET_WEIGHT_SCHEME]
 
 
 def training_arithmetic(name: str, profile: str | None = None) -> Any:
@@ -85,12 +86,12 @@ def training_arithmetic(name: str, profile: str | None = None) -> Any:
     from neuroposter.ir.qat import Arithmetic, QATError
     from neuroposter.profiling.profiles import load_profile
 
-    if name not in WEIGHT_SCHEMES:
+    if name not in TARGET_WEIGHT_SCHEME:
         raise KeyError(f"target {name!r} has no integer weight arithmetic to train with; "
                        f"valid: {', '.join(training_targets())}")
     target = get_target(name)
     prof = load_profile(profile or (name if target.profile == "<target>" else target.profile))
-    scheme = WEIGHT_SCHEMES[name]
+    scheme = TARGET_WEIGHT_SCHEME[name]
     bits = (prof.fixed_point.weight_bits if scheme == "pow2" and prof.fixed_point is not None
             else prof.limits.weight_bits)
     if not bits:
