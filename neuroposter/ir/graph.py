@@ -27,7 +27,8 @@ import numpy as np
 
 from neuroposter.ir.nodes import NodeType, UnknownNodeTypeError, node_type
 
-__all__ = ["Edge", "GraphError", "Node", "Graph", "Projection", "Synapses", "flatten", "executable", "topo_sort"]
+__all__ = ["Edge", "GraphError", "Node", "Graph", "Projection", "Synapses", "flatten", "executable", "topo_sort",
+           "HOST_PLACEMENT", "host_paths"]
 
 Edge = tuple[str, str]
 
@@ -422,3 +423,28 @@ def flatten(graph: nir.NIRGraph, *, strict: bool = False) -> Graph:
     meta = dict(graph.metadata) if isinstance(graph.metadata, Mapping) else {}
     dt = float(np.asarray(meta.get("dt", 1.0)).reshape(-1)[0])
     return Graph(nodes, edges, inputs, outputs, dt, groups, meta, group_parent, strict)
+
+
+#: ``metadata["placement"]`` of a node (or sub-graph) that runs on the host CPU, not on the chip: a chip-fitted
+#: model's host projection (:mod:`neuroposter.ir.lower`); the mapper, the op counts and the vendor checks skip it.
+HOST_PLACEMENT = "host"
+
+
+def host_paths(graph: "Graph | nir.NIRGraph") -> set[str]:
+    """The flattened node paths that run on the host: a node whose metadata has ``"placement": "host"``, or any
+    node inside a sub-graph whose metadata has it.
+
+    Args:
+        graph: a (nested) ``nir.NIRGraph`` or its :func:`flatten`.
+    """
+    g = graph if isinstance(graph, Graph) else flatten(graph)
+
+    def hosted_group(group: str) -> bool:
+        while group:
+            if (g.groups.get(group) or {}).get("placement") == HOST_PLACEMENT:
+                return True
+            group = g.group_parent.get(group, "")
+        return False
+
+    return {p for p, n in g.nodes.items()
+            if (getattr(n.nir, "metadata", None) or {}).get("placement") == HOST_PLACEMENT or hosted_group(n.group)}

@@ -59,6 +59,8 @@ __all__ = [
     "EnergyValue",
     "Limits",
     "FixedPoint",
+    "SystemSpec",
+    "NeuronSpec",
     "HardwareProfile",
     "load_profile",
     "list_profiles",
@@ -152,6 +154,13 @@ class Limits:
         max_channels: largest number of feature maps per layer.
         kernel_memory_per_core: per-core kernel memory entries (Speck).
         neuron_memory_per_core: per-core neuron memory entries (Speck).
+        fan_in_split: ``"exact"`` when a neuron's fan-in above ``fan_in`` can be split into partial sums that the
+            chip adds exactly in the same step (SpiNNaker's synapse cores), ``"none"`` when it cannot (TrueNorth:
+            relays would have to spike), None = unknown (no split). The mechanism is in ``notes["fan_in_split"]``.
+        fan_out_split: ``"exact"`` when a neuron's fan-out above ``fan_out`` can be served by identical neuron
+            copies (TrueNorth), ``"none"`` / None otherwise.
+        fan_out_unit: what ``fan_out`` counts: ``"neuron"`` (postsynaptic neurons per neuron; the default when
+            null) or ``"population"`` (destination layers/cores per layer: Speck's two destination cores per core).
         full_leak: whether the chip's LIF can be set to *full leak* (membrane and any synaptic state emptied
             every step, the step's input still reaching the membrane), which makes ``Threshold -> LIF(tau=dt)``
             exact on the chip; None = unknown (no such lowering). The reason is in ``notes["full_leak"]``.
@@ -182,6 +191,9 @@ class Limits:
     kernel_memory_per_core: tuple[int, ...] | None = None
     neuron_memory_per_core: tuple[int, ...] | None = None
     full_leak: bool | None = None
+    fan_in_split: str | None = None
+    fan_out_split: str | None = None
+    fan_out_unit: str | None = None
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     notes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -281,6 +293,50 @@ class FixedPoint:
 
 
 @dataclass(frozen=True)
+class SystemSpec:
+    """The multi-chip system a profile describes (its ``system`` section); one chip when absent.
+
+    Attributes:
+        name: the system's name (e.g. ``"SpiNN-5 board"``).
+        chips: chips in the system (the mapper partitions a network over at most this many).
+        source: where the system's facts come from.
+        evidence: evidence grade of those facts.
+        note: free text (inter-chip facts, caveats).
+
+    Example:
+        >>> load_profile("spinnaker").system.chips
+        48
+        >>> SystemSpec().chips
+        1
+    """
+
+    name: str = "one chip"
+    chips: int = 1
+    source: str | None = None
+    evidence: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """The chip's neuron for chip-fitted models (a profile's ``neuron`` section).
+
+    Attributes:
+        model: a :data:`neuroposter.models.chip_neurons.CHIP_NEURONS` name (``lif``, ``if``, ``xylo``).
+        params: the neuron's numeric parameters given in the section (e.g. Xylo's ``dash_syn``).
+        source: where the choice comes from.
+        evidence: its evidence grade.
+        note: why this neuron (free text).
+    """
+
+    model: str
+    params: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    source: str | None = None
+    evidence: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class HardwareProfile:
     """One hardware platform: energy constants with provenance, and resource limits.
 
@@ -298,6 +354,8 @@ class HardwareProfile:
         limits: :class:`Limits`.
         nir_nodes: NIR node type names the target can host.
         fixed_point: the chip's integer formats (:class:`FixedPoint`), or None when the profile has none.
+        system: the multi-chip system the profile describes (:class:`SystemSpec`; one chip when absent).
+        neuron: the chip's neuron for fitted models (:class:`NeuronSpec`), or None when the profile names none.
         process_nm: process node.
         voltage_v: supply voltage.
         precision: deployment precision (e.g. ``"int8"``, ``"fp32"``).
@@ -319,6 +377,8 @@ class HardwareProfile:
     limits: Limits
     nir_nodes: frozenset[str]
     fixed_point: FixedPoint | None = None
+    system: SystemSpec = field(default_factory=SystemSpec)
+    neuron: NeuronSpec | None = None
     process_nm: float | None = None
     voltage_v: float | None = None
     precision: str | None = None
@@ -450,6 +510,22 @@ def _parse_fixed_point(raw: Mapping[str, Any] | None, limits: Limits) -> FixedPo
                       max_delay=limits.max_delay, sources=MappingProxyType(sources), **kwargs)
 
 
+def _parse_system(raw: Mapping[str, Any] | None) -> SystemSpec:
+    if not raw:
+        return SystemSpec()
+    vals = {k: (v.get("value") if isinstance(v, dict) else v) for k, v in raw.items()}
+    return SystemSpec(name=vals.get("name") or SystemSpec.name, chips=int(vals.get("chips") or 1),
+                      source=vals.get("source"), evidence=vals.get("evidence"), note=vals.get("note"))
+
+
+def _parse_neuron(raw: Mapping[str, Any] | None) -> NeuronSpec | None:
+    if not raw:
+        return None
+    text = ("model", "source", "evidence", "note")
+    return NeuronSpec(model=str(raw["model"]), params=MappingProxyType({k: v for k, v in raw.items() if k not in text}),
+                      source=raw.get("source"), evidence=raw.get("evidence"), note=raw.get("note"))
+
+
 def _parse(raw: Any, *, where: str, path: Path | None) -> HardwareProfile:
     check_profile(raw, where=where, stem=path.stem if path is not None else None)
     evidence = raw["evidence"]
@@ -469,6 +545,8 @@ def _parse(raw: Any, *, where: str, path: Path | None) -> HardwareProfile:
         limits=limits,
         nir_nodes=frozenset(_texts(raw.get("nir_nodes"))),
         fixed_point=_parse_fixed_point(raw.get("fixed_point"), limits),
+        system=_parse_system(raw.get("system")),
+        neuron=_parse_neuron(raw.get("neuron")),
         process_nm=_float(raw.get("process_nm")),
         voltage_v=_float(raw.get("voltage_v")),
         precision=raw.get("precision"),

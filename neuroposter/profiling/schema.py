@@ -44,6 +44,7 @@ __all__ = [
     "REQUIRED",
     "ORDERED_PAIRS",
     "FIXED_POINT_REQUIRES",
+    "SPLITS",
     "ProfileError",
     "Unit",
     "Rule",
@@ -63,6 +64,10 @@ __all__ = [
 EVIDENCE: tuple[str, ...] = ("measured", "simulated", "derived", "vendor", "unverified")
 SCOPES: tuple[str, ...] = ("per-term", "all-in")
 KINDS: tuple[str, ...] = ("neuromorphic", "ann")
+# Whether the chip can split a limit exactly (``limits.fan_in_split`` / ``limits.fan_out_split``).
+SPLITS: tuple[str, ...] = ("exact", "none")
+# What ``limits.fan_out`` counts: postsynaptic neurons per neuron, or destination populations (cores) per population.
+FAN_OUT_UNITS: tuple[str, ...] = ("neuron", "population")
 
 # Energy terms (per event) a profile may give; the YAML key is the term plus an energy unit suffix
 # (_fj, _pj, _nj, _uj, _mj), normalised to _pj. Meanings are what estimate_energy multiplies them with.
@@ -238,6 +243,8 @@ SCHEMA: tuple[tuple[str, Rule], ...] = (
     ("energy", _MAPPING),
     ("limits", _MAPPING),
     ("fixed_point", _MAPPING),
+    ("system", _MAPPING),
+    ("neuron", _MAPPING),
     ("nir_nodes", _TEXTS),
     ("facts", _MAPPING),
     ("notes", _TEXT),
@@ -276,6 +283,22 @@ SCHEMA: tuple[tuple[str, Rule], ...] = (
     ("limits.neuron_memory_per_core", _COUNTS),
     # neuron capabilities (null = unknown)
     ("limits.full_leak", Rule("bool")),
+    # exact splits of a limit (fan-in into partial-sum relays, fan-out into neuron copies); null = unknown
+    ("limits.fan_in_split", Rule("choice", choices=SPLITS)),
+    ("limits.fan_out_split", Rule("choice", choices=SPLITS)),
+    ("limits.fan_out_unit", Rule("choice", choices=FAN_OUT_UNITS)),
+    # the multi-chip system the profile describes (profiles.SystemSpec); absent = one chip
+    ("system.name", _TEXT),
+    ("system.chips", _COUNT),
+    ("system.source", _TEXT),
+    ("system.note", _TEXT),
+    ("system.evidence", Rule("choice", choices=EVIDENCE)),
+    # the chip's neuron for fitted models (profiles.NeuronSpec; a CHIP_NEURONS name); other keys are its
+    # numeric parameters (e.g. Xylo's dash_syn); absent = the first of limits.neuron_models a fitted model has
+    ("neuron.model", _TEXT),
+    ("neuron.source", _TEXT),
+    ("neuron.note", _TEXT),
+    ("neuron.evidence", Rule("choice", choices=EVIDENCE)),
     # fixed-point formats of the chip's integer neuron and synapse (one entry per field of profiles.FixedPoint
     # besides the widths already in limits: weight_bits, state_bits, max_delay)
     ("fixed_point.threshold_mant_bits", _Q["bits"]),
@@ -308,6 +331,7 @@ _PATTERNS = tuple((re.compile(re.escape(p).replace(r"\*", "[^.]*")), r) for p, r
 _TOP_KEYS = tuple(p for p, _ in SCHEMA if "." not in p and "*" not in p)
 _LIMIT_KEYS = tuple(p.split(".", 1)[1] for p, _ in SCHEMA if p.startswith("limits.") and "*" not in p)
 _FIXED_POINT_KEYS = tuple(p.split(".", 1)[1] for p, _ in SCHEMA if p.startswith("fixed_point.") and "*" not in p)
+_SYSTEM_KEYS = tuple(p.split(".", 1)[1] for p, _ in SCHEMA if p.startswith("system.") and "*" not in p)
 
 
 def rule_for(key: str) -> Rule | None:
@@ -566,6 +590,25 @@ def _fixed_point(sec: dict) -> list[Problem]:
     return _keyed("fixed_point", sec, _FIXED_POINT_KEYS)
 
 
+def _system(sec: dict) -> list[Problem]:
+    return _keyed("system", sec, _SYSTEM_KEYS)
+
+
+def _neuron(sec: dict) -> list[Problem]:
+    """The ``neuron`` section: ``model`` (required), source / note / evidence, and numeric neuron parameters."""
+    out: list[Problem] = []
+    if sec.get("model") is None:
+        out.append(Problem("neuron.model", "is missing (the chip neuron's name, e.g. lif, if, xylo)"))
+    for key, val in sec.items():
+        path = f"neuron.{key}"
+        rule = rule_for(path)
+        if rule is not None:
+            out += _check(path, val, rule, None)
+        elif not _is_number(val):
+            out.append(Problem(path, "is not a number (a neuron parameter; text belongs in neuron.note)", val))
+    return out
+
+
 def _facts(sec: dict) -> list[Problem]:
     out: list[Problem] = []
     for key, val in sec.items():
@@ -660,7 +703,8 @@ def validate_profile(raw: Any, *, stem: str | None = None) -> list[Problem]:
         rule = rule_for(key)
         assert rule is not None
         if rule.type == "mapping" and isinstance(val, dict):
-            out += {"energy": _energy, "limits": _limits, "fixed_point": _fixed_point, "facts": _facts}[key](val)
+            out += {"energy": _energy, "limits": _limits, "fixed_point": _fixed_point, "system": _system,
+                    "neuron": _neuron, "facts": _facts}[key](val)
         else:
             out += _check(key, val, rule, _unit_of(key, rule))
     if not out:
