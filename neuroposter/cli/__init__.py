@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "features": "features",
     "encode": "encode",
     "train": "train",
+    "fit": "fit",
     "export": "export",
     "report": "report",
     "profile": "profile",

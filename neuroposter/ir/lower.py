@@ -1,4 +1,9 @@
-"""Lowering of the project's Norse models (SDT, spiking MLP) to NIR graphs.
+"""Lowering of the project's Norse models (SDT, spiking MLP, chip-fitted chains) to NIR graphs.
+
+A chip-fitted chain (:class:`~neuroposter.models.chip_snn.ChipSNN`) is a plain chain whose chip neurons lower
+themselves (``to_nir``); its graph is built node by node (:func:`_chip_snn_nodes`), the host projection's
+nodes marked ``metadata["placement"] = "host"`` (they run on the host CPU, in float). The SDT and the spiking
+MLP are traced as follows.
 
 The models' ``forward`` runs whole sequences ``[T, B, ...]`` with a time loop and BatchNorm, which
 ``torch.fx`` (and so ``nirtorch.torch_to_nir``) cannot express; a NIR graph is one time step
@@ -46,9 +51,10 @@ import torch
 from torch import Tensor, nn
 
 from neuroposter.errors import NeuroposterError
+from neuroposter.ir.graph import HOST_PLACEMENT
 from neuroposter.ir.sdsa import AND_THRESHOLD, lif_node, sdsa_graph, token_conv
 
-__all__ = ["DT", "lower_model", "to_graph_input", "export_view", "fold_bn", "fold_bn_tensors", "LoweringError"]
+__all__ = ["DT", "HOST_METADATA", "lower_model", "to_graph_input", "export_view", "fold_bn", "fold_bn_tensors", "LoweringError"]
 
 log = logging.getLogger(__name__)
 
@@ -333,13 +339,71 @@ def _model_kind(model: nn.Module) -> str:
         return "sdt"
     if name == "SpikingMLPNet":
         return "snn-mlp"
+    if name == "ChipSNN":
+        return "chip-snn"
     raise LoweringError(f"cannot lower a {name} to NIR; supported: SpikeDrivenTransformer (sdt), "
-                        "SpikingMLPNet (snn-mlp)")
+                        "SpikingMLPNet (snn-mlp), ChipSNN (chip-snn)")
+
+
+# ---------------------------------------------------------------------------------------------
+# chip-fitted chains: built node by node (each chip neuron lowers itself)
+
+#: node metadata of the nodes that run on the host CPU, not on the chip (the host projection of a fitted model)
+HOST_METADATA = {"placement": HOST_PLACEMENT}
+
+
+def _cast(node: nir.NIRNode, dtype: np.dtype) -> nir.NIRNode:
+    """``node`` with its float array parameters in ``dtype`` (in place; returned)."""
+    for k, v in list(vars(node).items()):
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+            setattr(node, k, np.ascontiguousarray(v.astype(dtype)))
+    return node
+
+
+def _chip_snn_nodes(model: nn.Module, dtype: np.dtype) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]]]:
+    """The nodes and edges of a :class:`~neuroposter.models.chip_snn.ChipSNN`: a chain
+    ``input -> [host -> host_sn] -> (layers.<i>.fc -> layers.<i>.sn)* -> head -> output``.
+
+    BatchNorm is folded (:func:`_fold`, the target's grid when trained with its arithmetic); the host
+    projection's two nodes carry ``metadata["placement"] = "host"`` (:data:`HOST_METADATA`) and its LIF is
+    :func:`~neuroposter.ir.sdsa.lif_node`; every chip neuron is its module's ``to_nir``.
+    """
+    cfg = model.cfg
+
+    def affine(lin: nn.Linear, bn: nn.BatchNorm1d | None, meta: dict[str, Any] | None = None, *,
+               biased: bool = True) -> nir.Affine | nir.Linear:
+        w, b = _fold(lin, bn)
+        if not biased:   # a chip whose synapses have no bias (ChipLayer with ScaleNorm1d: b is 0): a plain Linear
+            if np.any(b != 0):
+                raise LoweringError(f"{lin}: a bias-free chip connection folded to a non-zero bias")
+            return nir.Linear(weight=np.ascontiguousarray(w.astype(dtype)), metadata=dict(meta or {}))
+        return nir.Affine(weight=np.ascontiguousarray(w.astype(dtype)), bias=np.ascontiguousarray(b.astype(dtype)),
+                          metadata=dict(meta or {}))
+
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array([int(cfg.d_in)]))}
+    if cfg.host_dim:
+        nodes["host"] = affine(model.host, model.host_bn, HOST_METADATA)
+        nodes["host_sn"] = lif_node((int(cfg.host_dim),), tau_steps=model.host_sn.tau, v_th=model.host_sn.v_th,
+                                    dt=DT, metadata=dict(HOST_METADATA), dtype=dtype)
+    for i, layer in enumerate(model.layers):
+        nodes[f"layers.{i}.fc"] = affine(layer.fc, layer.bn, biased=layer.synapse_bias)
+        sn = layer.sn.to_nir((int(layer.fc.out_features),))
+        nodes[f"layers.{i}.sn"] = _cast(sn, dtype)
+    nodes["head"] = affine(model.head, None)
+    nodes["output"] = nir.Output(output_type=np.array([int(cfg.n_classes)]))
+    order = list(nodes)
+    return nodes, list(zip(order, order[1:]))
 
 
 def export_view(model: nn.Module) -> nn.Module:
-    """The per-step export view of ``model`` (BN folded, float64 buffers, eval semantics)."""
+    """The per-step export view of ``model`` (BN folded, float64 buffers, eval semantics).
+
+    Raises:
+        LoweringError: a model without one (a chip-fitted chain is lowered node by node).
+    """
     kind = _model_kind(model)
+    if kind == "chip-snn":
+        raise LoweringError("a chip-snn has no per-step export view: lower_model builds its graph node by node")
     if model.training:
         log.warning("lowering a model in training mode: BatchNorm is folded with its running statistics")
     with torch.no_grad():
@@ -348,10 +412,11 @@ def export_view(model: nn.Module) -> nn.Module:
 
 def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
                 dtype: str = "float64") -> nir.NIRGraph:
-    """Lowers an SDT or a spiking MLP to a type-checked NIR graph (one time step).
+    """Lowers an SDT, a spiking MLP or a chip-fitted chain to a type-checked NIR graph (one time step).
 
     Args:
-        model: a :class:`SpikeDrivenTransformer` or :class:`SpikingMLPNet` (eval statistics are used).
+        model: a :class:`SpikeDrivenTransformer`, :class:`SpikingMLPNet` or :class:`ChipSNN` (eval statistics
+            are used).
         T: time steps per sample the model was trained with (recorded; the graph is one step).
         source_run: the run folder or name it came from (recorded).
         dtype: parameter dtype in the graph (``"float64"``, default: the folded weights exactly; or
@@ -362,34 +427,17 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
         holds ``dt``, ``reset``, ``threshold``, ``model``, ``T``, ``source_run``, ``n_classes``,
         ``layout`` and the LIF convention.
     """
-    import nirtorch
-    from nirtorch.torch_tracer import NIRTorchTracer
-
     np_dtype = {"float64": np.float64, "float32": np.float32}.get(dtype)
     if np_dtype is None:
         raise LoweringError(f"dtype must be float64 or float32, got {dtype!r}")
     kind = _model_kind(model)
-    view = export_view(model)
-    mmap = _module_map(np.dtype(np_dtype))
-    stateful = {_StepLIF, _StepSDSA}
-    concrete = {"state": None}
-    try:
-        traced = nirtorch.torch_to_nir(view, mmap, stateful_modules=stateful, concrete_args=concrete)
-    except Exception as exc:  # noqa: BLE001 - the tracer raises ValueError/KeyError/TraceError
-        raise LoweringError(f"nirtorch could not trace the {kind} export view: {type(exc).__name__}: {exc}") from exc
-    # Rename fx node names (blocks_0_attn) to module paths (blocks.0.attn).
-    fx_graph = NIRTorchTracer(tuple(mmap)).trace(view, concrete_args=concrete)
-    names = {n.name: str(n.target) for n in fx_graph.nodes if n.op == "call_module"}
-    names.update({n.name: "input" for n in fx_graph.nodes if n.op == "placeholder" and n.name in traced.nodes})
-    nodes = {names.get(k, k): v for k, v in traced.nodes.items()}
-    for k, v in list(nodes.items()):
-        if isinstance(v, nir.Input):  # nirtorch 2.6 copies the follower's {"input": ...} into output_type
-            nodes[k] = nir.Input(input_type=np.asarray(next(iter(v.input_type.values()))).copy())
-    edges = [(names.get(a, a), names.get(b, b)) for a, b in traced.edges]
-    # nirtorch collects users in sets: order the edges by graph order (deterministic files, and the
-    # fan-in sum in the order the model adds the residual currents).
-    rank = {k: i for i, k in enumerate(nodes)}
-    edges = sorted(dict.fromkeys(edges), key=lambda e: (rank[e[1]], rank[e[0]]))
+    if kind == "chip-snn":
+        if model.training:
+            log.warning("lowering a model in training mode: BatchNorm is folded with its running statistics")
+        with torch.no_grad():
+            nodes, edges = _chip_snn_nodes(model, np.dtype(np_dtype))
+    else:
+        nodes, edges = _traced_nodes(model, kind, np.dtype(np_dtype))
     cfg = model.cfg
     meta: dict[str, Any] = {
         "producer": "neuroposter",
@@ -410,6 +458,11 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
         "layout": "channels_first_tokens" if kind == "sdt" else "flat",
         "output": "readout currents (logits) per step; prediction = mean over steps",
     }
+    if kind == "chip-snn":
+        meta.update({"chip": str(cfg.chip), "neuron": str(cfg.neuron), "host_dim": int(cfg.host_dim),
+                     "widths": [int(w) for w in cfg.widths],
+                     "placement": "nodes with metadata placement = host (the host projection) run on the host CPU; "
+                                  "the others on the chip"})
     if kind == "sdt":
         meta.update({"n_tokens": int(cfg.n_tokens), "d_model": int(cfg.d_model), "depth": int(cfg.depth),
                      "heads": int(cfg.heads), "kv_v_th": float(cfg.kv_v_th), "positional_bias": "v_leak"})
@@ -418,6 +471,37 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
             sub.metadata = {**dict(sub.metadata or {}),
                             **{k: meta[k] for k in ("dt", "time_unit", "reset", "threshold", "integration")}}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=True)
+
+
+def _traced_nodes(model: nn.Module, kind: str, np_dtype: np.dtype
+                  ) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]]]:
+    """The nodes (named by module path) and ordered edges of an SDT's or spiking MLP's export view, traced by
+    ``nirtorch`` with the project's module map."""
+    import nirtorch
+    from nirtorch.torch_tracer import NIRTorchTracer
+
+    view = export_view(model)
+    mmap = _module_map(np_dtype)
+    stateful = {_StepLIF, _StepSDSA}
+    concrete = {"state": None}
+    try:
+        traced = nirtorch.torch_to_nir(view, mmap, stateful_modules=stateful, concrete_args=concrete)
+    except Exception as exc:  # noqa: BLE001 - the tracer raises ValueError/KeyError/TraceError
+        raise LoweringError(f"nirtorch could not trace the {kind} export view: {type(exc).__name__}: {exc}") from exc
+    # Rename fx node names (blocks_0_attn) to module paths (blocks.0.attn).
+    fx_graph = NIRTorchTracer(tuple(mmap)).trace(view, concrete_args=concrete)
+    names = {n.name: str(n.target) for n in fx_graph.nodes if n.op == "call_module"}
+    names.update({n.name: "input" for n in fx_graph.nodes if n.op == "placeholder" and n.name in traced.nodes})
+    nodes = {names.get(k, k): v for k, v in traced.nodes.items()}
+    for k, v in list(nodes.items()):
+        if isinstance(v, nir.Input):  # nirtorch 2.6 copies the follower's {"input": ...} into output_type
+            nodes[k] = nir.Input(input_type=np.asarray(next(iter(v.input_type.values()))).copy())
+    edges = [(names.get(a, a), names.get(b, b)) for a, b in traced.edges]
+    # nirtorch collects users in sets: order the edges by graph order (deterministic files, and the
+    # fan-in sum in the order the model adds the residual currents).
+    rank = {k: i for i, k in enumerate(nodes)}
+    edges = sorted(dict.fromkeys(edges), key=lambda e: (rank[e[1]], rank[e[0]]))
+    return nodes, edges
 
 
 def to_graph_input(spikes: Tensor | np.ndarray, graph: nir.NIRGraph) -> np.ndarray:

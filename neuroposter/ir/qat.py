@@ -137,7 +137,8 @@ class Connection:
 
 
 def connections(model: nn.Module) -> list[Connection]:
-    """The connections of ``model``'s deployed graph, as :mod:`neuroposter.ir.lower` builds them.
+    """The connections of ``model``'s deployed graph, as :mod:`neuroposter.ir.lower` builds them (a chip-fitted
+    chain's host projection is not one: it runs on the host CPU, in float).
 
     Raises:
         QATError: a model without a deployed graph (the message lists the supported ones).
@@ -152,8 +153,12 @@ def connections(model: nn.Module) -> list[Connection]:
         return out + [Connection("head", "head", None, int(model.cfg.n_tokens))]
     if name == "SpikingMLPNet":
         return [Connection("fc1", "fc1", "fc1_bn"), Connection("fc2", "fc2", "fc2_bn"), Connection("head", "head")]
+    if name == "ChipSNN":   # the host projection runs on the host CPU in float: not a connection of the chip
+        out = [Connection(f"layers.{i}.fc", f"layers.{i}.fc", f"layers.{i}.bn" if layer.bn is not None else None)
+               for i, layer in enumerate(model.layers)]
+        return out + [Connection("head", "head")]
     raise QATError(f"no quantisation-aware training for a {name}; supported: SpikeDrivenTransformer (sdt), "
-                   "SpikingMLPNet (snn-mlp)")
+                   "SpikingMLPNet (snn-mlp), ChipSNN (chip-snn)")
 
 
 def quantize_tensor(w: Tensor, scheme: str, bits: int) -> Tensor:
@@ -404,7 +409,8 @@ def _on_grid(lin: nn.Linear, bn: nn.BatchNorm1d | None, div: int, arith: Arithme
     with torch.no_grad():
         w, b = _folded(lin, bn)
         w = quantize_tensor(w / div, arith.weights, arith.weight_bits)
-    return w.cpu().numpy(), b.cpu().numpy()
+    # detached: for a float64 model without BatchNorm the fold returns the parameters themselves
+    return w.detach().cpu().numpy(), b.detach().cpu().numpy()
 
 
 def deployed_weights(model: nn.Module, arithmetic: Arithmetic) -> dict[str, np.ndarray]:

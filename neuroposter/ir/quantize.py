@@ -126,7 +126,12 @@ def grid(x: np.ndarray, bits: int, ref: float) -> np.ndarray:
     """``x`` on the symmetric grid of ``2**(bits-1) - 1`` levels over ``[-ref, ref]`` (clipped; float64).
 
     The weight and state grid of the simulated chips (:func:`quantize_nbit`); ``ref <= 0`` leaves ``x``.
+
+    Raises:
+        ValueError: ``bits < 2`` (no level besides 0; 1-bit weights are sign x magnitude, :func:`quantize_nbit`).
     """
+    if bits < 2:
+        raise ValueError(f"a symmetric grid needs bits >= 2, got {bits} (1-bit weights: sign x mean magnitude)")
     qmax = (1 << (bits - 1)) - 1
     if ref <= 0:
         return np.asarray(x, dtype=np.float64)
@@ -143,7 +148,9 @@ def quantize_nbit(graph: nir.NIRGraph | Graph, *, weight_bits: int | None, state
     range (left float when ``state_bits`` is None); with ``state_bits`` every neuron's threshold
     and leak are put on the grid of ``2**(state_bits-1) - 1`` levels over ``threshold * 8``
     (membranes up to 8x threshold representable). ``weight_bits=1`` is binary ``{-a, +a}`` weights
-    with one magnitude ``a = mean|W|`` per connection (TrueNorth-like sign + shared weight).
+    with one magnitude ``a = mean|W|`` (over the non-zero weights) per connection (TrueNorth-like sign + shared
+    weight; an exactly zero weight stays 0: no synapse). Nodes with ``metadata["placement"] == "host"`` (a fitted
+    model's host projection) run on the host CPU and are left in float.
     The graph stays float (dequantised values), flat (sub-graphs inlined) and type-checkable.
 
     Args:
@@ -160,7 +167,9 @@ def quantize_nbit(graph: nir.NIRGraph | Graph, *, weight_bits: int | None, state
     for name, nd in fg.nodes.items():
         node = nd.nir
         new = copy.copy(node)
-        if nd.type.weighted and weight_bits:
+        if (node.metadata or {}).get("placement") == "host":
+            pass                   # runs on the host CPU, in float (a fitted model's host projection)
+        elif nd.type.weighted and weight_bits:
             w = np.asarray(node.weight, dtype=np.float64)
             ref = float(np.max(np.abs(w))) if w.size else 0.0
             if weight_bits == 1:

@@ -18,6 +18,10 @@ One call runs a (nested) NIR graph over ``T`` steps on a batch of inputs ``x [T,
 
     \\text{Threshold: } z = [I > \\theta] \\qquad \\text{Delay: } y_t = I_{t - \\mathrm{round}(d/dt)}
 
+A spiking node whose metadata says ``reset: subtract`` (Xylo's neuron, :mod:`neuroposter.models.xylo_neuron`;
+float arithmetic only) fires ``n = clamp(floor(v / v_th), 0, max_spikes)`` spikes per step (``max_spikes`` from
+its metadata; its output is a spike count) and subtracts ``n v_th`` from the membrane instead of resetting it.
+
 Conv1d/Conv2d/SumPool2d/AvgPool2d/Flatten follow PyTorch semantics (NIR has no batch dim; the
 simulator adds it in front). The input of step ``t`` reaches a neuron's membrane in step ``t``
 (Norse ``LIFBoxCell`` order: integrate, then threshold the new membrane, then reset), so with
@@ -340,6 +344,8 @@ class _FloatNeuron:
         if self.spiking:
             self.vth = t(node.v_threshold)
             self.v_reset = t(node.v_reset if node.v_reset is not None else np.zeros_like(node.v_threshold))
+            meta = getattr(node, "metadata", None) or {}  # Xylo-style: fire floor(v/vth) <= max_spikes, subtract
+            self.max_spikes = float(meta.get("max_spikes", 1)) if meta.get("reset") == "subtract" else None
 
     def init(self, batch: int) -> Any:
         if self.kind == "Threshold":
@@ -362,6 +368,10 @@ class _FloatNeuron:
             v = state + self.dt * self.r * x
         if not self.spiking:
             return v, v
+        if self.max_spikes is not None:
+            n = torch.clamp(torch.floor(v / self.vth), 0.0, self.max_spikes)
+            v = v - n * self.vth
+            return n.to(torch.uint8), ((i, v) if k == "CubaLIF" else v)
         z = v > self.vth
         v = torch.where(z, self.v_reset.expand_as(v), v)
         return z.to(torch.uint8), ((i, v) if k == "CubaLIF" else v)

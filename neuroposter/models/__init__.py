@@ -1,4 +1,4 @@
-"""Models: the Norse Spike-Driven Transformer, a spiking MLP, and the ANN / CNN / ViT baselines.
+"""Models: the Norse Spike-Driven Transformer, a spiking MLP, chip-fitted spiking chains, and the ANN / CNN / ViT baselines.
 
 Shape convention (whole project): spike tensors are time-first ``[T, B, N, D]`` (time steps,
 batch, tokens, channels), float32 0/1 in the models; SNN models return logits ``[T, B, C]`` whose
@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from neuroposter.models.ann_transformer import ANNTransformer, ANNTransformerConfig
+    from neuroposter.models.chip_snn import ChipSNN, ChipSNNConfig
     from neuroposter.models.cnn import CNNClassifier
     from neuroposter.models.lif import LIF
     from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
@@ -28,15 +29,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from neuroposter.models.vit import ViTClassifier
 
 __all__ = [
-    "MODELS", "ModelSpec", "FEATURE_INPUTS", "names", "model_class", "build_model",
+    "MODELS", "ModelSpec", "FEATURE_INPUTS", "CHIP_FITTED_MODELS", "names", "model_class", "build_model",
     "LIF", "SDTConfig", "SpikeDrivenTransformer", "SpikingMLPConfig", "SpikingMLPNet",
-    "ANNTransformerConfig", "ANNTransformer", "CNNClassifier", "ViTClassifier",
+    "ChipSNNConfig", "ChipSNN", "ANNTransformerConfig", "ANNTransformer", "CNNClassifier", "ViTClassifier",
 ]
 
 InputKind = Literal["spike_tokens", "spike_pooled", "feature_tokens", "images"]
 # The input kinds computed from the DenseNet-169 features: a model that reads one of them needs the feature
 # extractor in front of it (its pipeline includes that front end); an ``images`` model reads posters itself.
 FEATURE_INPUTS: tuple[InputKind, ...] = ("spike_tokens", "spike_pooled", "feature_tokens")
+#: models made for one chip by ``neuroposter fit`` (a host part + the chip's neurons): they are deployed and priced
+#: on their chip (its bundle's op counts, chip and host part), not in the chip-independent energy views.
+CHIP_FITTED_MODELS: tuple[str, ...] = ("chip-snn",)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,9 @@ MODELS.add("sdt", ModelSpec("neuroposter.models.sdt:SpikeDrivenTransformer", "sn
                             "Spike-Driven Transformer (SDSA blocks, Norse LIF) on spike tokens"))
 MODELS.add("snn-mlp", ModelSpec("neuroposter.models.snn_mlp:SpikingMLPNet", "snn", "spike_pooled",
                                 "chain-shaped spiking MLP on pooled spikes (lava-dl netx friendly)"))
+MODELS.add("chip-snn", ModelSpec("neuroposter.models.chip_snn:ChipSNN", "snn", "spike_pooled",
+                                 "spiking chain fitted to a chip's limits (host projection + chip neurons; "
+                                 "`neuroposter fit`)"))
 MODELS.add("ann-transformer", ModelSpec("neuroposter.models.ann_transformer:ANNTransformer", "ann",
                                         "feature_tokens", "the SDT's ANN twin on float feature tokens"))
 MODELS.add("cnn", ModelSpec("neuroposter.models.cnn:CNNClassifier", "ann", "images",
@@ -67,6 +74,8 @@ _LAZY = {
     "SpikeDrivenTransformer": "neuroposter.models.sdt",
     "SpikingMLPConfig": "neuroposter.models.snn_mlp",
     "SpikingMLPNet": "neuroposter.models.snn_mlp",
+    "ChipSNNConfig": "neuroposter.models.chip_snn",
+    "ChipSNN": "neuroposter.models.chip_snn",
     "ANNTransformerConfig": "neuroposter.models.ann_transformer",
     "ANNTransformer": "neuroposter.models.ann_transformer",
     "CNNClassifier": "neuroposter.models.cnn",

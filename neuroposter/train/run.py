@@ -210,7 +210,7 @@ def default_model_kwargs(model: str, task: TaskData) -> dict[str, Any]:
     m = task.meta
     if model == "sdt":
         return {"d_in": m["d_in"], "n_tokens": m["n_tokens"], "n_classes": task.n_classes}
-    if model == "snn-mlp":
+    if model in ("snn-mlp", "chip-snn"):
         return {"d_in": m["d_in"], "n_classes": task.n_classes}
     if model == "ann-transformer":
         return {"d_in": m["d_in"], "n_tokens": m["n_tokens"], "n_classes": task.n_classes}

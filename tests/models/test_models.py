@@ -15,6 +15,8 @@ _TINY = {
             lambda g: (torch.rand(4, 2, 5, 32, generator=g) < 0.4).float(), (4, 2, 3)),
     "snn-mlp": (dict(d_in=32, hidden1=16, hidden2=8, n_classes=3),
                 lambda g: (torch.rand(4, 2, 1, 32, generator=g) < 0.4).float(), (4, 2, 3)),
+    "chip-snn": (dict(d_in=32, n_classes=3, host_dim=8, widths=[6, 5], neuron="if", neuron_params={"v_th": 1.0}),
+                 lambda g: (torch.rand(4, 2, 1, 32, generator=g) < 0.4).float(), (4, 2, 3)),
     "ann-transformer": (dict(d_in=32, n_tokens=5, d_model=16, depth=1, heads=2, mlp_hidden=16, n_classes=3),
                         lambda g: torch.randn(2, 5, 32, generator=g), (2, 3)),
     "vit": (dict(n_classes=3, image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=16),
@@ -31,7 +33,7 @@ def _has_backbone() -> bool:
 
 
 def test_registry_lists_the_contract_names() -> None:
-    assert MODELS.names() == ["sdt", "snn-mlp", "ann-transformer", "cnn", "vit"]
+    assert MODELS.names() == ["sdt", "snn-mlp", "chip-snn", "ann-transformer", "cnn", "vit"]
     with pytest.raises(KeyError, match="available: sdt"):
         MODELS.get("resnet")
 
@@ -77,8 +79,8 @@ def test_model_families_come_from_the_registry() -> None:
     from neuroposter.models import FEATURE_INPUTS, MODELS, names
 
     assert names() == tuple(MODELS.names())
-    assert names(kind="snn") == ("sdt", "snn-mlp") and set(names(kind="ann")) == {"ann-transformer", "cnn", "vit"}
-    assert set(names(inputs=FEATURE_INPUTS)) == {"sdt", "snn-mlp", "ann-transformer"}
+    assert names(kind="snn") == ("sdt", "snn-mlp", "chip-snn") and set(names(kind="ann")) == {"ann-transformer", "cnn", "vit"}
+    assert set(names(inputs=FEATURE_INPUTS)) == {"sdt", "snn-mlp", "chip-snn", "ann-transformer"}
     assert names(kind="ann", inputs="images") == ("cnn", "vit")
     with pytest.raises((KeyError, ValueError)):
         names(kind="quantum")

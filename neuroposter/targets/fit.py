@@ -1,0 +1,320 @@
+"""Chip-fitted models: the sizes and neuron of a ``chip-snn`` derived from a hardware profile's limits alone.
+
+:func:`derive_fit` is pure: a profile and the data's dimensions in, a :class:`FitPlan` out, with one reason per
+decision naming the limit that forced it. No chip is special-cased, so a new profile gets a fitted model too.
+
+The derivation, for the chain ``[host: Linear -> LIF] -> (Linear -> chip neuron) x L -> Linear -> Output``:
+
+1. **Read-out**: ``n_classes <= outputs_per_chip`` (when given), else :class:`FitError` naming the limit.
+2. **Layers**: ``L`` hidden layers, the full spiking MLP's depth (:class:`~neuroposter.models.snn_mlp.
+   SpikingMLPConfig`: 2), fewer when ``max_layers`` counts fewer weighted layers (hidden + read-out).
+3. **Widths** start at the full MLP's hidden widths and are capped by ``max_channels``; by ``fan_in`` (a hidden
+   layer's width is the fan-in of the layer after it, the read-out included); by ``fan_out`` (a neuron sends to
+   every neuron of the next layer) unless the profile says fan-out is split exactly by neuron copies
+   (``limits.fan_out_split: exact``, the mapper's business) or the read-out alone already needs more
+   destinations than ``fan_out`` (then no width cap can help: left to the mapper); and by the neuron budget
+   ``neurons_per_chip`` (minus ``n_classes`` output neurons unless the chip has separate ones,
+   ``outputs_per_chip``), scaled down proportionally. A limit the profile splits exactly (``fan_in_split`` /
+   ``fan_out_split: exact``: partial-sum relays, neuron copies) is the mapper's and caps nothing.
+4. **Input**: the chip accepts ``min(inputs_per_chip, fan_in, max_channels)`` channels (the given ones);
+   when ``d_in`` exceeds it, a **host projection** ``d_in -> host_dim`` (a Linear and the project's LIF on the
+   host CPU, lowered with ``placement = host``) feeds the chip's input channels.
+5. **Kernel memory** (``kernel_memory_per_core[i]``, one core per layer as on Speck): ``in_i * out_i <=
+   kernel_memory_per_core[i]`` for every chip layer, the read-out included; the larger side of a layer that
+   does not fit is reduced (balanced, ``isqrt`` of the memory, when both sides can shrink); a ``d_in`` that
+   would squeeze the first layer below that forces a host projection.
+6. **Neuron**: the profile's ``neuron.model`` (with its parameters), else the first of
+   ``limits.neuron_models`` that :data:`~neuroposter.models.chip_neurons.CHIP_NEURONS` provides (``LIF`` ->
+   ``lif``, ``IF`` -> ``if``).
+7. **Weights**: ``limits.weight_bits`` on the chip's grid (:func:`neuroposter.targets.training_arithmetic`);
+   the host projection stays float.
+
+Not derived (left to the mapper and the export's verification): cores per chip and neurons per core (a layer
+may span cores), synapse memory, delays; grouped / blocked connectivity for a fan-in below the desired width
+is not used -- widths are capped instead (a reason says so).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from neuroposter.errors import NeuroposterError
+
+__all__ = ["FitError", "FitPlan", "derive_fit", "needs_fit", "chip_neuron_of"]
+
+
+class FitError(NeuroposterError):
+    """No chip-fitted model exists for a profile (names the limit), or the profile's neuron is unavailable."""
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """A chip-fitted ``chip-snn`` for one profile.
+
+    Attributes:
+        profile: the hardware profile's name.
+        d_in: input channels of the data.
+        n_classes: genres.
+        T: time steps per sample (recorded; the chain runs every step).
+        host_dim: width of the host projection (0: none).
+        widths: widths of the chip's hidden layers.
+        neuron: the chip neuron (a CHIP_NEURONS name).
+        neuron_params: its constructor parameters.
+        weight_bits: the chip's weight precision (None: unknown, weights left float).
+        reasons: one line per decision, naming the limit that forced it.
+    """
+
+    profile: str
+    d_in: int
+    n_classes: int
+    T: int
+    host_dim: int
+    widths: tuple[int, ...]
+    neuron: str
+    neuron_params: Mapping[str, Any] = field(default_factory=dict)
+    weight_bits: int | None = None
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def chip_in(self) -> int:
+        """Channels entering the chip."""
+        return self.host_dim or self.d_in
+
+    @property
+    def chip_neurons(self) -> int:
+        """Neurons on the chip (hidden layers; the read-out is currents)."""
+        return int(sum(self.widths))
+
+    def to_model_kwargs(self) -> dict[str, Any]:
+        """The ``chip-snn`` constructor kwargs (plain JSON, as ``model.json`` stores them)."""
+        return {"d_in": int(self.d_in), "n_classes": int(self.n_classes), "host_dim": int(self.host_dim),
+                "widths": [int(w) for w in self.widths], "neuron": self.neuron,
+                "neuron_params": dict(self.neuron_params), "chip": self.profile}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON of the whole plan."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out.update(widths=list(self.widths), neuron_params=dict(self.neuron_params), reasons=list(self.reasons))
+        return out
+
+    def describe(self) -> str:
+        """One line: ``truenorth: host 1664 -> 256, chip 256 -> [256, 128] -> 8 (if neurons, 1-bit weights)``."""
+        host = f"host {self.d_in} -> {self.host_dim}, " if self.host_dim else ""
+        bits = f"{self.weight_bits}-bit weights" if self.weight_bits else "float weights"
+        return (f"{self.profile}: {host}chip {self.chip_in} -> {list(self.widths)} -> {self.n_classes} "
+                f"({self.neuron} neurons, {bits})")
+
+
+def _given(limits: Any, name: str) -> int | None:
+    v = getattr(limits, name, None)
+    return None if v is None else int(v)
+
+
+def chip_neuron_of(profile: Any) -> tuple[str, dict[str, Any], str]:
+    """``(neuron name, parameters, reason)``: the profile's ``neuron`` entry, else the first of its
+    ``limits.neuron_models`` that CHIP_NEURONS provides.
+
+    Raises:
+        FitError: the profile names no neuron a fitted model can use.
+    """
+    from neuroposter.models.chip_neurons import CHIP_NEURONS
+
+    spec = getattr(profile, "neuron", None)
+    if spec is not None:
+        if spec.model not in CHIP_NEURONS:
+            raise FitError(f"profile {profile.name!r} names neuron {spec.model!r}, which no fitted model has "
+                           f"(CHIP_NEURONS: {', '.join(CHIP_NEURONS.names())})")
+        return spec.model, dict(spec.params), f"neuron {spec.model}: the profile's neuron.model" + (
+            f" ({spec.note.strip()})" if spec.note else "")
+    models = tuple(getattr(profile.limits, "neuron_models", None) or ())
+    for m in models:
+        if m.lower() in CHIP_NEURONS:
+            return m.lower(), {}, f"neuron {m.lower()}: the first of limits.neuron_models {list(models)} a fitted " \
+                                  "model provides (no neuron entry in the profile)"
+    raise FitError(f"profile {profile.name!r} names no neuron a fitted model can use: neuron_models "
+                   f"{list(models) or 'not given'}, CHIP_NEURONS: {', '.join(CHIP_NEURONS.names())} (add a "
+                   "`neuron: {model: ...}` entry to the profile)")
+
+
+def _default_params(neuron: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The neuron's parameters: the profile's, completed by the full model's ``tau`` / ``v_th`` where the
+    neuron's constructor takes them (adapted by the neuron class's ``fitted_params`` when it has one: e.g. Xylo's
+    threshold on the scale of its synaptic filter)."""
+    import inspect
+
+    from neuroposter.models.chip_neurons import chip_neuron_class
+    from neuroposter.models.snn_mlp import SpikingMLPConfig
+
+    try:
+        cls = chip_neuron_class(neuron)
+        sig = inspect.signature(cls.__init__)
+    except ValueError as exc:       # ChipNeuronError: the neuron's module is not there
+        raise FitError(str(exc)) from None
+    full = SpikingMLPConfig()
+    out = {k: v for k, v in (("tau", full.tau), ("v_th", full.v_th)) if k in sig.parameters}
+    adapt = getattr(cls, "fitted_params", None)
+    if adapt is not None:
+        out = adapt(out, given)
+    out.update({k: v for k, v in given.items() if k in sig.parameters})
+    return out
+
+
+def derive_fit(profile: Any, d_in: int, n_classes: int, T: int) -> FitPlan:
+    """The chip-fitted ``chip-snn`` for ``profile`` (module docstring); pure.
+
+    Args:
+        profile: a hardware profile (name, path or :class:`~neuroposter.profiling.profiles.HardwareProfile`).
+        d_in: input channels of the data (pooled features).
+        n_classes: genres.
+        T: time steps per sample.
+
+    Raises:
+        FitError: the read-out does not fit (``outputs_per_chip``), a limit leaves no room for a layer, or the
+            profile has no usable neuron.
+    """
+    from neuroposter.models.snn_mlp import SpikingMLPConfig
+    from neuroposter.profiling.profiles import load_profile
+
+    prof = load_profile(profile)
+    lim = prof.limits
+    name = prof.name
+    d_in, n_classes = int(d_in), int(n_classes)
+    reasons: list[str] = []
+
+    opc = _given(lim, "outputs_per_chip")
+    if opc is not None and n_classes > opc:
+        raise FitError(f"{name}: {n_classes} classes need {n_classes} read-out channels > outputs_per_chip {opc}; "
+                       "no fitted model can read them out")
+
+    full = SpikingMLPConfig()
+    widths = [int(full.hidden1), int(full.hidden2)]
+    ml = _given(lim, "max_layers")
+    if ml is not None and len(widths) + 1 > ml:
+        if ml < 2:
+            raise FitError(f"{name}: max_layers {ml} leaves no hidden layer beside the read-out")
+        reasons.append(f"{ml - 1} hidden layers instead of {len(widths)}: max_layers {ml} (hidden + read-out)")
+        widths = widths[: ml - 1]
+
+    def cap(limit: str, value: int | None, why: str) -> None:
+        nonlocal widths
+        if value is None:
+            return
+        new = [min(w, value) for w in widths]
+        if new != widths:
+            reasons.append(f"hidden widths {widths} -> {new}: {limit} {value} ({why})")
+            widths = new
+
+    mc = _given(lim, "max_channels")
+    fi = _given(lim, "fan_in")
+    if fi is not None and str(getattr(lim, "fan_in_split", None) or "") == "exact":
+        reasons.append(f"fan_in {fi} not a width or input cap: the profile splits fan-in exactly into partial sums "
+                       "(fan_in_split: exact; the mapper places the relays)")
+        fi = None
+    fo = _given(lim, "fan_out")
+    cap("max_channels", mc, "channels per layer")
+    cap("fan_in", fi, "a layer's width is the next layer's fan-in")
+    if fo is not None:
+        if str(getattr(lim, "fan_out_split", None) or "") == "exact":
+            reasons.append(f"fan_out {fo} not a width cap: the profile splits fan-out exactly (fan_out_split: "
+                           "exact; the mapper copies neurons)")
+        elif n_classes > fo:
+            reasons.append(f"fan_out {fo} not a width cap: the read-out alone needs {n_classes} destinations per "
+                           "neuron (left to the mapper)")
+        else:
+            cap("fan_out", fo, "a neuron sends to every neuron of the next layer")
+
+    npc = _given(lim, "neurons_per_chip")
+    if npc is not None:
+        budget = npc - (0 if opc is not None else n_classes)
+        if budget < len(widths):
+            raise FitError(f"{name}: neurons_per_chip {npc} leaves {budget} neurons for {len(widths)} hidden layers")
+        if sum(widths) > budget:
+            scale = budget / sum(widths)
+            new = [max(1, int(math.floor(w * scale))) for w in widths]
+            reasons.append(f"hidden widths {widths} -> {new}: neurons_per_chip {npc}"
+                           + ("" if opc is not None else f" minus {n_classes} output neurons"))
+            widths = new
+
+    ipc = _given(lim, "inputs_per_chip")
+    accept = [(k, v) for k, v in (("inputs_per_chip", ipc), ("fan_in", fi), ("max_channels", mc)) if v is not None]
+    host_dim = 0
+    if accept:
+        lim_name, chip_in = min(accept, key=lambda kv: kv[1])
+        if d_in > chip_in:
+            host_dim = chip_in
+            reasons.append(f"host projection {d_in} -> {chip_in}: {lim_name} {chip_in}")
+
+    kmem = tuple(getattr(lim, "kernel_memory_per_core", None) or ())
+    if kmem:
+        host_dim, widths = _fit_kernel_memory(name, kmem, d_in, host_dim, widths, n_classes, reasons)
+
+    neuron, given, why = chip_neuron_of(prof)
+    params = _default_params(neuron, given)
+    reasons.append(why)
+    wb = _given(lim, "weight_bits")
+    reasons.append(f"weights: {wb}-bit on the chip's grid: weight_bits {wb}" if wb else
+                   "weights: float (the profile gives no weight_bits)")
+    if host_dim:
+        reasons.append("host projection: float weights and the project's LIF on the host CPU (placement: host)")
+    return FitPlan(profile=name, d_in=d_in, n_classes=n_classes, T=int(T), host_dim=int(host_dim),
+                   widths=tuple(int(w) for w in widths), neuron=neuron, neuron_params=params, weight_bits=wb,
+                   reasons=tuple(reasons))
+
+
+def _fit_kernel_memory(name: str, kmem: tuple[int, ...], d_in: int, host_dim: int, widths: list[int],
+                       n_classes: int, reasons: list[str]) -> tuple[int, list[int]]:
+    """``(host_dim, widths)`` with ``in_i * out_i <= kmem[i]`` for every chip layer (hidden layers, then the
+    read-out); the larger shrinkable side of a layer that does not fit is cut, to ``isqrt(kmem[i])`` when both
+    sides can shrink (balanced) and to ``kmem[i] // other`` otherwise. The input is shrinkable through the host
+    projection (one is introduced when the fixed ``d_in`` would leave the first layer narrower than the balanced
+    ``isqrt(kmem[0])``), a hidden width always, the classes never.
+
+    Raises:
+        FitError: more chip layers than cores listed, or a layer that cannot fit.
+    """
+    dims = [host_dim or d_in, *widths, n_classes]
+    n_layers = len(dims) - 1
+    if n_layers > len(kmem):
+        raise FitError(f"{name}: {n_layers} chip layers but kernel_memory_per_core lists {len(kmem)} cores")
+
+    def label(j: int) -> str:
+        return "host projection" if j == 0 else f"hidden width {j - 1}"
+
+    for i in range(n_layers):
+        k = int(kmem[i])
+        if dims[i] * dims[i + 1] <= k:
+            continue
+        can_in = i > 0 or host_dim > 0
+        can_out = i < n_layers - 1
+        if i == 0 and not can_in and (not can_out or k // dims[0] < min(dims[1], math.isqrt(k))):
+            can_in = True              # the fixed input would squeeze the first layer: project it on the host
+        why = f"kernel_memory_per_core[{i}] {k} (in x out = {dims[i]} x {dims[i + 1]})"
+        old = (dims[i], dims[i + 1])
+        if can_in and can_out:
+            j = i if dims[i] >= dims[i + 1] else i + 1
+            dims[j] = min(dims[j], max(math.isqrt(k), k // dims[2 * i + 1 - j]))
+            if dims[i] * dims[i + 1] > k:
+                o = 2 * i + 1 - j
+                dims[o] = k // dims[j]
+        elif can_in:
+            dims[i] = k // dims[i + 1]
+        elif can_out:
+            dims[i + 1] = k // dims[i]
+        if min(dims[i], dims[i + 1]) < 1 or not (can_in or can_out):
+            raise FitError(f"{name}: {why} cannot be met")
+        for j, before in ((i, old[0]), (i + 1, old[1])):
+            if dims[j] != before:
+                reasons.append(f"{label(j)} {before} -> {dims[j]}: {why}" if j > 0
+                               else f"host projection {d_in} -> {dims[j]}: {why}")
+        if i == 0 and dims[0] != d_in:
+            host_dim = dims[0]
+    return host_dim, dims[1:-1]
+
+
+def needs_fit(mapping: Any) -> bool:
+    """Whether a full model's mapping (a :class:`~neuroposter.targets.mapping.MappingResult` or its dict) was
+    refused, i.e. the chip needs a fitted variant."""
+    fits = mapping.get("fits") if isinstance(mapping, Mapping) else getattr(mapping, "fits", None)
+    return not bool(fits)
