@@ -28,4 +28,8 @@ fi
 echo "installing pinned dependencies into .venv (first time: a few minutes; torch is large)" >&2
 .venv/bin/python -m pip install -q --upgrade "pip==24.3.1"
 PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/python -m pip install -q -e ".[dev]"
+# Vendor chip simulators (versions in constraints.txt), without their declared dependencies: sinabs' metadata
+# pins nir<=1.0.4 and samna (pip would downgrade nir; samna cannot install here), xylosim's names pybind11 (build
+# only). At run time they need only what the main install has (torch, numpy, nir, nirtorch; sinabs imports pbr).
+PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/python -m pip install -q --no-deps xylosim sinabs pbr
 touch "$stamp"
