@@ -250,3 +250,31 @@ def fraction_option(options: Mapping[str, Any], name: str, default: float) -> fl
     if isinstance(value, bool) or not math.isfinite(x) or not 0.0 <= x <= 1.0:
         raise UsageError(f"{flag} must be a number in [0, 1], got {value!r}")
     return x
+
+
+def store_chip_counts(ctx: Any, graph: Any, x_all: Any, *, graph_label: str = "graph_q") -> None:
+    """Adds ``op_counts.json`` to a chip bundle: ``graph`` (the deployed graph) on the first ``count_samples``
+    evaluation samples of ``x_all`` (the graph's input layout ``[T, B, ...]``), split into the chip part and the
+    host part (:func:`neuroposter.profiling.stored.chip_counts`); the report prices them on the chip's profile.
+
+    Args:
+        ctx: the export's context (``options["count_samples"]``, ``profile``, ``files``, ``lines``).
+        graph: the deployed graph (nested ``nir.NIRGraph``).
+        x_all: every evaluation sample in the graph's input layout.
+        graph_label: what the counted graph is, for the provenance.
+    """
+    import numpy as np
+
+    from neuroposter.profiling.stored import chip_counts, write_op_counts
+
+    n = min(int(ctx.options["count_samples"]), int(x_all.shape[1]))
+    lim = ctx.profile.limits
+    entries = chip_counts(graph, np.ascontiguousarray(x_all[:, :n]), run_dir=ctx.request.run_dir,
+                          encoded=str(ctx.inputs.path), chip=ctx.request.target,
+                          samples_requested=int(ctx.options["count_samples"]), weight_bits=lim.weight_bits,
+                          state_bits=lim.state_bits, graph_label=graph_label)
+    ctx.files["op_counts.json"] = lambda p: write_op_counts(p.parent, entries)
+    host = entries.get("host")
+    ctx.lines.append(f"  op counts on {n} test samples stored in op_counts.json: {entries['model'].counts.synops:,.0f} "
+                     "synaptic ops per inference on the chip"
+                     + (f", {host.counts.synops:,.0f} on the host" if host is not None else ""))

@@ -260,7 +260,8 @@ class Target(abc.ABC):
     profile: ClassVar[str | None] = None
 
     def options(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Defaults + the given options, validated (``samples``, ``trained_samples`` and the bounds).
+        """Defaults + the given options, validated (``samples``, ``trained_samples``, every other ``*_samples`` of
+        ``defaults`` and the bounds).
 
         Raises:
             UsageError: an option out of range.
@@ -277,6 +278,9 @@ class Target(abc.ABC):
             opts["trained_samples"] = samples_option({"samples": given.get("trained_samples")},
                                                      int(self.defaults.get("trained_samples", SAMPLES_LIMIT)),
                                                      flag="--trained-samples")
+        for key in self.defaults:   # the target's other sample counts (count_samples, ...), as --samples
+            if key.endswith("_samples") and key != "trained_samples":
+                opts[key] = samples_option({"samples": given.get(key)}, self.defaults[key], flag=f"--opt {key}")
         return opts
 
     def input_samples(self, opts: Mapping[str, Any]) -> tuple[int, int | None]:

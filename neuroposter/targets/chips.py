@@ -32,7 +32,15 @@
    ``--min-trained-agreement`` (default 0.95) of the samples (otherwise a failed verification, kept as
    ``<name>.failed``: e.g. TrueNorth's 1-bit weights on a network trained in float).
 
-Bundle: ``summary.json``, ``mapping.json``, ``manifest.json`` and, when hosted, ``graph_q.nir``.
+5. where the chip has a vendor simulator (``neuroposter.targets.vendor.VENDOR_SIMULATORS``: xylosim for Xylo,
+   sinabs' IAF layers for Speck), runs the deployed graph there on the first ``vendor_samples`` test samples
+   beside the project's reference (``verification.vendor``); a bit-accurate simulator that disagrees fails the
+   export. Where the chip's arithmetic is not the reference simulator's (``CHIP_ARITHMETIC``: Xylo's integer
+   neurons), the deployed-vs-trained comparison runs in the chip's own integer reference.
+
+Bundle: ``summary.json``, ``mapping.json`` (with the placement over the profile's system), ``manifest.json`` and,
+when hosted, ``graph_q.nir`` and ``op_counts.json`` (the deployed graph's counts on ``count_samples`` test samples,
+chip part and host part, :func:`neuroposter.profiling.stored.chip_counts`).
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from neuroposter.targets.base import ExportContext, Target, Verdict, gate_verdict, trained_gate
+from neuroposter.targets.base import ExportContext, Gate, Target, Verdict, gate_verdict, trained_gate
 
 __all__ = ["ChipTarget", "check_chip", "lower_for_profile", "limits_report"]
 
@@ -188,6 +196,16 @@ def check_chip(graph: Any, profile: Any, *, delays: dict | None = None, lower: b
     return m.fits, violations, d
 
 
+def _vendor_line(v: dict[str, Any]) -> str:
+    """One line on the vendor-simulator check."""
+    if "error" in v:
+        return f"  vendor simulator not run: {v['error']}"
+    name = v["simulator"].split(" (")[0]
+    exact = "spike for spike" if v.get("exact") else f"{v['mismatched_spikes']} mismatched"
+    return (f"  {name} {v.get('version', '')} vs the project's reference: {v['spikes_compared']:,} spikes on "
+            f"{v['samples']} samples, {exact}")
+
+
 def _violation_node(v: str) -> str | None:
     if v.startswith("node '"):
         return v[len("node '"):].split("'", 1)[0]
@@ -243,12 +261,14 @@ class ChipTarget(Target):
     """``neuroposter export --target spinnaker|spinnaker2|truenorth|xylo|speck`` (see the module docstring).
 
     Options: ``samples`` (16: the per-layer spike comparisons), ``trained_samples`` (all: the deployed-vs-trained
-    comparison), ``min_trained_agreement`` (0.95), ``split`` (``"test"``), ``seed`` (0), ``profile`` (default: the
-    target name; a path to another YAML also works).
+    comparison), ``min_trained_agreement`` (0.95), ``split`` (``"test"``), ``seed`` (0), ``count_samples`` (32: the
+    first test samples the stored op counts are made on), ``vendor_samples`` (16: the first test samples run in
+    the chip's vendor simulator, where one is registered), ``profile`` (default: the target name; a path to
+    another YAML also works).
     """
 
     model_kinds = ("snn",)
-    defaults = {"samples": 16, "split": "test", "seed": 0}
+    defaults = {"samples": 16, "split": "test", "seed": 0, "count_samples": 32, "vendor_samples": 16}
     min_agreement = None
     min_trained_agreement = 0.95
     profile = "<target>"
@@ -312,9 +332,50 @@ class ChipTarget(Target):
         if low.applied:
             sims["lowered"] = simulate(low.graph_l, self.x, mode="same_step", arithmetic="float")
         B = int(self.x_all.shape[1])
-        sims["deployed_mean"] = _mean_output(m.q.graph_q, self.x_all)
+        sims["deployed_mean"], sims["deployed_by"] = self._deployed_logits(ctx, m.q.graph_q)
         sims["trained_mean"] = mean_logits(float_model_logits(ctx.run.model, ctx.inputs.x), B)
+        if m.hostable:
+            sims["vendor"] = self._vendor(ctx, m.q.graph_q)
         return sims
+
+    def _deployed_logits(self, ctx: ExportContext, graph_q: nir.NIRGraph) -> tuple[np.ndarray, str]:
+        """The deployed network's logits on the whole evaluation split, and what computed them: the chip's own
+        integer arithmetic where one is registered (``CHIP_ARITHMETIC``: Xylo's integer reference) and the graph
+        maps onto it, else the reference simulator in the chip's precision."""
+        from neuroposter.targets.vendor import VendorError, chip_arithmetic
+
+        chip = ctx.request.target
+        generic = (f"the network in {chip}'s arithmetic (n-bit weights/states, exact lowerings) in the reference "
+                   "simulator")
+        arith = chip_arithmetic(str(getattr(ctx.profile, "name", chip)))
+        if arith is not None:
+            try:
+                return np.asarray(arith(graph_q, self.x_all, ctx.profile), dtype=np.float64), (
+                    f"the network in {chip}'s integer arithmetic ({arith.__module__}.{arith.__name__})")
+            except VendorError as e:
+                ctx.lines.append(f"  {chip}'s integer arithmetic does not take this graph ({e}); deployed logits "
+                                 "from the reference simulator")
+                generic += f" ({chip}'s integer arithmetic does not take this graph: {e})"
+        return _mean_output(graph_q, self.x_all), generic
+
+    def _vendor(self, ctx: ExportContext, graph_q: nir.NIRGraph) -> dict[str, Any] | None:
+        """The chip's vendor simulator against the project's reference on the first ``vendor_samples`` samples
+        (None when none is registered; ``{"error": ...}`` when it cannot run this graph here)."""
+        from neuroposter.targets.vendor import VENDOR_SIMULATORS, VendorError, vendor_check
+
+        name = str(getattr(ctx.profile, "name", ctx.request.target))
+        if name not in VENDOR_SIMULATORS:
+            return None
+        n = min(int(ctx.options["vendor_samples"]), int(self.x_all.shape[1]))
+        try:
+            res = vendor_check(name)(graph_q, np.ascontiguousarray(self.x_all[:, :n]), ctx.profile)
+        except VendorError as e:
+            return {"error": str(e), "samples": n}
+        res.pop("logits", None)      # per-sample read-outs: the deployed-vs-trained comparison holds the accuracy
+        res.pop("sinabs_logits", None)
+        if isinstance(res.get("vs_float_graph"), dict):
+            res["vs_float_graph"].pop("float_logits", None)
+        return res
 
     def verify(self, ctx: ExportContext, sims: dict[str, Any] | None) -> Verdict:
         from neuroposter.targets.verify import RESAMPLES, agreement_line, compare, spike_agreement
@@ -340,17 +401,26 @@ class ChipTarget(Target):
             trained = compare(sims["deployed_mean"], sims["trained_mean"], labels=ctx.inputs.labels,
                               genres=ctx.inputs.genres or None, resamples=RESAMPLES,
                               seed=int(ctx.options.get("seed") or 0))
-            trained.update(networks={"deployed": f"the network in {chip}'s arithmetic (n-bit weights/states, exact "
-                                                  "lowerings) in the reference simulator",
+            trained.update(networks={"deployed": sims["deployed_by"],
                                      "reference": "the trained model (the run's forward)"},
                            split=str(ctx.options["split"]))
             ver = {"deployed_vs_trained": trained, **ver}
+            vendor = sims.get("vendor")
+            if vendor is not None:
+                ver["vendor"] = vendor
             spikes = {"samples": int(self.x.shape[1]), **spike_agreement(q.records, f.records)}
             ctx.summary.update(quantization={**m.q.report.to_dict(), "spikes_quantised_vs_float_graph": spikes},
                                verification=ver)
-            verdict = gate_verdict(ctx, [trained_gate(ctx, trained, f"the network in {chip}'s arithmetic",
-                                                      f"train with its arithmetic in the loop: "
-                                                      f"`neuroposter train --target {chip}`")])
+            gates = [trained_gate(ctx, trained, f"the network in {chip}'s arithmetic",
+                                  f"train with its arithmetic in the loop: `neuroposter train --target {chip}`")]
+            if vendor is not None and vendor.get("bit_accurate") and "error" not in vendor:
+                gates.append(Gate("vendor", "mismatched_spikes", float(vendor["mismatched_spikes"]), 1.0,
+                                  "none (a bit-accurate simulator must agree spike for spike)",
+                                  f"{vendor['simulator']} differs from the project's integer reference on "
+                                  f"{vendor['mismatched_spikes']} of {vendor['spikes_compared']} spikes "
+                                  f"({vendor['samples']} samples): see summary.json's verification.vendor",
+                                  upper=True))
+            verdict = gate_verdict(ctx, gates)
             wb, sb = ctx.summary["precision"]["weight_bits"], ctx.summary["precision"]["state_bits"]
             if "lowering" in ver:
                 lo = ver["lowering"]
@@ -363,6 +433,8 @@ class ChipTarget(Target):
                              f"{smin if smin is not None else 1.0:.4f} ({spikes['samples']} samples)")
             ctx.lines.append(agreement_line(trained, f"deployed ({chip} arithmetic) vs trained model, "
                                                      f"{trained['split']} split"))
+            if vendor is not None:
+                ctx.lines.append(_vendor_line(vendor))
         if not m.hostable:
             vl = m.mapping.get("violated_limits", {})
             ctx.lines.append(f"  REFUSED: {chip} cannot host this network ({len(vl)} violated limits, "
@@ -374,9 +446,9 @@ class ChipTarget(Target):
             if not verdict.ok:
                 ctx.lines.append(f"  and if it fitted: {verdict.reason}")
         else:
-            t = m.mapping["totals"]
-            ctx.lines.append(f"  {t['neurons']} neurons, {t['stored_synapses']} stored synapses, {t['cores']} cores: "
-                             "fits")
+            ctx.lines.append(f"  mapping: {m.mapping['verdict']}")
+            if m.mapping.get("host"):
+                ctx.lines.append(f"  on the host (float, counted as host operations): {', '.join(m.mapping['host'])}")
         unknown = ctx.summary["limits"]["unknown"]
         if unknown:
             ctx.lines.append(f"  unknown in the profile (not checked): {', '.join(unknown)}")
@@ -390,8 +462,10 @@ class ChipTarget(Target):
     def bundle(self, ctx: ExportContext, verdict: Verdict) -> None:
         from neuroposter._io import atomic_write_json
         from neuroposter.ir.graph_io import write_graph
+        from neuroposter.targets._bundle import store_chip_counts
 
         m = self.mapped
         ctx.files["mapping.json"] = lambda p: atomic_write_json(p, m.mapping)
         if verdict.ok:
             ctx.files["graph_q.nir"] = lambda p: write_graph(p, m.q.graph_q, verify=False)
+            store_chip_counts(ctx, m.q.graph_q, self.x_all)

@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from neuroposter.errors import DataError, UsageError
+from neuroposter.errors import DataError
 from neuroposter.targets.base import ExportContext, Target, Verdict
 
 __all__ = ["NirTarget", "norse_reference"]
@@ -155,18 +155,6 @@ class NirTarget(Target):
                 "consumer_samples": 8}
     min_agreement = 0.99
     profile = None
-
-    def options(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Adds ``count_samples`` and ``consumer_samples`` (validated like ``--samples``)."""
-        from neuroposter.targets._bundle import samples_option
-
-        opts = super().options(given)
-        for key in ("count_samples", "consumer_samples"):
-            try:
-                opts[key] = samples_option({"samples": given.get(key)}, self.defaults[key])
-            except UsageError as exc:
-                raise UsageError(str(exc).replace("--samples", f"--opt {key}", 1)) from None
-        return opts
 
     def lower(self, ctx: ExportContext) -> Any:
         """The NIR graph, written to ``graph.nir`` and read back (type-checked, every parameter compared)."""

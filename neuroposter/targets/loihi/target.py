@@ -129,7 +129,8 @@ class LoihiTarget(Target):
 
     name = "loihi"
     model_kinds = ("snn",)
-    defaults = {"samples": 64, "split": "test", "seed": 0, "select_tag": "fixed_pt", "record": True}
+    defaults = {"samples": 64, "split": "test", "seed": 0, "select_tag": "fixed_pt", "record": True,
+                "count_samples": 32}
     min_agreement = 0.99
     min_trained_agreement = 0.95
     profile = "loihi2"
@@ -262,6 +263,7 @@ class LoihiTarget(Target):
     def bundle(self, ctx: ExportContext, verdict: Verdict) -> None:
         from neuroposter._io import atomic_write_json, atomic_write_text
         from neuroposter.ir.graph_io import write_graph
+        from neuroposter.targets._bundle import store_chip_counts
         from neuroposter.targets.verify import agreement_line
 
         o, q, x = self.outputs, self.q, self.x
@@ -284,6 +286,8 @@ class LoihiTarget(Target):
         if netx_bytes:
             ctx.files["network.net"] = lambda p: p.write_bytes(netx_bytes)
         ctx.files["mapping.json"] = lambda p: atomic_write_json(p, self.mapping)
+        if verdict.ok:
+            store_chip_counts(ctx, q.graph, self.x_all, graph_label="graph.nir, the float graph of graph_int.nir")
         ctx.files["README.md"] = lambda p: atomic_write_text(p, _readme(ctx.run_name, ctx.summary,
                                                                          self.netx is not None))
         ver = ctx.summary["verification"]
