@@ -214,6 +214,8 @@ def _draw_figures(data: ReportData, tmp: Path) -> tuple[dict[str, str | None], d
         "ops": fig("ops_per_layer", figures.ops_per_layer, data.runs, tmp / "ops_per_layer.png"),
         "map": fig("mapping_verdicts", figures.mapping_verdicts_fig, data.verdicts, tmp / "mapping_verdicts.png"),
         "ci": fig("accuracy_ci", figures.bootstrap_forest, data.ci, tmp / "accuracy_ci.png"),
+        "chips": fig("chips_accuracy_vs_energy", figures.chips_accuracy_vs_energy, data.chips,
+                     tmp / "chips_accuracy_vs_energy.png"),
     }
     device_bd: dict[str, str | None] = {}
     for p in data.device_profiles:
@@ -241,6 +243,9 @@ def _write_tables(data: ReportData, tmp: Path) -> list[str]:
     if not data.deployed.empty:
         data.deployed.to_csv(tmp / "deployed.csv", index=False)
         files.append("deployed.csv")
+    if not data.chips.empty:
+        data.chips.to_csv(tmp / "chips.csv", index=False)
+        files.append("chips.csv")
     if not data.latency.empty:
         data.latency.to_csv(tmp / "latency.csv", index=False)
         files.append("latency.csv")

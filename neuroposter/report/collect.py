@@ -80,6 +80,13 @@ class RunInfo:
         """``"snn"`` or ``"ann"``."""
         return "snn" if self.model in names(kind="snn") else "ann"
 
+    @property
+    def fitted(self) -> bool:
+        """A chip-fitted variant (``neuroposter fit``): priced on its chip only (the report's per-chip table)."""
+        from neuroposter.models import CHIP_FITTED_MODELS
+
+        return self.model in CHIP_FITTED_MODELS
+
 
 def _maybe_json(path: Path) -> dict[str, Any]:
     if not path.is_file():

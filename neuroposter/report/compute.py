@@ -19,7 +19,7 @@ import pandas as pd
 from neuroposter.errors import DataError, ManifestError, UsageError
 from neuroposter.profiling.counts import OpCounts
 from neuroposter.profiling.profiles import HardwareProfile, list_profiles, load_profile
-from neuroposter.report import collect, deployed, headline, tables, uncertainty
+from neuroposter.report import chips, collect, deployed, headline, tables, uncertainty
 
 __all__ = ["ReportData", "compute_report"]
 
@@ -58,6 +58,8 @@ class ReportData:
         headline: one row per run.
         summary: the headline sentences.
         deployed: chip bundles' deployed accuracy beside the run's energy (:mod:`neuroposter.report.deployed`).
+        chips: the per-chip table: what runs on each chip target, its accuracy and energy
+            (:mod:`neuroposter.report.chips`).
         warnings: problems met (shown in the report).
     """
 
@@ -82,6 +84,7 @@ class ReportData:
     headline: pd.DataFrame
     summary: list[str]
     deployed: pd.DataFrame = field(default_factory=pd.DataFrame)
+    chips: pd.DataFrame = field(default_factory=pd.DataFrame)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -115,7 +118,8 @@ def compute_report(ws: Path, *, runs: Sequence[str] | None, profiles: Sequence[s
         ci=ci, layers=tables.layer_table(run_infos), verdicts=collect.mapping_verdicts(bundles, run_infos),
         latency=_latency(onnx_paths, warnings) if latency else pd.DataFrame(), views=views, headline=head,
         summary=headline.headline_text(head, views, run_infos, ci=ci) + deployed.deployed_text(deployed_rows),
-        deployed=deployed_rows, warnings=warnings)
+        deployed=deployed_rows, chips=chips.chip_rows(bundles, run_infos, host_profile=frontend_profile,
+                                                      profiles=all_profiles), warnings=warnings)
 
 
 def _inputs(ws: Path, runs: Sequence[str] | None, roots: list[Path], warnings: list[str]
@@ -157,6 +161,10 @@ def _counts(ws: Path, runs: list[collect.RunInfo], bundles: list[collect.Bundle]
     for r in runs:
         if counts and r.name in counts:
             r.counts, r.counts_source = counts[r.name], str(counts[r.name].meta.get("source", "precomputed counts"))
+            continue
+        if r.fitted:
+            r.notes.append(f"{r.name}: a chip-fitted variant, priced on its chip with its host part (section 'Per "
+                           "chip'), not in the chip-independent energy views")
             continue
         try:
             entry, b = collect.stored_counts(r, bundles, ws)

@@ -11,7 +11,7 @@ import pandas as pd
 from neuroposter.profiling.energy import EnergyBreakdown
 
 __all__ = ["accuracy_vs_energy", "accuracy_vs_energy_all", "head_vs_frontend", "energy_breakdown", "firing_rates",
-           "ops_per_layer", "mapping_verdicts_fig", "bootstrap_forest"]
+           "ops_per_layer", "mapping_verdicts_fig", "bootstrap_forest", "chips_accuracy_vs_energy"]
 
 
 def _plt() -> Any:
@@ -367,4 +367,69 @@ def bootstrap_forest(ci: pd.DataFrame, path: Path) -> str | None:
         ax.set_ylim(-0.7, len(labels) - 0.3)
     axes[0][0].set_yticks(y)
     axes[0][0].set_yticklabels(labels)
+    return _save(fig, path)
+
+
+def chips_accuracy_vs_energy(rows: pd.DataFrame, path: Path) -> str | None:
+    """Deployed test mAP (the bundle's 95 % bootstrap interval as error bars) against energy per inference (chip
+    plus host part, log x, the constants' range as horizontal bars), one labelled marker per chip bundle: filled =
+    the full model, hollow = a chip-fitted variant. Bundles whose chip has no published per-op energy stand on a
+    separate "unpublished" strip at the right, never at a made-up energy; dashed lines: the full model's mAP and
+    the best constant baseline."""
+    plt = _plt()
+    if rows is None or rows.empty:
+        return None
+    dep = rows[(rows["status"] == "deployed").to_numpy() & np.array([_plottable(v) for v in rows["deployed_map"]],
+                                                                       dtype=bool)]
+    if dep.empty:
+        return None
+    priced = dep[[_plottable(v, log=True) for v in dep["energy_mj"]]]
+    strip = dep.drop(priced.index)
+    fig, (ax, sx) = plt.subplots(1, 2, figsize=(8.6, 4.4), sharey=True, gridspec_kw={"width_ratios": [5, 1.1]})
+    style = _style(list(dict.fromkeys(rows["chip"])))
+
+    def yerr(r: Any) -> list[list[float]]:
+        y, lo, hi = float(r["deployed_map"]), r["deployed_map_lo"], r["deployed_map_hi"]
+        return [[y - float(lo) if _plottable(lo) else 0.0], [float(hi) - y if _plottable(hi) else 0.0]]
+
+    def draw(a: Any, x: float, r: Any, xerr: Any = None) -> None:
+        c, m = style[r["chip"]]
+        fitted = str(r["variant"]).startswith("fitted")
+        a.errorbar([x], [float(r["deployed_map"])], yerr=yerr(r), xerr=xerr, fmt=m, ms=7, capsize=3, lw=1,
+                   color=c, mfc="white" if fitted else c, mec=c, zorder=3)
+        a.annotate(f"{r['chip']}: {r['run']}", xy=(x, float(r["deployed_map"])), xytext=(5, 4),
+                   textcoords="offset points", fontsize=7, color=c)
+
+    for _, r in priced.iterrows():
+        x = float(r["energy_mj"])
+        lo, hi = r["energy_low_mj"], r["energy_high_mj"]
+        xerr = [[x - float(lo) if _plottable(lo, log=True) else 0.0],
+                [float(hi) - x if _plottable(hi, log=True) else 0.0]]
+        draw(ax, x, r, xerr)
+    for i, (_, r) in enumerate(strip.iterrows()):
+        draw(sx, 0.2 + 0.6 * (i % 2), r)
+    full = dep[[_plottable(v) for v in dep["full_map"]]]
+    base = dep[[_plottable(v) for v in dep["baseline_map"]]]
+    for a in (ax, sx):
+        if not full.empty:
+            a.axhline(float(full["full_map"].iloc[0]), ls="-.", c="black", lw=0.9)
+        if not base.empty:
+            a.axhline(float(base["baseline_map"].max()), ls="--", c="grey", lw=1)
+    if not full.empty:
+        ax.annotate(f"full model {full['full_run'].iloc[0]} (float, mAP {float(full['full_map'].iloc[0]):.3f})",
+                    xy=(0.01, float(full["full_map"].iloc[0])), xycoords=("axes fraction", "data"), xytext=(0, 3),
+                    textcoords="offset points", fontsize=7)
+    _baseline(ax, float(base["baseline_map"].max()) if not base.empty else None, "mAP")
+    if priced.empty:
+        ax.text(0.5, 0.5, "no chip bundle with a priced energy", transform=ax.transAxes, ha="center", fontsize=8,
+                color="grey")
+    else:
+        _log_x(ax, "energy per inference, chip + host part (mJ, log)")
+    ax.set_ylabel("deployed test mAP (95% bootstrap interval)", fontsize=8)
+    ax.set_title("deployed accuracy vs energy per chip bundle (filled: full model, hollow: fitted variant)",
+                 fontsize=8)
+    sx.set_xlim(0, 1)
+    sx.set_xticks([])
+    sx.set_xlabel("unpublished\nper-op energy", fontsize=8)
+    sx.set_facecolor("whitesmoke")
     return _save(fig, path)

@@ -95,12 +95,14 @@ def _test_metric(metrics: dict[str, Any], metric: str) -> float | None:
 
 
 def headline_table(runs: Iterable[Any], energy: pd.DataFrame, views: Sequence[KeyView]) -> pd.DataFrame:
-    """One row per run: test mAP / micro-F1, the best constant baseline's, and per key view the model's energy
+    """One row per run (chip-fitted variants excepted: see the per-chip table): test mAP / micro-F1, the best constant baseline's, and per key view the model's energy
     alone (``<key>_head_mj``, component ``model``), the front end (``<key>_frontend_mj``) and the pipeline total
     (``<key>_pipeline_mj``), each with a ``*_lower_bound`` flag, the evaluation label and the profiles the pipeline
     was priced on."""
     rows = []
     for r in runs:
+        if getattr(r, "fitted", False):
+            continue   # a chip-fitted variant: its row is in the per-chip table, priced on its chip
         m = r.metrics or {}
         kind = r.kind
         row: dict[str, Any] = {"run": r.name, "model": r.model, "kind": kind,

@@ -90,9 +90,9 @@ def sections(data: ReportData, provenance: pd.DataFrame, figs: Figures, device_b
         figs: figure file per key (None: not drawn).
         device_bd: device-view breakdown figure per profile.
     """
-    return [_headline(data, figs), _scope(data), _accuracy(data, figs), _deployed(data), _energy(data, figs),
-            _breakdown(figs, device_bd), _activity(data, figs), _mapping(data, figs), _latency(data),
-            _conventions(), _full_table(data), _terms(data), _provenance(provenance)]
+    return [_headline(data, figs), _scope(data), _accuracy(data, figs), _deployed(data), _chips(data, figs),
+            _energy(data, figs), _breakdown(figs, device_bd), _activity(data, figs), _mapping(data, figs),
+            _latency(data), _conventions(), _full_table(data), _terms(data), _provenance(provenance)]
 
 
 def _headline(data: ReportData, figs: Figures) -> Section:
@@ -175,8 +175,43 @@ def _deployed(data: ReportData) -> Section:
         "comparison). 'trained with': float training, or the target's arithmetic in the forward pass "
         "(quantisation-aware, `neuroposter train --target`). Energy: the same run's per-inference energy in the "
         "headline views (model alone / pipeline with the DenseNet-169 front end), from its NIR bundle's op counts "
-        "(deployed.csv).")
+        "(deployed.csv); each chip bundle's energy from its own deployed graph's counts: see 'Per chip' below.")
     s.table(deployed_display(data.deployed, data.views))
+    return s
+
+
+def _chips(data: ReportData, figs: Figures) -> Section:
+    from neuroposter.report.chips import chips_display, chips_text
+
+    s = Section("Per chip: the model that runs there, its accuracy and its energy")
+    if data.chips.empty:
+        s.p("No chip targets in this report.")
+        return s
+    s.p("One block per chip target, one row per export bundle that deployed a network there (mapping fits, deployed "
+        "network verified): the run and whether it is the full model (mapped as it is, partitioned over cores and "
+        "chips where the mapping needed them) or a chip-fitted variant (`neuroposter fit`: derived from the chip's "
+        "limits, trained with its arithmetic), with its size (neurons and synapses as mapped, weights of the deployed "
+        "graph). Accuracy: the deployed network's test mAP with its 95 % bootstrap interval, beside the full model's "
+        "(the float-trained run's test mAP) and the best constant predictor's. Energy per inference: the bundle's "
+        "own op counts (its deployed graph simulated on test samples at export, op_counts.json) priced with the "
+        "chip's profile in the device view (a range where the constants have one; 'unpublished': the chip has no "
+        "published per-op energy, nothing is guessed); a fitted variant's host-side projection runs on the host and "
+        f"is priced separately on {data.frontend_profile} (the report's host profile, which also prices the "
+        "DenseNet-169 front end on neuromorphic chips). Mapping: chips used (of the system the profile describes), "
+        "cores, synapse memory (a lower bound). The front end is excluded from these energies. A chip without a "
+        "deployed bundle shows why (the refusal verdict). Long form: chips.csv.")
+    s.table(chips_display(data.chips))
+    text = chips_text(data.chips)
+    if text:
+        s.items(text)
+    if figs.get("chips") is None:
+        s.p("No accuracy-vs-energy plot: no chip bundle deployed a network with a recorded accuracy.")
+        return s
+    s.figure(figs["chips"], "Deployed test mAP (95% bootstrap interval) vs energy per inference on each chip "
+                                "(chip + host part, log x; horizontal bars: the constants' range), one marker per "
+                                "chip bundle (filled: full model, hollow: fitted variant); right strip: chips with "
+                                "unpublished per-op energy; dash-dot: the full model's mAP; dashed: the best constant "
+                                "baseline")
     return s
 
 
