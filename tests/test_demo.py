@@ -38,12 +38,28 @@ def test_tiny_demo_runs_every_stage(tmp_path, capsys):
         assert (exp / bundle / "manifest.json").is_file()
     loihi = json.loads((exp / "loihi/sdt/summary.json").read_text())
     assert json.dumps(loihi).count("prediction_agreement") >= 2
+    # every chip runs a model: the SDT partitioned where an exact mapping exists, else a variant fitted to the chip
+    deployed = {}
     for chip in ("spinnaker", "spinnaker2", "truenorth", "xylo", "speck"):
         summary = json.loads((exp / chip / "sdt/summary.json").read_text())
         assert summary["ok"] or summary["reason"], chip  # exported, or refused naming the limit
+        bundle = exp / chip / ("sdt" if summary["ok"] else f"fit-{chip}")
+        s = json.loads((bundle / "summary.json").read_text())
+        assert s["ok"] and s["mapping"]["fits"] and s["mapping"]["verdict"].startswith("fits on"), (chip, s.get("reason"))
+        assert (bundle / "op_counts.json").is_file() and (bundle / "graph_q.nir").is_file()
+        deployed[chip] = bundle.name
+    assert deployed == {"spinnaker": "sdt", "spinnaker2": "sdt", "truenorth": "fit-truenorth", "xylo": "fit-xylo",
+                        "speck": "fit-speck"}
+    xylo = json.loads((exp / "xylo/fit-xylo/summary.json").read_text())["verification"]["vendor"]
+    assert xylo["simulator"].startswith("xylosim") and xylo["exact"]
 
     html = (ws / "reports/default/report.html").read_text()
     assert "<img" in html and (ws / "reports/default/energy.csv").is_file()
+    import csv
+
+    chips = list(csv.DictReader((ws / "reports/default/chips.csv").open()))
+    assert {r["chip"] for r in chips} >= {"loihi", "spinnaker", "spinnaker2", "truenorth", "xylo", "speck"}
+    assert (ws / "reports/default/chips_accuracy_vs_energy.png").is_file()
 
     # the Python API example runs on the demo's workspace
     import subprocess

@@ -35,6 +35,9 @@ _MODELS = (("sdt", "default"), ("snn-mlp", "pooled"), ("ann-transformer", "defau
 # --init-from <model>``, run ``<model>-loihi``): the Loihi exports of both versions show what quantisation-aware
 # training buys (deployed accuracy and agreement with the trained model, with and without it).
 _QAT_TARGET = "loihi"
+
+# stage outcomes (the ``when`` of a later stage reads them)
+_OK, _REFUSED, _BELOW, _SKIPPED = "ok", "refused", "below trained agreement", "skipped"
 _QAT_MODELS = (("sdt", "default"), ("snn-mlp", "pooled"))
 
 
@@ -46,12 +49,16 @@ class Stage:
     network; the bundle's summary.json names the violated limit) or a deployed network that keeps the trained
     model's decisions too rarely (``--min-trained-agreement``; the bundle is kept as ``<name>.failed``, its
     summary.json has the agreement). Both are results the demo reports, not failures of the demo.
+    ``when`` makes a stage conditional on the outcomes of earlier stages (``{stage name: "ok" | "refused" |
+    "below trained agreement" | "skipped"}``): e.g. a chip-fitted variant is trained only where the chip refuses
+    the full model.
     """
 
     name: str
     command: str
     argv: Callable[[argparse.Namespace, dict[str, int]], list[str]]
     verdict: bool = False
+    when: Callable[[dict[str, str]], bool] | None = None   # runs only when true of the earlier stages' outcomes
 
 
 def _common(args: argparse.Namespace) -> list[str]:
@@ -72,6 +79,33 @@ def _export(target: str, run: str, *extra: str) -> Callable[[argparse.Namespace,
                 *samples, *counts, *extra, *_common(a)]
 
     return argv
+
+
+def _chip_stages(chip: str) -> list[Stage]:
+    """Every chip runs a model: the full SDT where the chip's system hosts it (partitioned over its cores and
+    chips); fine-tuned with the chip's arithmetic in the loop where the deployed network keeps the trained
+    model's decisions too rarely; a variant fitted to the chip's limits (``neuroposter fit``) where it is refused."""
+    full = f"export {chip} sdt"
+
+    def qat_argv(a: argparse.Namespace, s: dict[str, int]) -> list[str]:
+        return ["train", "--model", "sdt", "--target", chip, "--init-from", "sdt", "--qat-epochs",
+                str(s["qat_epochs"]), "--seed", str(a.seed), *_common(a)]
+
+    def fit_argv(a: argparse.Namespace, s: dict[str, int]) -> list[str]:
+        samples = ["--samples", str(s["samples"])]
+        return ["fit", "--target", chip, "--encoded", "pooled", "--epochs", str(s["epochs"]), "--qat-epochs",
+                str(s["qat_epochs"]), "--seed", str(a.seed), "--export-root", str(a.export_root), *samples,
+                *_common(a)]
+
+    return [
+        Stage(full, "export", _export(chip, "sdt"), verdict=True),
+        Stage(f"train sdt-{chip} ({chip} arithmetic fine-tune)", "train", qat_argv,
+              when=lambda o: o.get(full) == _BELOW),
+        Stage(f"export {chip} sdt-{chip}", "export", _export(chip, f"sdt-{chip}"), verdict=True,
+              when=lambda o: o.get(full) == _BELOW),
+        Stage(f"fit {chip} (variant fitted to {chip}'s limits)", "fit", fit_argv, verdict=True,
+              when=lambda o: o.get(full) == _REFUSED),
+    ]
 
 
 def stages(preset: dict[str, int] | None = None) -> list[Stage]:
@@ -125,7 +159,7 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
         # deployed-vs-trained bound is switched off here (it would fail them) so that the report can show them
         *(Stage(f"export loihi {m} (float-trained, for comparison)", "export",
                 _export("loihi", m, "--min-trained-agreement", "0"), verdict=True) for m, _ in _QAT_MODELS),
-        *(Stage(f"export {chip} sdt", "export", _export(chip, "sdt"), verdict=True) for chip in chip_targets()),
+        *(st for chip in chip_targets() for st in _chip_stages(chip)),
         Stage("report", "report", lambda a, s: ["report", "--exports", str(a.export_root),
                                                 "--samples", str(2 * s["samples"]), *_common(a)]),
     ]
@@ -169,8 +203,11 @@ def _print_comparison(workspace: Path) -> None:
     rows: list[tuple[str, dict]] = []
     baselines: dict[str, dict] = {}
     seeded = sorted(p.name for p in (workspace / "runs").glob("*-seed*") if p.is_dir())
+    from neuroposter.targets import chip_targets
+
     qat = [f"{m}-{_QAT_TARGET}" for m, _ in _QAT_MODELS]
-    for model in [m for m, _ in _MODELS] + qat + seeded:
+    chips = [f"{kind}-{chip}" if kind == "sdt" else f"fit-{chip}" for chip in chip_targets() for kind in ("sdt", "fit")]
+    for model in [m for m, _ in _MODELS] + qat + chips + seeded:
         path = workspace / "runs" / model / "metrics.json"
         if path.is_file():
             metrics = read_json(path)
@@ -188,7 +225,9 @@ def _print_comparison(workspace: Path) -> None:
 
 
 def _bundle(argv: list[str]) -> Path:
-    target, run = argv[argv.index("--target") + 1], argv[argv.index("--run") + 1]
+    target = argv[argv.index("--target") + 1]
+    run = (argv[argv.index("--run") + 1] if "--run" in argv
+           else argv[argv.index("--name") + 1] if "--name" in argv else f"fit-{target}")   # fit's default name
     return Path(argv[argv.index("--export-root") + 1]) / target / run
 
 
@@ -227,9 +266,14 @@ def run(args: argparse.Namespace) -> int:
     timings: list[tuple[str, float]] = []
     extra = ["--debug"] if getattr(args, "debug", False) else []
     t_all = time.perf_counter()
+    outcomes: dict[str, str] = {}
     for stage in stages(preset):
+        if stage.when is not None and not stage.when(outcomes):
+            outcomes[stage.name] = _SKIPPED
+            continue
         if not _command_available(stage.command):
             print(f"[demo] skipping {stage.name}: command `{stage.command}` is not available", flush=True)
+            outcomes[stage.name] = _SKIPPED
             continue
         argv = stage.argv(args, preset)
         print(f"[demo] {stage.name}: neuroposter {' '.join(argv)}", flush=True)
@@ -240,15 +284,18 @@ def run(args: argparse.Namespace) -> int:
         if code != 0 and stage.verdict and _refused(argv):
             print(f"[demo] {stage.name}: the chip refuses this network (verdict in its summary.json)", flush=True)
             timings[-1] = (f"{stage.name} (refused)", dt)
+            outcomes[stage.name] = _REFUSED
             continue
         below = _below_trained_agreement(argv, started - 1.0) if code != 0 and stage.verdict else None
         if below is not None:
             print(f"[demo] {stage.name}: verdict -- {below} (bundle kept as {_bundle(argv).name}.failed)", flush=True)
             timings[-1] = (f"{stage.name} (below trained agreement)", dt)
+            outcomes[stage.name] = _BELOW
             continue
         if code != 0:
             print(f"[demo] stage {stage.name!r} failed (exit {code}) after {dt:.1f} s", file=sys.stderr)
             return code
+        outcomes[stage.name] = _OK
     total = time.perf_counter() - t_all
     _print_comparison(Path(args.workspace))
     print("\n[demo] stage times")
