@@ -160,7 +160,8 @@ class Limits:
         fan_out_split: ``"exact"`` when a neuron's fan-out above ``fan_out`` can be served by identical neuron
             copies (TrueNorth), ``"none"`` / None otherwise.
         fan_out_unit: what ``fan_out`` counts: ``"neuron"`` (postsynaptic neurons per neuron; the default when
-            null) or ``"population"`` (destination layers/cores per layer: Speck's two destination cores per core).
+            null), ``"core"`` (destination cores per neuron: TrueNorth's one axon reaches every neuron of one core)
+            or ``"population"`` (destination layers/cores per layer: Speck's two destination cores per core).
         full_leak: whether the chip's LIF can be set to *full leak* (membrane and any synaptic state emptied
             every step, the step's input still reaching the membrane), which makes ``Threshold -> LIF(tau=dt)``
             exact on the chip; None = unknown (no such lowering). The reason is in ``notes["full_leak"]``.

@@ -66,8 +66,9 @@ SCOPES: tuple[str, ...] = ("per-term", "all-in")
 KINDS: tuple[str, ...] = ("neuromorphic", "ann")
 # Whether the chip can split a limit exactly (``limits.fan_in_split`` / ``limits.fan_out_split``).
 SPLITS: tuple[str, ...] = ("exact", "none")
-# What ``limits.fan_out`` counts: postsynaptic neurons per neuron, or destination populations (cores) per population.
-FAN_OUT_UNITS: tuple[str, ...] = ("neuron", "population")
+# What ``limits.fan_out`` counts: postsynaptic neurons per neuron, destination cores per neuron (TrueNorth's one
+# axon per neuron reaches one core), or destination populations (cores) per population (Speck).
+FAN_OUT_UNITS: tuple[str, ...] = ("neuron", "core", "population")
 
 # Energy terms (per event) a profile may give; the YAML key is the term plus an energy unit suffix
 # (_fj, _pj, _nj, _uj, _mj), normalised to _pj. Meanings are what estimate_energy multiplies them with.

@@ -11,7 +11,9 @@ The derivation, for the chain ``[host: Linear -> LIF] -> (Linear -> chip neuron)
 3. **Widths** start at the full MLP's hidden widths and are capped by ``max_channels``; by ``fan_in`` (a hidden
    layer's width is the fan-in of the layer after it, the read-out included); by ``fan_out`` (a neuron sends to
    every neuron of the next layer) unless the profile says fan-out is split exactly by neuron copies
-   (``limits.fan_out_split: exact``, the mapper's business) or the read-out alone already needs more
+   (``limits.fan_out_split: exact``, the mapper's business; ``fan_out_unit: core`` counts destination cores, so
+   the cap is ``fan_out x neurons_per_core``; ``fan_out_unit: population`` counts destination layers and caps no
+   width) or the read-out alone already needs more
    destinations than ``fan_out`` (then no width cap can help: left to the mapper); and by the neuron budget
    ``neurons_per_chip`` (minus ``n_classes`` output neurons unless the chip has separate ones,
    ``outputs_per_chip``), scaled down proportionally. A limit the profile splits exactly (``fan_in_split`` /
@@ -215,6 +217,14 @@ def derive_fit(profile: Any, d_in: int, n_classes: int, T: int) -> FitPlan:
     fo = _given(lim, "fan_out")
     cap("max_channels", mc, "channels per layer")
     cap("fan_in", fi, "a layer's width is the next layer's fan-in")
+    unit = str(getattr(lim, "fan_out_unit", None) or "neuron")
+    if fo is not None and unit == "population":
+        reasons.append(f"fan_out {fo} not a width cap: it counts destination layers (fan_out_unit: population) "
+                       "and each layer of the chain feeds one")
+        fo = None
+    elif fo is not None and unit == "core":
+        core = _given(lim, "neurons_per_core")
+        fo = None if core is None else int(fo) * int(core)   # the neurons fo destination cores hold
     if fo is not None:
         if str(getattr(lim, "fan_out_split", None) or "") == "exact":
             reasons.append(f"fan_out {fo} not a width cap: the profile splits fan-out exactly (fan_out_split: "

@@ -394,6 +394,10 @@ def map_graph(graph: nir.NIRGraph | Graph, profile: Any, *,
     for n in pops:
         usage[n] = LayerUsage(n, fg.nodes[n].type.name, int(np.prod(shape_of(fg.nodes[n].nir, "output"))))
     fan_out: dict[str, np.ndarray] = {n: np.zeros(usage[n].neurons, dtype=np.int64) for n in pops}
+    fo_unit = _lim(profile, "fan_out_unit") or "neuron"
+    per_core = fo_unit == "core"
+    if per_core and not npc:
+        notes.append("fan_out_unit is core but neurons_per_core is unknown: fan-out counted in neurons")
     destinations: dict[str, set[str]] = {n: set() for n in pops}   # chip populations each population feeds
     fan_in_vec: dict[str, np.ndarray] = {n: np.zeros(usage[n].neurons, dtype=np.int64) for n in pops}
     out_fan_in = 0
@@ -405,7 +409,10 @@ def map_graph(graph: nir.NIRGraph | Graph, profile: Any, *,
         c = projection_counts(fg, p)
         counted["structural" if c.structural else "expanded"] += 1
         if p.src in fan_out:
-            fan_out[p.src] += c.fan_out
+            if per_core and npc:   # destination cores: the targets packed into the fewest cores (a lower bound)
+                fan_out[p.src] += -(-np.asarray(c.fan_out, dtype=np.int64) // int(npc))
+            else:
+                fan_out[p.src] += c.fan_out
             if p.dst in usage:
                 destinations[p.src].add(p.dst)
         elif p.dst in usage:
@@ -436,10 +443,14 @@ def map_graph(graph: nir.NIRGraph | Graph, profile: Any, *,
     # fan-in / fan-out: exact splits where the profile allows them, violations otherwise
     fi, fo = _lim(profile, "fan_in"), _lim(profile, "fan_out")
     fi_split, fo_split = _lim(profile, "fan_in_split"), _lim(profile, "fan_out_split")
-    per_population = _lim(profile, "fan_out_unit") == "population"
+    per_population = fo_unit == "population"
     if per_population and fo is not None:
         notes.append(f"fan_out counts destination populations (cores) per population (limits.fan_out_unit), "
                      f"at most {fo}")
+    if per_core and npc and fo is not None:
+        notes.append(f"fan_out counts destination cores per neuron (limits.fan_out_unit): each projection's targets "
+                     f"packed into ceil(targets / {npc}) cores (a lower bound where a sparse projection's targets "
+                     "spread over more cores)")
     for n, u in usage.items():
         u.fan_in = int(fan_in_vec[n].max(initial=0))
         u.fan_out = len(destinations[n]) if per_population else int(fan_out[n].max(initial=0))
@@ -457,7 +468,7 @@ def map_graph(graph: nir.NIRGraph | Graph, profile: Any, *,
             if fo_split == "exact":
                 u.copies = math.ceil(u.fan_out / fo)
             else:
-                what = "destination populations" if per_population else "fan-out"
+                what = {"population": "destination populations", "core": "destination cores"}.get(fo_unit, "fan-out")
                 flag("fan_out", u.fan_out, fo, u.node,
                      f"{what} {u.fan_out} of node {u.node!r} ({u.node_type}) exceeds the fan_out limit {fo}")
 

@@ -406,3 +406,21 @@ def test_speck_fan_out_counts_destination_layers(tmp_path) -> None:
              ("sn0", "fb"), ("fb", "sb"), ("sn1", "head"), ("sa", "head"), ("sb", "head"), ("head", "output")]
     ok, violations, m = check_chip(nir.NIRGraph(nodes=branchy, edges=edges, type_check=False), load_profile("speck"))
     assert any("destination populations 3 of node 'sn0'" in v and "fan_out limit 2" in v for v in violations), violations
+
+
+def test_truenorth_fan_out_counts_destination_cores() -> None:
+    """TrueNorth's one axon per neuron reaches every neuron of one core (limits.fan_out_unit: core): a dense
+    256 -> 128 -> 8 chain needs no neuron copies; a 256 -> 512 layer needs two axons (one copy more) per neuron."""
+    from neuroposter.ir import lower_model
+    from neuroposter.models.chip_snn import ChipSNN
+
+    torch.manual_seed(0)
+    small = lower_model(ChipSNN(d_in=64, n_classes=8, host_dim=0, widths=[256, 128], neuron="if").eval(), T=2)
+    ok, violations, m = check_chip(small, load_profile("truenorth"))
+    assert ok, violations
+    assert {k: (v["fan_out"], v["copies"]) for k, v in m["layers"].items()} == {"layers.0.sn": (1, 1),
+                                                                             "layers.1.sn": (1, 1)}
+    wide = lower_model(ChipSNN(d_in=64, n_classes=8, host_dim=0, widths=[256, 512], neuron="if").eval(), T=2)
+    ok, violations, m = check_chip(wide, load_profile("truenorth"))
+    assert m["layers"]["layers.0.sn"]["fan_out"] == 2 and m["layers"]["layers.0.sn"]["copies"] == 2
+    assert any("destination cores" in n for n in m["notes"])
