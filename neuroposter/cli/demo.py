@@ -69,8 +69,8 @@ def _common(args: argparse.Namespace) -> list[str]:
 
 def _export(target: str, run: str, *extra: str) -> Callable[[argparse.Namespace, dict[str, int]], list[str]]:
     def argv(a: argparse.Namespace, s: dict[str, int]) -> list[str]:
-        # nir bundles store the op counts the report reads, made on the report's (larger) sample count
-        counts = ["--opt", f"count_samples={2 * s['samples']}"] if target == "nir" else []
+        # nir, loihi and chip bundles store the op counts the report reads, made on the report's sample count
+        counts = ["--opt", f"count_samples={2 * s['samples']}"] if target != "onnx" else []
         # Loihi: Lava runs lava_samples (0: the target's default, 64) against the integer reference; the deployed
         # network is compared with the trained model on the whole test split by every target
         n = s["lava_samples"] if target == "loihi" else s["samples"]
@@ -100,6 +100,9 @@ def _chip_stages(chip: str) -> list[Stage]:
     return [
         Stage(full, "export", _export(chip, "sdt"), verdict=True),
         Stage(f"train sdt-{chip} ({chip} arithmetic fine-tune)", "train", qat_argv,
+              when=lambda o: o.get(full) == _BELOW),
+        # its NIR bundle holds the fine-tuned run's op counts for the report's chip-independent views
+        Stage(f"export nir sdt-{chip}", "export", _export("nir", f"sdt-{chip}"),
               when=lambda o: o.get(full) == _BELOW),
         Stage(f"export {chip} sdt-{chip}", "export", _export(chip, f"sdt-{chip}"), verdict=True,
               when=lambda o: o.get(full) == _BELOW),
