@@ -534,13 +534,14 @@ class results_to_stderr:  # noqa: N801 - used as a context manager
     def __enter__(self) -> "results_to_stderr":
         import sys
 
-        try:
-            sys.stdout.flush()
-            fd = sys.stdout.fileno()
-            err = sys.stderr.fileno()
-        except (AttributeError, OSError, ValueError):   # a captured stream without a descriptor
+        sys.stdout.flush()
+        try:   # the process's own descriptors: what C extensions and child processes write to
+            os.fstat(1)
+            os.fstat(2)
+            fd, err = 1, 2
+        except OSError:   # no descriptor 1 or 2 (a detached process): Python-level redirection only
             fd = err = None
-        if fd is not None and err is not None and fd != err:
+        if fd is not None and err is not None:
             self._saved, self._fd = os.dup(fd), fd
             os.dup2(err, fd)
         self._old = sys.stdout
@@ -552,6 +553,7 @@ class results_to_stderr:  # noqa: N801 - used as a context manager
 
         try:
             sys.stderr.flush()
+            sys.__stdout__.flush() if sys.__stdout__ is not None else None
         finally:
             sys.stdout = self._old
             if self._saved is not None and self._fd is not None:

@@ -96,23 +96,6 @@ def test_decisions_use_the_tuned_thresholds_and_sort_by_probability() -> None:
 # -- slow: a real (small) workspace built with the CLI ----------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory) -> Path:
-    """ws/ (24 synthetic posters, random-weight features, the default encoded set, a 1-epoch SDT) and
-    export/nir/sdt, built with the CLI."""
-    import torch
-
-    torch.set_num_threads(1)
-    base = tmp_path_factory.mktemp("predict")
-    ws, export = base / "ws", base / "export"
-    for argv in (["data", "synth", "--n", "24", "-w", str(ws)], ["data", "import", "-w", str(ws)],
-                 ["features", "--weights", "random", "-w", str(ws)], ["encode", "-w", str(ws)],
-                 ["train", "--model", "sdt", "--epochs", "1", "--threads", "1", "-w", str(ws)],
-                 ["export", "--target", "nir", "--samples", "2", "-w", str(ws), "--export-root", str(export)]):
-        assert main(argv) == 0, argv
-    return base
-
-
 def _posters(ws: Path, k: int = 3) -> tuple[list[Path], list[int]]:
     """The first ``k`` test posters of the dataset: their files and dataset indices."""
     from neuroposter.data import load_dataset
