@@ -2,8 +2,17 @@
 
 Every command module in this package exposes ``add_parser(subparsers)`` and ``run(args) -> int``
 and imports heavy libraries only inside ``run`` so that ``neuroposter --help`` is instant.
-Exit codes: 0 success, 1 runtime failure (one-line message; traceback with ``--debug``),
-2 usage error.
+Exit codes (``neuroposter.cli._common.EXIT_*``):
+
+* 0 success;
+* 1 runtime failure: a failed verification, missing or changed data (one-line message; traceback with ``--debug``);
+* 2 usage error (a bad flag or value, a missing file named on the command line);
+* 3 ``export`` and ``fit`` only: the chip refuses the network -- a verdict, not a failure: the bundle is written at
+  its name and its ``summary.json`` names every violated limit (a failed verification stays 1).
+
+``--json`` (``train``, ``fit``, ``export``, ``report``, ``profile``, ``predict``): the command prints one JSON
+document on stdout -- ``{"command", "exit_code", ["error"], ...its results}`` -- and nothing else; everything else it
+prints goes to stderr (``_common.add_json_flag`` / ``_common.emit``).
 """
 
 from __future__ import annotations
@@ -17,7 +26,9 @@ import traceback
 from typing import Sequence
 
 from neuroposter import __version__
-from neuroposter.cli._common import ConfigError, apply_config, one_line_errors
+from neuroposter.cli._common import (
+    EXIT_CODES_EPILOG, ConfigError, apply_config, json_document, one_line_errors, results_to_stderr,
+)
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -32,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "report": "report",
     "profile": "profile",
+    "predict": "predict",
 }
 
 
@@ -52,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="neuroposter",
         description="Spike-Driven Transformers on movie posters: train, deploy through NIR to Loihi 2 "
         "and simulated chips, and profile energy against a CNN and a ViT.",
+        epilog=EXIT_CODES_EPILOG,
     )
     one_line_errors(parser)
     parser.add_argument("--version", action="version", version=f"neuroposter {__version__}")
@@ -76,10 +89,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["NEUROPOSTER_VERIFY"] = "full"   # read by neuroposter.manifest.verify_files
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("neuroposter").setLevel(logging.DEBUG if debug else logging.INFO)
+    if not getattr(args, "json", False):
+        return _run(args, debug)
+    # --json: the command's own prints go to stderr; stdout gets exactly one JSON document
+    errors: list[str] = []
+    with results_to_stderr():
+        code = _run(args, debug, errors)
+    print(json_document(args, code, errors[0] if errors else None), flush=True)
+    return code
+
+
+def _run(args: argparse.Namespace, debug: bool, errors: list[str] | None = None) -> int:
+    """Runs the command; every failure becomes one line on stderr (and, for --json, an entry of ``errors``)."""
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("neuroposter: interrupted", file=sys.stderr)
+        if errors is not None:
+            errors.append("interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - the CLI boundary turns every failure into one line
         if debug:
@@ -88,8 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             where = exc.filename or "the output folder"
-            print(f"neuroposter: error: no space left on device: {where}; free some space and run again",
-                  file=sys.stderr)
+            line = f"no space left on device: {where}; free some space and run again"
+            print(f"neuroposter: error: {line}", file=sys.stderr)
+            if errors is not None:
+                errors.append(line)
             return 1
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, KeyError) and msg.startswith(("'", '"')):
@@ -99,4 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "" if debug or isinstance(exc, NeuroposterError) else " (run with --debug for the traceback)"
         kind = "" if isinstance(exc, (NeuroposterError, KeyError)) else f"{type(exc).__name__}: "
         print(f"neuroposter: error: {kind}{msg}{hint}", file=sys.stderr)
+        if errors is not None:
+            errors.append(f"{kind}{msg}")
         return 2 if isinstance(exc, UsageError) else 1

@@ -15,7 +15,9 @@ from typing import Any, Callable, Sequence
 
 __all__ = ["ConfigError", "add_common", "apply_config", "write_resolved_config", "workspace_of",
            "int_at_least", "float_at_least", "positive_float", "int_in_range", "float_in_range",
-           "samples_or_all", "parse_bool", "one_line_errors", "encode_steps", "seed_type", "SEED_MAX", "SAMPLES_MAX", "T_MAX"]
+           "samples_or_all", "parse_bool", "one_line_errors", "encode_steps", "seed_type", "SEED_MAX", "SAMPLES_MAX", "T_MAX",
+           "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_REFUSED", "EXIT_CODES_EPILOG", "add_json_flag", "emit",
+           "results_to_stderr", "json_document"]
 
 # Seeds are 0..2**31-1: numpy's legacy RandomState (used by the stratified split, which also uses
 # seed+1) takes at most 2**32-1, and some commands derive further seeds by adding small offsets.
@@ -24,6 +26,15 @@ SEED_MAX = 2**31 - 1
 SAMPLES_MAX = 100_000
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
+
+
+# Exit codes of every command (documented in neuroposter/cli/__init__.py and in the --help epilogs).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: ``export`` / ``fit``: the chip refuses the network (a verdict recorded in the bundle, not a failure).
+EXIT_REFUSED = 3
+EXIT_CODES_EPILOG = ("exit codes: 0 success; 1 failure (a failed verification, bad data; one-line message, traceback "
+                     "with --debug); 2 usage error; 3 the chip refuses the network (export, fit: the verdict and every "
+                     "violated limit are in the bundle's summary.json)")
 
 
 class ConfigError(Exception):
@@ -453,3 +464,98 @@ def workspace_of(args: argparse.Namespace):  # -> Workspace (import kept light)
     from neuroposter.workspace import Workspace
 
     return Workspace.at(args.workspace)
+
+
+# --------------------------------------------------------------------------------------------- --json output
+
+_PAYLOAD = "_json_payload"
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds ``--json``: print one JSON document on stdout instead of the text (progress and logs stay on stderr).
+
+    The command reports its results through :func:`emit`; :func:`neuroposter.cli.main` sends everything else the
+    command prints to stderr while it runs (:func:`results_to_stderr`) and prints the document at the end.
+    """
+    parser.add_argument("--json", action="store_true", default=False,
+                        help="print the results as one JSON document on stdout (nothing else goes to stdout; "
+                             "progress bars and messages stay on stderr)")
+    return parser
+
+
+def emit(args: argparse.Namespace, text_lines: Sequence[str], payload: dict[str, Any]) -> None:
+    """A command's results: ``text_lines`` printed on stdout, or with ``--json`` ``payload`` kept for the one JSON
+    document :func:`neuroposter.cli.main` prints when the command returns (a later call's keys update it)."""
+    if getattr(args, "json", False):
+        held = getattr(args, _PAYLOAD, None) or {}
+        held.update(payload)
+        setattr(args, _PAYLOAD, held)
+        return
+    for line in text_lines:
+        print(line)
+
+
+def json_document(args: argparse.Namespace, code: int, error: str | None = None) -> str:
+    """The ``--json`` document of a finished command: ``{"command", "exit_code", ["error"], **payload}``."""
+    import json
+
+    from neuroposter._io import to_jsonable
+
+    command = " ".join(str(n) for n in (getattr(args, "command", None), getattr(args, "subcommand", None)) if n)
+    doc: dict[str, Any] = {"command": command, "exit_code": int(code)}
+    if error is not None:
+        doc["error"] = error
+    doc.update(getattr(args, _PAYLOAD, None) or {})
+    return json.dumps(_finite(to_jsonable(doc)), indent=2, allow_nan=False, default=str)
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and infinities (not JSON) -> null, recursively (numpy values already plain)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(to) for to in obj]
+    return obj
+
+
+class results_to_stderr:  # noqa: N801 - used as a context manager
+    """While active, everything written to stdout -- by Python code (``print``) or at the file-descriptor level
+    (C extensions, child processes) -- goes to stderr; :attr:`stdout` is the real stdout for the JSON document."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self.stdout = sys.stdout
+        self._fd: int | None = None
+        self._saved: int | None = None
+
+    def __enter__(self) -> "results_to_stderr":
+        import sys
+
+        sys.stdout.flush()
+        try:   # the process's own descriptors: what C extensions and child processes write to
+            os.fstat(1)
+            os.fstat(2)
+            fd, err = 1, 2
+        except OSError:   # no descriptor 1 or 2 (a detached process): Python-level redirection only
+            fd = err = None
+        if fd is not None and err is not None:
+            self._saved, self._fd = os.dup(fd), fd
+            os.dup2(err, fd)
+        self._old = sys.stdout
+        sys.stdout = sys.stderr
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import sys
+
+        try:
+            sys.stderr.flush()
+            sys.__stdout__.flush() if sys.__stdout__ is not None else None
+        finally:
+            sys.stdout = self._old
+            if self._saved is not None and self._fd is not None:
+                os.dup2(self._saved, self._fd)
+                os.close(self._saved)

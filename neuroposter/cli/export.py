@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from neuroposter.cli._common import add_common, float_in_range, samples_or_all
+from neuroposter.cli._common import (
+    EXIT_CODES_EPILOG, EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE, add_common, add_json_flag, float_in_range,
+    samples_or_all,
+)
 from neuroposter.models import names
 from neuroposter.targets import TARGETS
 
@@ -35,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "network with the trained model on the whole test split (--trained-samples) and fail below "
         "--min-trained-agreement; loihi also compares Lava with the integer reference on --samples of them "
         "(--min-agreement). Exit code 1 when the verification fails (the new bundle is then kept as <name>.failed "
-        "and the previous one is left as it was) or a chip refuses the network (its summary.json names why).")
+        "and the previous one is left as it was); exit code 3 when a chip refuses the network (the verdict bundle is "
+        "written at its name and its summary.json names every violated limit).", epilog=EXIT_CODES_EPILOG)
     p.add_argument("--target", choices=TARGETS.names(), default="nir", help="deployment target (default: nir)")
     p.add_argument("--run", default=None,
                    help="run name in WORKSPACE/runs/ (default: sdt; for onnx the --model name)")
@@ -65,6 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "(debugging)")
     p.add_argument("--opt", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="target-specific option passed through (repeatable), e.g. --opt dtype=float32")
+    add_json_flag(p)
     add_common(p)
     p.set_defaults(func=run)
 
@@ -74,13 +79,15 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from neuroposter.artifact import artifact_lock
-    from neuroposter.cli._common import workspace_of, write_resolved_config
+    import sys
+
+    from neuroposter.cli._common import emit, workspace_of, write_resolved_config
     from neuroposter.targets import ExportRequest, get_exporter
     from neuroposter.targets._bundle import check_bundle_destination, default_run
 
     if args.model is not None and args.target != "onnx":
         print(f"neuroposter: note: --model applies to --target onnx only; exporting run "
-              f"{args.run or default_run(args.target)!r}")
+              f"{args.run or default_run(args.target)!r}", file=sys.stderr)
     ws = workspace_of(args)
     run_dir = ws.run(args.run or default_run(args.target, args.model))   # a run name or a path to a run
     out_dir = Path(args.out) if args.out else Path(args.export_root) / args.target / run_dir.name
@@ -91,10 +98,8 @@ def run(args: argparse.Namespace) -> int:
         options["model"] = args.model
     if args.floating_pt:
         if args.target != "loihi":
-            import sys
-
             print("neuroposter: error: --floating-pt applies to --target loihi only", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         options["floating_pt"] = True
     options.update(dict(args.opt))
     options = {k: v for k, v in options.items() if v is not None}
@@ -107,15 +112,24 @@ def run(args: argparse.Namespace) -> int:
     check_bundle_destination(request)
     with artifact_lock(request.out_dir):
         result = exporter(request)
-    for line in result.lines:
-        print(line)
+    emit(args, list(result.lines), export_payload(args.target, result))
     if result.failed:
-        import sys
-
         reason = str(result.summary.get("reason") or "verification failed").strip().splitlines()[0]
         print(f"neuroposter: error: {args.target} verification failed ({reason}); the new bundle is kept at "
               f"{result.out_dir} and {out_dir} was not replaced", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if ws.root.is_dir():   # a success or a refusal verdict: `report` finds the bundle from anywhere
         ws.record_export(request.out_dir)
-    return 0 if result.ok else 1
+    return 0 if result.ok else EXIT_REFUSED
+
+
+def verdict_of(result: Any) -> str:
+    """``"ok"``, ``"refused"`` (the chip cannot host the network: exit code 3) or ``"failed"`` (verification)."""
+    return "ok" if result.ok else "failed" if result.failed else "refused"
+
+
+def export_payload(target: str, result: Any) -> dict[str, Any]:
+    """The ``--json`` results of an export: the verdict, the bundle and its summary.json (verification, gates,
+    mapping, op counts stored...)."""
+    return {"target": target, "verdict": verdict_of(result), "ok": bool(result.ok), "bundle": str(result.out_dir),
+            "reason": result.summary.get("reason"), "lines": list(result.lines), "summary": dict(result.summary)}

@@ -11,7 +11,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from neuroposter.cli._common import add_common, float_in_range, int_in_range, samples_or_all, seed_type
+from neuroposter.cli._common import (
+    EXIT_CODES_EPILOG, EXIT_FAILED, EXIT_REFUSED, add_common, add_json_flag, float_in_range, int_in_range,
+    samples_or_all, seed_type,
+)
 from neuroposter.targets import chip_targets
 
 __all__ = ["add_parser", "run"]
@@ -28,7 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "/ kernel-memory / neuron limits, its neuron model and weight precision), trains it on pooled spikes with "
         "the chip's weight arithmetic in the loop (a float phase, then a quantisation-aware one), writes "
         "WORKSPACE/runs/<name>/ and exports it to the chip (EXPORT_ROOT/<target>/<name>/), printing the plan, "
-        "its reasons and the export's verdict. Exit code 1 when the export refuses or fails the network.")
+        "its reasons and the export's verdict. Exit code 3 when the chip refuses the network, 1 when its verification "
+        "fails.", epilog=EXIT_CODES_EPILOG)
     p.add_argument("--target", required=True, choices=chip_targets(), help="the chip to fit")
     p.add_argument("--encoded", default="pooled", help="pooled encoded set to train on (default: pooled)")
     p.add_argument("--name", default=None, help="run name (default: fit-TARGET)")
@@ -55,6 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA when available")
     p.add_argument("--threads", type=int_in_range(0, 1024), default=0,
                    help="CPU threads for torch (0: torch's default)")
+    add_json_flag(p)
     add_common(p)
     p.set_defaults(func=run)
 
@@ -63,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     """Derives, trains, exports; prints the plan, the test metrics and the export's verdict."""
     import torch
 
-    from neuroposter.cli._common import workspace_of, write_resolved_config
-    from neuroposter.cli.train import _qat_plan
+    from neuroposter.cli._common import emit, workspace_of, write_resolved_config
+    from neuroposter.cli.train import _qat_plan, train_payload
     from neuroposter.errors import UsageError
     from neuroposter.targets import training_arithmetic
     from neuroposter.targets.fit import derive_fit
@@ -88,9 +93,9 @@ def run(args: argparse.Namespace) -> int:
                              f"{task.meta['n_tokens']} tokens per sample; encode the pooled features "
                              "(`neuroposter encode --form pooled --name pooled`) and pass `--encoded pooled`")
         plan = derive_fit(arith.profile, int(task.meta["d_in"]), task.n_classes, int(task.meta["T"]))
-        print(f"fit {plan.describe()}")
-        for reason in plan.reasons:
-            print(f"  - {reason}")
+        emit(args, [f"fit {plan.describe()}", *(f"  - {reason}" for reason in plan.reasons)],
+             {"target": args.target, "plan": {"description": plan.describe(), "reasons": list(plan.reasons),
+                                              "model_kwargs": plan.to_model_kwargs()}})
         defaults = dict(MODEL_TRAIN_DEFAULTS["snn-mlp"])
         for key in ("epochs", "batch_size", "lr"):
             if getattr(args, key) is not None:
@@ -105,9 +110,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     m = result.metrics
     base = max(m["baselines"].values(), key=lambda v: v["micro_f1"])
-    print(f"trained {MODEL} -> {result.run_dir} in {result.train_seconds:.1f} s with {arith.describe()}: test "
-          f"micro-F1 {m['test']['micro_f1']:.3f}, mAP {m['test']['map']:.3f} (best constant baseline micro-F1 "
-          f"{base['micro_f1']:.3f})")
+    emit(args, [f"trained {MODEL} -> {result.run_dir} in {result.train_seconds:.1f} s with {arith.describe()}: test "
+                f"micro-F1 {m['test']['micro_f1']:.3f}, mAP {m['test']['map']:.3f} (best constant baseline micro-F1 "
+                f"{base['micro_f1']:.3f})"],
+         {"run": str(result.run_dir), "model": MODEL, "arithmetic": arith.describe(),
+          **train_payload(m, result.train_seconds)})
     if args.no_export:
         return 0
     return _export(args, ws, run_dir)
@@ -132,15 +139,18 @@ def _export(args: argparse.Namespace, ws: object, run_dir: object) -> int:
     check_bundle_destination(request)
     with artifact_lock(request.out_dir):
         result = get_exporter(args.target)(request)
-    for line in result.lines:
-        print(line)
+    from neuroposter.cli._common import emit
+    from neuroposter.cli.export import export_payload
+
+    payload = {"export": export_payload(args.target, result)}
     if result.failed:
+        emit(args, list(result.lines), payload)
         reason = str(result.summary.get("reason") or "verification failed").strip().splitlines()[0]
         print(f"neuroposter: error: {args.target} verification of the fitted model failed ({reason}); the new "
               f"bundle is kept at {result.out_dir}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if ws.root.is_dir():
         ws.record_export(request.out_dir)
     verdict = "fits and verified" if result.ok else "refused: " + str(result.summary.get("reason") or "").strip()
-    print(f"fit {args.target}: {verdict} ({request.out_dir})")
-    return 0 if result.ok else 1
+    emit(args, [*result.lines, f"fit {args.target}: {verdict} ({request.out_dir})"], payload)
+    return 0 if result.ok else EXIT_REFUSED

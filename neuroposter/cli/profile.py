@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from neuroposter.cli._common import SAMPLES_MAX, SEED_MAX, add_common, float_in_range, int_in_range
+from neuroposter.cli._common import SAMPLES_MAX, SEED_MAX, add_common, add_json_flag, float_in_range, int_in_range
 
 __all__ = ["add_parser", "run"]
 
@@ -47,12 +47,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "profile that publishes per-op energy)")
     p.add_argument("--out", default=None, metavar="DIR", help="write the profile artifact to DIR")
     p.add_argument("--force", action="store_true", help="replace an existing profile artifact at --out")
+    add_json_flag(p)
     add_common(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Profiles the graph, prints the result, and writes the artifact with ``--out``."""
+    from neuroposter.cli._common import emit
     from neuroposter.errors import UsageError
     from neuroposter.profiling import foreign
 
@@ -79,11 +81,13 @@ def run(args: argparse.Namespace) -> int:
                                            steps=args.steps or _STEPS, samples=args.samples or _SAMPLES,
                                            seed=args.seed)
     result = foreign.profile_graph(graph, x, spec, source=args.graph, profiles=profiles)
-    for line in foreign.format_profile(result):
-        print(line)
+    lines = foreign.format_profile(result)
+    payload = dict(foreign.summary_of(result))
     if args.out is not None:
         cfg = {"producer": args.producer, "dt": result.dt, "inputs": spec.to_dict(), "profiles": profiles,
                "view": foreign.VIEW}
         out = foreign.write_profile(result, args.out, force=args.force, config=cfg)
-        print(f"profile written to {out}/ (graph.nir, op_counts.json, energy.csv, summary.json, manifest.json)")
+        lines.append(f"profile written to {out}/ (graph.nir, op_counts.json, energy.csv, summary.json, manifest.json)")
+        payload["out"] = str(out)
+    emit(args, lines, payload)
     return 0

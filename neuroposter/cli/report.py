@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neuroposter.cli._common import add_common, samples_or_all
+from neuroposter.cli._common import add_common, add_json_flag, samples_or_all
 
 __all__ = ["add_parser", "run"]
 
@@ -38,20 +38,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="leave out the DenseNet-169 front end (totals then exclude it; the report says so)")
     p.add_argument("--no-latency", action="store_true", help="skip the onnxruntime latency measurement")
     p.add_argument("--list-profiles", action="store_true", help="list the hardware profiles and exit")
+    add_json_flag(p)
     add_common(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Builds the report and prints where it is, with its headline sentences."""
-    from neuroposter.cli._common import workspace_of
+    from neuroposter.cli._common import emit, workspace_of
     from neuroposter.profiling.profiles import list_profiles, load_profile
 
     # profiles named on the command line are loaded (and so validated) before anything else is done
     chosen = [load_profile(n) for n in (args.profiles or [])]
     if args.list_profiles:
-        for n, p in [(p.name, p) for p in chosen] or [(n, load_profile(n)) for n in list_profiles()]:
-            print(f"{n:22s} {p.kind:12s} {p.scope:8s} {p.evidence:10s} {p.description}")
+        shown = [(p.name, p) for p in chosen] or [(n, load_profile(n)) for n in list_profiles()]
+        emit(args, [f"{n:22s} {p.kind:12s} {p.scope:8s} {p.evidence:10s} {p.description}" for n, p in shown],
+             {"profiles": [{"name": n, "kind": p.kind, "scope": p.scope, "evidence": p.evidence,
+                            "description": p.description, "source": list(p.sources)} for n, p in shown]})
         return 0
     from neuroposter.report.build import build_report
 
@@ -61,9 +64,19 @@ def run(args: argparse.Namespace) -> int:
                        exports=args.exports, frontend=None if args.no_frontend else "auto",
                        frontend_profile=args.frontend_profile, latency=not args.no_latency,
                        resolved_config=cfg, force=args.force)
-    print(f"report written to {res.out_dir}/report.html (+ report.md, energy.csv, {len(res.files)} files)")
-    for line in res.summary:
-        print(f"  {line}")
-    for w in res.warnings:
-        print(f"  warning: {w}")
+    lines = [f"report written to {res.out_dir}/report.html (+ report.md, energy.csv, {len(res.files)} files)"]
+    lines += [f"  {line}" for line in res.summary]
+    lines += [f"  warning: {w}" for w in res.warnings]
+    emit(args, lines, {"report": str(res.out_dir), "files": list(res.files), "summary": list(res.summary),
+                       "warnings": list(res.warnings), "headline": _records(res.headline),
+                       "accuracy": _records(res.accuracy), "energy": _records(res.energy)})
     return 0
+
+
+def _records(frame: object) -> list[dict] | None:
+    """A table of the report as JSON records (None when the report has none)."""
+    if frame is None:
+        return None
+    import json
+
+    return json.loads(frame.to_json(orient="records"))  # type: ignore[attr-defined]

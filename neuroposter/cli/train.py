@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from neuroposter.cli._common import add_common, float_in_range, int_in_range, seed_type
+from neuroposter.cli._common import add_common, add_json_flag, float_in_range, int_in_range, seed_type
 from neuroposter.models import MODELS
 from neuroposter.targets import training_targets
 
@@ -58,6 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int_in_range(16, 1024), default=96, help="vit: square image side when trained from scratch")
     p.add_argument("--vit-weights", choices=["auto", "none", "imagenet"], default="auto",
                    help="vit: ImageNet ViT-B/16 from the local torch cache (auto: if cached) or from scratch")
+    add_json_flag(p)
     add_common(p)
     p.set_defaults(func=run)
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     """Trains and prints the test metrics next to the constant baselines."""
     import torch
 
-    from neuroposter.cli._common import workspace_of, write_resolved_config
+    from neuroposter.cli._common import emit, workspace_of, write_resolved_config
     from neuroposter.train import (
         MODEL_TRAIN_DEFAULTS, TrainConfig, dist_info_from_env, load_task_data, resolve_device, train_run,
     )
@@ -117,24 +118,32 @@ def run(args: argparse.Namespace) -> int:
         if result is None:
             return 0
         m = result.metrics
-        print(f"trained {args.model} -> {result.run_dir} in {result.train_seconds:.1f} s "
-              f"({m['epochs_run']} epochs, best {m['best_epoch']}, device {m['device']}, "
-              f"{m['world_size']} process{'es' if m['world_size'] > 1 else ''})")
+        lines = [f"trained {args.model} -> {result.run_dir} in {result.train_seconds:.1f} s "
+                 f"({m['epochs_run']} epochs, best {m['best_epoch']}, device {m['device']}, "
+                 f"{m['world_size']} process{'es' if m['world_size'] > 1 else ''})"]
         keys = ("micro_f1", "macro_f1", "samples_f1", "map", "p_at_1", "hamming", "micro_f1_tuned")
-        print(f"  {'test':<18s}" + "".join(f"{k:>16s}" for k in keys))
+        lines.append(f"  {'test':<18s}" + "".join(f"{k:>16s}" for k in keys))
         rows = [(args.model, m["test"])] + [(f"  {b}", v) for b, v in m["baselines"].items()]
         for label, vals in rows:
-            print(f"  {label:<18s}" + "".join(f"{vals[k]:16.3f}" for k in keys))
+            lines.append(f"  {label:<18s}" + "".join(f"{vals[k]:16.3f}" for k in keys))
         if m.get("qat"):
             src = (m["qat"]["init_from"] or {}).get("run")
-            print(f"  trained with {m['qat']['description']}" + (f", fine-tuned from {src}" if src else ""))
+            lines.append(f"  trained with {m['qat']['description']}" + (f", fine-tuned from {src}" if src else ""))
         if m.get("firing_rates"):
             rates = m["firing_rates"]
-            print(f"  firing rates: mean {sum(rates.values()) / len(rates):.3f} over {len(rates)} LIF layers")
+            lines.append(f"  firing rates: mean {sum(rates.values()) / len(rates):.3f} over {len(rates)} LIF layers")
+        emit(args, lines, {"run": str(result.run_dir), "model": args.model, **train_payload(m, result.train_seconds)})
         return 0
     finally:
         claim.close()
         shutdown_distributed()
+
+
+def train_payload(m: dict, train_seconds: float) -> dict:
+    """The ``--json`` results of a training: test metrics beside the constant baselines, thresholds, firing rates."""
+    keys = ("epochs_run", "best_epoch", "device", "world_size", "test", "baselines", "thresholds", "firing_rates",
+            "qat")
+    return {"train_seconds": round(float(train_seconds), 3), **{k: m.get(k) for k in keys if k in m}}
 
 
 def _check_qat_args(args: argparse.Namespace) -> object:

@@ -319,7 +319,7 @@ def test_a_chip_refusal_is_a_recorded_verdict(site, capsys) -> None:
     argv = ["export", "--target", "xylo", "--run", "sdt", "--export-root", str(site.export), "--samples", "2",
             "-w", str(site.ws)]
     code, out, _ = _cli(capsys, *argv)
-    assert code == 1 and "REFUSED" in out
+    assert code == 3 and "REFUSED" in out             # a refusal verdict has its own exit code
     summary = json.loads((site.export / "xylo" / "sdt" / "summary.json").read_text())
     assert summary["ok"] is False and "cannot host" in summary["reason"]
     assert not (site.export / "xylo" / "sdt.failed").exists()
