@@ -14,7 +14,9 @@ kept beside it; the report only reads them (it never lowers, simulates or export
 * ``onnx`` bundle: ``model.onnx`` counted by :func:`~neuroposter.profiling.onnx_counts.count_onnx` (32-bit
   weights) -- entry ``"model"``; for an image model holding the DenseNet-169 feature extractor as its
   ``backbone`` (the CNN), also the backbone's sub-graph at the model's image size -- entry ``"frontend"``, the
-  feature front end of every model that reads features (:func:`onnx_counts`).
+  feature front end of every model that reads features (:func:`onnx_counts`). The ``onnx`` export of such a model
+  also stores ``"reference:<name>"`` entries: standard architectures (DenseNet-169, ViT-B/16, ViT-S/16) with random
+  weights priced at the same image size (:mod:`neuroposter.profiling.reference_models`; cost only, never trained).
 
 File format (``FORMAT_VERSION`` 1)::
 
@@ -23,7 +25,8 @@ File format (``FORMAT_VERSION`` 1)::
                  "frontend": {...} | "host": {...}}}
 
 ``info`` holds what the reader checks: ``samples_requested`` (nir, chip: the test samples asked for; fewer are
-used when the test split is smaller), ``image_size`` (front end: ``[H, W]``), ``placement`` (chip bundle:
+used when the test split is smaller), ``image_size`` (front end, reference: ``[H, W]``), ``requested_size``
+(reference: the posters' ``[H, W]``), ``placement`` (chip bundle:
 ``"chip"`` or ``"host"``), ``chip`` (the chip target) and ``layers`` (the node paths counted in the entry). The
 file is written before the bundle's manifest, so it is hashed with the bundle like every other bundle file.
 """

@@ -10,7 +10,10 @@ in onnxruntime (CPU) -- the deployed network -- on the ``--trained-samples`` fir
 the whole split) and compared with the trained model in PyTorch. The maximum absolute logit
 difference (and the same relative to the largest logit magnitude) goes into ``summary.json``.
 The bundle also stores the graph's op counts (``op_counts.json``, with the DenseNet-169 front end for the
-CNN; :func:`neuroposter.profiling.stored.onnx_counts`), which the report reads. :class:`OnnxTarget` is the target
+CNN; :func:`neuroposter.profiling.stored.onnx_counts`), which the report reads. Beside the CNN's front end it stores
+the standard architectures priced at the same image size (entries ``reference:densenet169``, ``reference:vit_b_16``,
+``reference:vit_s_16``; :mod:`neuroposter.profiling.reference_models`: random weights, cost only; ~10 s on 2 cores;
+``--opt references=false`` leaves them out). :class:`OnnxTarget` is the target
 contract of :mod:`neuroposter.targets.base`; the comparison is ``verification.deployed_vs_trained`` in the
 metrics of :mod:`neuroposter.targets.verify` (on the logits, with bootstrap intervals), plus ``max_rel_diff``: the
 export fails when ``max_rel_diff`` is not below its bound (``--opt max_rel_diff``, 1e-4) or the genre sets agree on
@@ -138,17 +141,30 @@ def verify_onnx(path: str | Path, model: Any, inputs: Any, *, labels: np.ndarray
     return out
 
 
+def _flag(value: Any, name: str) -> bool:
+    """A yes/no option (``--opt NAME=true|false``)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"--opt {name} must be true or false, got {value!r}")
+
+
 class OnnxTarget(Target):
     """``neuroposter export --target onnx`` (see the module docstring).
 
     Options: ``trained_samples`` (all: the first samples of the split compared), ``min_trained_agreement`` (0.95),
-    ``max_rel_diff`` (1e-4). ``samples`` is not used: onnxruntime is the deployed network itself, there is no
+    ``max_rel_diff`` (1e-4), ``references`` (true: an image model holding the DenseNet-169 backbone also stores the
+    reference architectures' counts at its image size). ``samples`` is not used: onnxruntime is the deployed network itself, there is no
     separate simulator to sample.
     """
 
     name = "onnx"
     model_kinds = ("ann",)
-    defaults = {"samples": 8, "split": "test", "seed": None, "max_rel_diff": MAX_REL_DIFF}
+    defaults = {"samples": 8, "split": "test", "seed": None, "max_rel_diff": MAX_REL_DIFF, "references": True}
     min_agreement = None
     min_trained_agreement = 0.95
     profile = None
@@ -162,7 +178,7 @@ class OnnxTarget(Target):
             bound = float("nan")
         if not bound > 0 or bound == float("inf"):
             raise UsageError(f"--opt max_rel_diff must be a number > 0, got {given.get('max_rel_diff')!r}")
-        opts.update(max_rel_diff=bound, opset=OPSET)
+        opts.update(max_rel_diff=bound, opset=OPSET, references=_flag(opts["references"], "references"))
         return opts
 
     def lower(self, ctx: ExportContext) -> Path:
@@ -200,6 +216,12 @@ class OnnxTarget(Target):
 
         name = self.input_name
         stored = onnx_counts(self.path, name=ctx.run_name, location=Path(ctx.request.out_dir) / "model.onnx")
+        refs = {}
+        if "frontend" in stored and ctx.options.get("references", True):
+            from neuroposter.profiling.reference_models import reference_entries
+
+            refs = reference_entries(stored["frontend"].info["image_size"])
+            stored.update(refs)
         ctx.files["op_counts.json"] = lambda p: write_op_counts(p.parent, stored)
         facts, check, bound = self.facts, self.check, float(ctx.options["max_rel_diff"])
         ctx.summary.update({
@@ -211,6 +233,8 @@ class OnnxTarget(Target):
             "inputs_source": ctx.inputs.description,
             "max_rel_diff_bound": bound,
         })
+        if refs:
+            ctx.summary["references"] = {k: dict(e.info) for k, e in refs.items()}
         in_shape = "x".join(str(d) for d in facts["inputs"][name])
         ctx.lines += [
             f"  model.onnx (opset {OPSET}, {name} {in_shape} -> logits): {sum(facts['nodes_by_op'].values())} nodes, "
@@ -220,6 +244,9 @@ class OnnxTarget(Target):
             f"{check['top1_agreement']:.0%}, identical genre set {check['set_agreement']:.0%}",
             f"  op counts stored in op_counts.json: {stored['model'].counts.macs:,.0f} MACs"
             + (f" (DenseNet-169 front end: {stored['frontend'].counts.macs:,.0f} MACs)" if "frontend" in stored else ""),
+            *(["  standard architectures priced (random weights, not trained): " + ", ".join(
+                f"{e.info['title']} {e.counts.macs / 1e9:.2f} GMAC at {'x'.join(map(str, e.info['image_size']))}"
+                for e in refs.values())] if refs else []),
             f"  OK: relative difference < {bound:g}, identical genre set >= {ctx.options['min_trained_agreement']:g}"
             if verdict.ok else f"  FAILED: {verdict.reason}",
         ]
