@@ -6,6 +6,8 @@ Submodules:
     onnx_counts: ANN op counts from ONNX graphs (``count_onnx``).
     energy: ``estimate_energy(counts, profile, view=...)`` and the standard views.
     latency: onnxruntime latency/throughput measurement.
+    api: ``profile(network, inputs, ...)`` -> ``ProfileResult`` (NeuroBench-named metrics, energies per view and
+        profile, ``results.json``); also ``neuroposter.profile``.
 
 Only ``profiles`` is imported eagerly (it needs nothing beyond PyYAML); the others load on first use.
 """
@@ -38,6 +40,8 @@ __all__ = [
     "estimate_energy",
     "EnergyBreakdown",
     "measure_latency",
+    "profile",
+    "ProfileResult",
 ]
 
 _LAZY = {
@@ -48,6 +52,8 @@ _LAZY = {
     "estimate_energy": "energy",
     "EnergyBreakdown": "energy",
     "measure_latency": "latency",
+    "profile": "api",
+    "ProfileResult": "api",
 }
 
 

@@ -158,7 +158,8 @@ def write_bundle(
     options: Mapping[str, Any],
     inputs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Writes ``summary.json`` and ``manifest.json`` of a bundle.
+    """Writes ``results.json`` (:func:`neuroposter.profiling.api.write_bundle_results`, from the bundle's
+    ``op_counts.json``), ``summary.json`` and ``manifest.json`` of a bundle.
 
     Args:
         directory: the bundle folder (usually the temporary one of :func:`bundle_dir`).
@@ -173,7 +174,12 @@ def write_bundle(
     Returns:
         The manifest.
     """
+    from neuroposter.profiling.api import RESULTS_NAME, write_bundle_results
+
     directory, run_dir = Path(directory), Path(run_dir)
+    if RESULTS_NAME not in artifacts:   # NeuroBench-named metrics + energies from the stored op counts
+        write_bundle_results(directory, name=run_dir.name)
+        artifacts = [*artifacts, RESULTS_NAME]
     hashes = {name: sha256_file(directory / name) for name in artifacts}
     atomic_write_json(directory / "summary.json", summary)
     return write_manifest(directory, "export", inputs={"run": run_record(run_dir, run_manifest), **dict(inputs or {})},

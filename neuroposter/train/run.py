@@ -422,6 +422,12 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
                             f"{partial})")
             atomic_write_json(tmp / "model.json", model_json)
             atomic_write_json(tmp / "metrics.json", metrics)
+            # NeuroBench-named counts and energies of the trained network on test inputs (hashed by the manifest)
+            from neuroposter.profiling.api import RUN_SAMPLES, write_run_results
+            from neuroposter.train.data import to_model_input
+
+            write_run_results(tmp, final, to_model_input(task.test.inputs[:RUN_SAMPLES], task.layout)
+                              if spec.kind == "snn" else None, kind=spec.kind, name=run_dir.name, metrics=metrics)
             _write_npz(tmp / "predictions_test.npz", scores=test.scores.astype(np.float32),
                        labels=test.labels.astype(np.uint8))
             _plot_curves(tmp / "curves.png", result.history, f"{model}: {run_dir.name}")

@@ -35,7 +35,7 @@ def test_run_folder_matches_the_contract(tmp_path: Path, spike_task: TaskData) -
     assert res is not None
     names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")}
     assert names == {"resolved_config.yaml", "manifest.json", "model.json", "checkpoint.pt", "metrics.json",
-                     "curves.png", "predictions_test.npz"}
+                     "curves.png", "predictions_test.npz", "results.json"}
     assert {p.name for p in run_dir.iterdir() if p.name.startswith(".")} <= {".verified.json"}  # hash cache
     assert not (tmp_path / "runs" / ".sdt.partial").exists()
     # beside the run: at most its (released) lock file; no temporaries, no training state
