@@ -267,7 +267,7 @@ def energy_breakdown(breakdowns: Mapping[tuple[str, str], EnergyBreakdown], labe
     ax.set_title(title, fontsize=9)
     ax.tick_params(axis="y", labelsize=8)
     # the legend goes under the axes and the totals to the right of the bars: they can never overlap
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.5 if len(runs) < 3 else -0.25), ncol=ncol,
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1 - 0.35 / (1.6 + 0.45 * len(runs))), ncol=ncol,
               title="term", title_fontsize=8, frameon=False)
     return _save_tight(fig, path)
 
@@ -308,8 +308,8 @@ def ops_per_layer(runs: Iterable[Any], path: Path, *, top: int = 25) -> str | No
     ncols = 2 if len(rs) > 1 else 1
     nrows = math.ceil(len(rs) / ncols)
     rows_h = [max(len(per[i][1]) for i in range(k * ncols, min((k + 1) * ncols, len(rs)))) for k in range(nrows)]
-    fig, axes = plt.subplots(nrows, ncols, figsize=(7.0 * ncols, sum(0.9 + 0.2 * h for h in rows_h)),
-                             squeeze=False, gridspec_kw={"height_ratios": [0.9 + 0.2 * h for h in rows_h]})
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.0 * ncols, sum(1.5 + 0.2 * h for h in rows_h)),
+                             squeeze=False, gridspec_kw={"height_ratios": [1.5 + 0.2 * h for h in rows_h]})
     for ax, (r, layers, n_all) in zip(axes.flat, per):
         y = np.arange(len(layers))
         ax.barh(y - 0.2, [max(lc.dense_ops, 1e-9) if _plottable(lc.dense_ops) else 1e-9 for lc in layers],
@@ -325,10 +325,13 @@ def ops_per_layer(runs: Iterable[Any], path: Path, *, top: int = 25) -> str | No
         ax.set_xlabel("ops / inference (log)", fontsize=8)
         shown = f" ({len(layers)} largest of {n_all} layers)" if n_all > len(layers) else ""
         ax.set_title(f"{r.name}: ops per layer{shown}", fontsize=9)
-        ax.legend(fontsize=8, loc="lower right")
     for ax in list(axes.flat)[len(per):]:
         ax.set_visible(False)
-    return _save(fig, path)
+    # one legend above the panels: it never covers a bar
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    return _save(fig, path, layout=False)
 
 
 def _short(name: str, width: int = 26) -> str:
