@@ -26,7 +26,8 @@ from neuroposter._io import atomic_write_json
 from neuroposter.errors import UsageError
 from neuroposter.manifest import write_manifest
 from neuroposter.profiling.counts import OpCounts
-from neuroposter.report import figures, tables
+from neuroposter.report import figures, tables, verdict
+from neuroposter.report.banner import DataProvenance, banner_text, with_provenance
 from neuroposter.report.compute import ReportData, compute_report, export_roots
 from neuroposter.report.sections import provenance_table, sections
 from neuroposter.report.writers import to_html, to_markdown
@@ -50,6 +51,9 @@ class ReportResult:
         summary: the headline sentences generated from those numbers.
         accuracy_ci: paired-bootstrap intervals of the test metrics and of the SDT's differences
             (``accuracy_ci.csv``).
+        verdict: the verdict's sentences (the report's first section).
+        models: one row per model (``models.csv``): the compact table's numbers.
+        break_even: the break-even per headline view (``break_even.csv``).
     """
 
     out_dir: Path
@@ -60,6 +64,9 @@ class ReportResult:
     headline: pd.DataFrame | None = None
     summary: list[str] = field(default_factory=list)
     accuracy_ci: pd.DataFrame | None = None
+    verdict: list[str] = field(default_factory=list)
+    models: pd.DataFrame | None = None
+    break_even: pd.DataFrame | None = None
 
 
 def build_report(
@@ -130,7 +137,8 @@ def build_report(
         files = write_report(data, target, ws, resolved_config=resolved_config, bootstrap=bootstrap,
                              bootstrap_seed=bootstrap_seed, force=force)
     return ReportResult(target, files=files, warnings=data.warnings, energy=data.energy, accuracy=data.accuracy,
-                        headline=data.headline, summary=data.summary, accuracy_ci=data.ci)
+                        headline=data.headline, summary=data.summary, accuracy_ci=data.ci, verdict=data.verdict,
+                        models=data.models, break_even=data.break_even)
 
 
 def write_report(data: ReportData, target: Path, ws: Path, *, resolved_config: Mapping[str, Any] | None,
@@ -148,15 +156,14 @@ def write_report(data: ReportData, target: Path, ws: Path, *, resolved_config: M
         files = [f for f in list(figs.values()) + list(device_bd.values()) if f]
         files += _write_tables(data, tmp)
         provenance = provenance_table(data.runs, data.profiles, data.frontend_source, data.verdicts, data.onnx_paths)
-        provenance.to_csv(tmp / "provenance.csv", index=False)
+        provenance = pd.concat([_data_rows(data.data), provenance], ignore_index=True)
+        _csv(provenance, tmp / "provenance.csv", data.data)
         files.append("provenance.csv")
         secs = sections(data, provenance, figs, device_bd)
-        title = "neuroposter energy profiling report"
-        intro = ("Energy per inference of each trained model under several accounting views and hardware "
-                 "profiles, with accuracy and the constant-predictor baselines beside it. Every number is traceable "
-                 "to its run, export bundle and profile source (see Provenance).")
-        (tmp / "report.md").write_text(to_markdown(title, intro, secs), encoding="utf-8")
-        (tmp / "report.html").write_text(to_html(title, intro, secs), encoding="utf-8")
+        title = "neuroposter energy report: is the spiking transformer worth deploying?"
+        banner = banner_text(data.data)
+        (tmp / "report.md").write_text(to_markdown(title, banner, secs), encoding="utf-8")
+        (tmp / "report.html").write_text(to_html(title, banner, secs), encoding="utf-8")
         files += ["report.md", "report.html"]
         if resolved_config is not None:
             import yaml
@@ -196,7 +203,8 @@ def _draw_figures(data: ReportData, tmp: Path) -> tuple[dict[str, str | None], d
     bd, head, views = data.breakdowns, data.headline, data.views
     paper_label = tables.Evaluation("sdt_paper", tables.PAPER_PROFILE).label
     figs = {
-        "acc": fig("accuracy_vs_energy", figures.accuracy_vs_energy, head, views, tmp / "accuracy_vs_energy.png"),
+        "acc": fig("accuracy_vs_energy", figures.accuracy_vs_energy, data.models, verdict.compact_views(views),
+                   tmp / "accuracy_vs_energy.png"),
         "acc_all": fig("accuracy_vs_energy_all_profiles", figures.accuracy_vs_energy_all, data.energy, data.accuracy,
                        tmp / "accuracy_vs_energy_all_profiles.png"),
         "head_fe": fig("head_vs_frontend", figures.head_vs_frontend, head, views, tmp / "head_vs_frontend.png"),
@@ -232,23 +240,32 @@ def _draw_figures(data: ReportData, tmp: Path) -> tuple[dict[str, str | None], d
     return figs, device_bd
 
 
+def _csv(df: pd.DataFrame, path: Path, data: DataProvenance) -> None:
+    """Writes one CSV of the report with the data provenance columns appended (every CSV carries them)."""
+    with_provenance(df, data).to_csv(path, index=False)
+
+
+def _data_rows(p: DataProvenance) -> pd.DataFrame:
+    """The provenance table's rows for the data: posters and the front end's weights."""
+    return pd.DataFrame([
+        {"item": "data", "what": f"{p.posters} posters, {p.n_test if p.n_test is not None else '?'} test posters, "
+                                 f"{len(p.genres) if p.genres else '?'} genres",
+         "where": "dataset manifest / data_report.json", "id": "", "note": ", ".join(p.genres)},
+        {"item": "front-end weights", "what": f"DenseNet-169 weights: {p.weights}", "where": "feature store manifest",
+         "id": "", "note": p.weights_note}], columns=["item", "what", "where", "id", "note"])
+
+
 def _write_tables(data: ReportData, tmp: Path) -> list[str]:
-    """The CSV tables and ``counts.json``; returns the file names."""
-    data.energy.to_csv(tmp / "energy.csv", index=False)
-    data.accuracy.to_csv(tmp / "accuracy.csv", index=False)
-    data.ci.to_csv(tmp / "accuracy_ci.csv", index=False)
-    data.layers.to_csv(tmp / "layers.csv", index=False)
-    data.headline.to_csv(tmp / "headline.csv", index=False)
-    files = ["energy.csv", "accuracy.csv", "accuracy_ci.csv", "layers.csv", "headline.csv"]
-    if not data.deployed.empty:
-        data.deployed.to_csv(tmp / "deployed.csv", index=False)
-        files.append("deployed.csv")
-    if not data.chips.empty:
-        data.chips.to_csv(tmp / "chips.csv", index=False)
-        files.append("chips.csv")
-    if not data.latency.empty:
-        data.latency.to_csv(tmp / "latency.csv", index=False)
-        files.append("latency.csv")
+    """The CSV tables (each with the data provenance columns) and ``counts.json``; returns the file names."""
+    tabs = {"energy.csv": data.energy, "accuracy.csv": data.accuracy, "accuracy_ci.csv": data.ci,
+            "layers.csv": data.layers, "headline.csv": data.headline, "models.csv": data.models,
+            "break_even.csv": data.break_even, "seeds.csv": data.seeds}
+    for name, df in (("deployed.csv", data.deployed), ("chips.csv", data.chips), ("latency.csv", data.latency)):
+        if not df.empty:
+            tabs[name] = df
+    for name, df in tabs.items():
+        _csv(df, tmp / name, data.data)
+    files = list(tabs)
     atomic_write_json(tmp / "counts.json", {r.name: r.counts.to_dict() for r in data.runs if r.counts is not None}
                       | ({"frontend": data.frontend.to_dict()} if data.frontend is not None else {}))
     files.append("counts.json")

@@ -19,7 +19,7 @@ import pandas as pd
 from neuroposter.errors import DataError, ManifestError, UsageError
 from neuroposter.profiling.counts import OpCounts
 from neuroposter.profiling.profiles import HardwareProfile, list_profiles, load_profile
-from neuroposter.report import chips, collect, deployed, headline, tables, uncertainty
+from neuroposter.report import banner, chips, collect, deployed, headline, seeds, tables, uncertainty, verdict
 
 __all__ = ["ReportData", "compute_report"]
 
@@ -60,6 +60,15 @@ class ReportData:
         deployed: chip bundles' deployed accuracy beside the run's energy (:mod:`neuroposter.report.deployed`).
         chips: the per-chip table: what runs on each chip target, its accuracy and energy
             (:mod:`neuroposter.report.chips`).
+        data: the data banner's facts: posters, front-end weights, test posters, genres
+            (:mod:`neuroposter.report.banner`).
+        seeds: which runs are pooled in each model's seed statistics and why others are not
+            (:mod:`neuroposter.report.seeds`).
+        models: one row per model (representative run): the compact table's and the verdict's numbers
+            (:func:`neuroposter.report.verdict.model_table`).
+        break_even: per headline view, the spiking pipeline against the cheapest ANN of similar accuracy and the
+            break-even firing rate / front-end cost (:func:`neuroposter.report.verdict.break_even_table`).
+        verdict: the verdict's sentences.
         warnings: problems met (shown in the report).
     """
 
@@ -85,6 +94,11 @@ class ReportData:
     summary: list[str]
     deployed: pd.DataFrame = field(default_factory=pd.DataFrame)
     chips: pd.DataFrame = field(default_factory=pd.DataFrame)
+    data: banner.DataProvenance = field(default_factory=banner.DataProvenance)
+    seeds: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=seeds.SEED_COLUMNS))
+    models: pd.DataFrame = field(default_factory=pd.DataFrame)
+    break_even: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=verdict.BREAK_EVEN_COLUMNS))
+    verdict: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -111,6 +125,12 @@ def compute_report(ws: Path, *, runs: Sequence[str] | None, profiles: Sequence[s
     views = headline.key_views(energy, frontend_profile)
     head = headline.headline_table(run_infos, energy, views)
     deployed_rows = deployed.deployed_rows(bundles, run_infos, head, views)
+    chip_rows = chips.chip_rows(bundles, run_infos, host_profile=frontend_profile, profiles=all_profiles)
+    groups = seeds.seed_groups(run_infos)
+    models = verdict.model_table(run_infos, head, ci, groups, chip_rows, views, headline.SNN_MODEL)
+    be = verdict.break_even_table(models, run_infos, views, all_profiles, headline.SNN_MODEL)
+    text = verdict.verdict_text(models, be, chip_rows, snn=headline.SNN_MODEL, frontend_counted=fe_counts is not None,
+                                frontend_is_cnn_backbone=fe_counts is not None and frontend == "auto")
     return ReportData(
         runs=run_infos, bundles=bundles, roots=exports, device_profiles=device_profiles, profiles=all_profiles,
         frontend=fe_counts, frontend_source=fe_source, frontend_profile=frontend_profile, samples=samples,
@@ -118,8 +138,8 @@ def compute_report(ws: Path, *, runs: Sequence[str] | None, profiles: Sequence[s
         ci=ci, layers=tables.layer_table(run_infos), verdicts=collect.mapping_verdicts(bundles, run_infos),
         latency=_latency(onnx_paths, warnings) if latency else pd.DataFrame(), views=views, headline=head,
         summary=headline.headline_text(head, views, run_infos, ci=ci) + deployed.deployed_text(deployed_rows),
-        deployed=deployed_rows, chips=chips.chip_rows(bundles, run_infos, host_profile=frontend_profile,
-                                                      profiles=all_profiles), warnings=warnings)
+        deployed=deployed_rows, chips=chip_rows, data=banner.data_provenance(run_infos), seeds=groups, models=models,
+        break_even=be, verdict=text, warnings=warnings)
 
 
 def _inputs(ws: Path, runs: Sequence[str] | None, roots: list[Path], warnings: list[str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -28,6 +29,15 @@ def _save(fig: Any, path: Path, *, layout: bool = True) -> str:
         if layout:
             fig.tight_layout()
         fig.savefig(path, dpi=110)
+    finally:
+        _plt().close(fig)
+    return path.name
+
+
+def _save_tight(fig: Any, path: Path) -> str:
+    """Saves with a tight bounding box: legends and annotations outside the axes are kept, not cut."""
+    try:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
     finally:
         _plt().close(fig)
     return path.name
@@ -80,39 +90,46 @@ def _metric_of(accuracy: pd.DataFrame, metric: str) -> tuple[pd.Series, float | 
     return acc, (float(base.max()) if not base.empty else None)
 
 
-def accuracy_vs_energy(headline: pd.DataFrame, views: Sequence[Any], path: Path, *, metric: str = "map") -> str | None:
-    """Test metric against energy per inference, one panel per headline view, one marker per model: filled =
-    pipeline with the front end, hollow = the model alone (joined by a line); legend, log x in mJ; the best
-    constant baseline dashed and labelled."""
+def accuracy_vs_energy(models: pd.DataFrame, views: Sequence[Any], path: Path) -> str | None:
+    """Test mAP against energy per inference, one panel per view (at most two), ONE marker per model: its seed
+    mean with the seed standard deviation as error bar when several same-budget seeds were pooled, else its
+    representative run's test mAP with the 95 % bootstrap interval; filled = the pipeline with the DenseNet-169
+    front end, hollow (joined by a thin line) = the model alone where they differ; log x in mJ; the best constant
+    predictor as a dashed line. ``models``: :func:`neuroposter.report.verdict.model_table`."""
     plt = _plt()
-    if headline.empty or headline[metric].dropna().empty or not views:
+    if models is None or models.empty or models["map"].dropna().empty or not views:
         return None
-    style = _style(list(headline["run"]))
-    base = headline["baseline_map" if metric == "map" else f"baseline_{metric}"].dropna()
-    fig, axes = plt.subplots(1, len(views), figsize=(3.6 * len(views), 3.9), squeeze=False, sharey=True)
+    style = _style(list(models["model"]))
+    base = models["baseline_map"].dropna()
+    fig, axes = plt.subplots(1, len(views), figsize=(5.6 * len(views), 3.6), squeeze=False, sharey=True)
     for ax, v in zip(axes[0], views):
-        for _, r in headline.iterrows():
-            y = r[metric]
+        for _, r in models.iterrows():
+            pooled = int(r["n_seeds"]) >= 2 and _plottable(r["map_seed_mean"]) and _plottable(r["map_seed_sd"])
+            y = float(r["map_seed_mean"]) if pooled else r["map"]
             p, h = r[f"{v.key}_pipeline_mj"], r[f"{v.key}_head_mj"]
             if not _plottable(y) or not _plottable(p, log=True):
                 continue
-            c, m = style[r["run"]]
-            ax.scatter([p], [y], color=c, marker=m, s=45, zorder=3)
-            if _plottable(h, log=True) and h != p:
-                ax.plot([h, p], [y, y], color=c, lw=0.8, alpha=0.6, zorder=2)
-                ax.scatter([h], [y], facecolors="none", edgecolors=[c], marker=m, s=45, zorder=3)
-        _baseline(ax, float(base.max()) if not base.empty else None, metric)
-        _log_x(ax, "energy per inference (mJ, log)")
-        ax.set_title("\n".join(_wrap(v.title, 34)), fontsize=8)
-    axes[0][0].set_ylabel(f"test {metric}")
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color=style[r][0], marker=style[r][1], ls="", label=f"{m} ({r})" if m != r else r)
-               for r, m in zip(headline["run"], headline["model"])]
-    handles += [Line2D([], [], color="k", marker="o", ls="", label="with DenseNet-169 front end"),
-                Line2D([], [], color="k", marker="o", ls="", markerfacecolor="none", label="model alone")]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+            y = float(y)
+            if pooled:
+                yerr = [[float(r["map_seed_sd"])], [float(r["map_seed_sd"])]]
+            elif _plottable(r["map_low"]) and _plottable(r["map_high"]):
+                yerr = [[max(y - float(r["map_low"]), 0.0)], [max(float(r["map_high"]) - y, 0.0)]]
+            else:
+                yerr = None
+            c, m = style[r["model"]]
+            ax.errorbar([float(p)], [y], yerr=yerr, fmt=m, color=c, ms=7, capsize=3, lw=1, zorder=3,
+                        label=f"{r['model']}" + (f" ({int(r['n_seeds'])} seeds)" if pooled else ""))
+            if _plottable(h, log=True) and abs(float(h) - float(p)) > 1e-12 * max(abs(float(p)), 1e-300):
+                ax.plot([float(h), float(p)], [y, y], color=c, lw=0.7, alpha=0.5, zorder=2)
+                ax.scatter([float(h)], [y], facecolors="white", edgecolors=[c], marker=m, s=40, zorder=3)
+        _baseline(ax, float(base.max()) if not base.empty else None, "mAP")
+        _log_x(ax, "energy per inference (mJ, log); filled: with front end, hollow: model alone")
+        ax.set_title(getattr(v, "short", "") or v.title, fontsize=9)
+        ax.tick_params(labelsize=8)
+    axes[0][0].set_ylabel("test mAP", fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
     return _save(fig, path, layout=False)
 
 
@@ -227,7 +244,8 @@ def energy_breakdown(breakdowns: Mapping[tuple[str, str], EnergyBreakdown], labe
         for t in breakdowns[(r, label + "|model")].terms:
             if t.term not in terms:
                 terms.append(t.term)
-    fig, ax = plt.subplots(figsize=(10, 1.4 + 0.45 * len(runs)))
+    ncol = 4
+    fig, ax = plt.subplots(figsize=(10, 1.6 + 0.45 * len(runs) + 0.22 * math.ceil(len(terms) / ncol)))
     left = np.zeros(len(runs))
     totals = np.array([breakdowns[(r, label + "|model")].total_pj or 0.0 for r in runs])
     cmap = plt.get_cmap("tab20")
@@ -243,13 +261,15 @@ def energy_breakdown(breakdowns: Mapping[tuple[str, str], EnergyBreakdown], labe
         txt = f"model {totals[i] * 1e-9:.3g} mJ"
         if fe is not None and fe.total_pj is not None and _plottable(fe.total_pj):
             txt += f" + front end {fe.total_pj * 1e-9:.3g} mJ"
-        ax.annotate(txt, xy=(100, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
+        ax.annotate(txt, xy=(100, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_xlim(0, 100)
     ax.set_xlabel("share of the model's own energy per inference (%)", fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.tick_params(axis="y", labelsize=8)
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.42, 1.0), title="term", title_fontsize=7)
-    return _save(fig, path)
+    # the legend goes under the axes and the totals to the right of the bars: they can never overlap
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1 - 0.35 / (1.6 + 0.45 * len(runs))), ncol=ncol,
+              title="term", title_fontsize=8, frameon=False)
+    return _save_tight(fig, path)
 
 
 def firing_rates(runs: Iterable[Any], path: Path) -> str | None:
@@ -258,41 +278,60 @@ def firing_rates(runs: Iterable[Any], path: Path) -> str | None:
     snn = [r for r in runs if r.counts is not None and r.counts.kind == "snn" and r.counts.firing_rates()]
     if not snn:
         return None
-    fig, axes = plt.subplots(len(snn), 1, figsize=(9, 2.6 * len(snn)), squeeze=False)
+    n_max = max(len(r.counts.firing_rates()) for r in snn)
+    fig, axes = plt.subplots(len(snn), 1, figsize=(max(9.0, 0.28 * n_max + 2), 3.4 * len(snn)), squeeze=False)
     for ax, r in zip(axes[:, 0], snn):
         fr = r.counts.firing_rates()
         ax.bar(range(len(fr)), [v if _plottable(v) else 0.0 for v in fr.values()], color="tab:orange")
         ax.set_xticks(range(len(fr)))
-        ax.set_xticklabels(list(fr), rotation=60, ha="right", fontsize=6)
-        ax.set_ylabel("spikes / neuron / step")
+        ax.set_xticklabels([_short(n) for n in fr], rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel("spikes / neuron / step", fontsize=8)
         ax.set_title(f"{r.name}: firing rate per layer (test inputs)", fontsize=9)
     return _save(fig, path)
 
 
-def ops_per_layer(runs: Iterable[Any], path: Path) -> str | None:
-    """Synaptic ops (SNN: effective vs dense) or MACs (ANN) per layer, log scale, one panel per run."""
+def ops_per_layer(runs: Iterable[Any], path: Path, *, top: int = 25) -> str | None:
+    """Synaptic ops (SNN: effective vs dense) or MACs (ANN) per layer, log scale, one panel per run (two columns),
+    horizontal bars so every layer label is legible (8 pt); at most the ``top`` largest layers of a run."""
     plt = _plt()
     rs = [r for r in runs if r.counts is not None]
     if not rs:
         return None
-    fig, axes = plt.subplots(len(rs), 1, figsize=(10, 3.4 * len(rs)), squeeze=False)
-    for ax, r in zip(axes[:, 0], rs):
+    per = []
+    for r in rs:
         layers = [lc for lc in r.counts.layers if lc.kind in ("synapse", "mac")]
-        if len(layers) > 60:  # big CNNs: keep the 60 largest
-            layers = sorted(layers, key=lambda lc: -lc.dense_ops)[:60]
-        x = np.arange(len(layers))
-        ax.bar(x - 0.2, [max(lc.dense_ops, 1e-9) if _plottable(lc.dense_ops) else 1e-9 for lc in layers], width=0.4,
-               label="dense (all inputs active)")
-        ax.bar(x + 0.2, [max(lc.synops, 1e-9) if _plottable(lc.synops) else 1e-9 for lc in layers], width=0.4,
-               label="effective (measured)")
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=0.5)
-        ax.set_xticks(x)
-        ax.set_xticklabels([_short(lc.name) for lc in layers], rotation=60, ha="right", fontsize=5)
-        ax.set_ylabel("ops / inference")
-        ax.set_title(f"{r.name}: ops per layer", fontsize=9)
-        ax.legend(fontsize=6)
-    return _save(fig, path)
+        n_all = len(layers)
+        if len(layers) > top:   # big CNNs: keep the largest, in graph order
+            keep = {id(lc) for lc in sorted(layers, key=lambda lc: -lc.dense_ops)[:top]}
+            layers = [lc for lc in layers if id(lc) in keep]
+        per.append((r, layers, n_all))
+    ncols = 2 if len(rs) > 1 else 1
+    nrows = math.ceil(len(rs) / ncols)
+    rows_h = [max(len(per[i][1]) for i in range(k * ncols, min((k + 1) * ncols, len(rs)))) for k in range(nrows)]
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.0 * ncols, sum(1.5 + 0.2 * h for h in rows_h)),
+                             squeeze=False, gridspec_kw={"height_ratios": [1.5 + 0.2 * h for h in rows_h]})
+    for ax, (r, layers, n_all) in zip(axes.flat, per):
+        y = np.arange(len(layers))
+        ax.barh(y - 0.2, [max(lc.dense_ops, 1e-9) if _plottable(lc.dense_ops) else 1e-9 for lc in layers],
+                height=0.4, label="dense (all inputs active)")
+        ax.barh(y + 0.2, [max(lc.synops, 1e-9) if _plottable(lc.synops) else 1e-9 for lc in layers], height=0.4,
+                label="effective (measured)")
+        ax.set_xscale("log")
+        ax.set_xlim(left=0.5)
+        ax.set_yticks(y)
+        ax.set_yticklabels([_short(lc.name) for lc in layers], fontsize=8)
+        ax.invert_yaxis()
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_xlabel("ops / inference (log)", fontsize=8)
+        shown = f" ({len(layers)} largest of {n_all} layers)" if n_all > len(layers) else ""
+        ax.set_title(f"{r.name}: ops per layer{shown}", fontsize=9)
+    for ax in list(axes.flat)[len(per):]:
+        ax.set_visible(False)
+    # one legend above the panels: it never covers a bar
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    return _save(fig, path, layout=False)
 
 
 def _short(name: str, width: int = 26) -> str:

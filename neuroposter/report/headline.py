@@ -34,12 +34,14 @@ class KeyView:
         title: human-readable column title (states the profile and, for the SDT view, the first-layer convention).
         snn: evaluation label used for SNN runs.
         ann: evaluation label used for ANN runs (None: ANNs are not priced under this view).
+        short: a short name for compact tables and the verdict (e.g. ``"SDT-paper view (45 nm fp32)"``).
     """
 
     key: str
     title: str
     snn: str
     ann: str | None
+    short: str = ""
 
     def evaluation(self, kind: str) -> str | None:
         """The evaluation label for a run of ``kind`` (``"snn"`` / ``"ann"``)."""
@@ -51,17 +53,20 @@ def key_views(energy: pd.DataFrame, frontend_profile: str, device: str = DEVICE_
     view (SNNs on ``device``, ANNs on ``frontend_profile``) when the energy table holds ``device/<device>`` rows."""
     views = [
         KeyView("sdt_paper", f"SDT-paper fp32, {paper_constants()}, first layer once [{PAPER_PROFILE}]",
-                Evaluation("sdt_paper", PAPER_PROFILE, "once").label, Evaluation("sdt_paper", PAPER_PROFILE).label),
+                Evaluation("sdt_paper", PAPER_PROFILE, "once").label, Evaluation("sdt_paper", PAPER_PROFILE).label,
+                f"SDT-paper view ({PAPER_PROFILE})"),
         KeyView("int8", "precision-matched int8 [horowitz_45nm_int8]",
-                Evaluation("precision", "horowitz_45nm_int8").label, Evaluation("precision", "horowitz_45nm_int8").label),
+                Evaluation("precision", "horowitz_45nm_int8").label, Evaluation("precision", "horowitz_45nm_int8").label,
+                "int8 view (horowitz_45nm_int8)"),
         KeyView("memory", f"memory-aware, Lemaire [{MEMORY_PROFILE}]", Evaluation("memory", MEMORY_PROFILE).label,
-                Evaluation("memory", MEMORY_PROFILE).label),
+                Evaluation("memory", MEMORY_PROFILE).label, f"memory-aware view ({MEMORY_PROFILE})"),
     ]
     dev = Evaluation("device", device).label
     if not energy.empty and (energy["evaluation"] == dev).any():
         ann = Evaluation("device", frontend_profile).label
         views.append(KeyView("device", f"device: SNN on {device}, ANN on {frontend_profile}", dev,
-                             ann if (energy["evaluation"] == ann).any() else None))
+                             ann if (energy["evaluation"] == ann).any() else None,
+                             f"device view (SNN on {device}, ANN on {frontend_profile})"))
     return views
 
 
@@ -160,21 +165,23 @@ def _named(v: Any, name: str) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f} ({name})"
 
 
-def _seed(r: Any) -> Any:
-    cfg = (r.manifest.get("config") or {}).get("train") or {}
-    return cfg.get("seed")
-
-
 def seed_spread(runs: Sequence[Any], model: str, metric: str = "map") -> tuple[list[float], list[Any]]:
-    """Test ``metric`` of every run of ``model`` with a distinct training seed, and those seeds."""
-    vals, seeds = [], []
-    for r in runs:
-        s = _seed(r)
-        v = _test_metric(r.metrics or {}, metric)
-        if r.model == model and v is not None and s not in seeds:
-            vals.append(v)
-            seeds.append(s)
-    return vals, seeds
+    """Test ``metric`` of the runs of ``model`` pooled over seeds -- same training budget as the model's
+    representative run, distinct seeds (:mod:`neuroposter.report.seeds`) -- and those seeds."""
+    from neuroposter.report.seeds import pooled_metric, seed_groups
+
+    return pooled_metric(seed_groups(runs), runs, model, metric)
+
+
+def _left_out(runs: Sequence[Any], models: Sequence[str]) -> str:
+    """``"sdt-loihi (another training budget (...))"`` for the runs of ``models`` kept out of the seed statistics."""
+    from neuroposter.report.seeds import seed_groups
+
+    g = seed_groups(runs)
+    if g.empty:
+        return ""
+    left = g[g["model"].isin(list(models)) & ~g["pooled"].astype(bool)]
+    return "; ".join(f"{r['run']} ({r['reason']})" for _, r in left.iterrows())
 
 
 def headline_text(head: pd.DataFrame, views: Sequence[KeyView], runs: Sequence[Any],
@@ -286,9 +293,9 @@ def _accuracy_sentence(s: Any, a: Any, runs: Sequence[Any], snn: str, twin: str)
         sd = math.sqrt(statistics.stdev(vs) ** 2 / len(vs) + statistics.stdev(va) ** 2 / len(va))
         diff_mean = statistics.fmean(vs) - statistics.fmean(va)
         verdict = "larger" if abs(diff_mean) > 2 * sd else "not larger"
-        txt += (f". Over seeds ({snn}: {len(vs)} seeds, sd {statistics.stdev(vs):.3f}; {twin}: {len(va)} seeds, sd "
-                f"{statistics.stdev(va):.3f}) the mean difference {diff_mean:+.3f} is {verdict} than twice its "
-                f"standard error ({2 * sd:.3f}).")
+        txt += (f". Over seeds of the same training budget ({snn}: {len(vs)} seeds, sd {statistics.stdev(vs):.3f}; "
+                f"{twin}: {len(va)} seeds, sd {statistics.stdev(va):.3f}) the mean difference {diff_mean:+.3f} is "
+                f"{verdict} than twice its standard error ({2 * sd:.3f}).")
     else:
         n_test = None
         for r in runs:
@@ -297,6 +304,9 @@ def _accuracy_sentence(s: Any, a: Any, runs: Sequence[Any], snn: str, twin: str)
         txt += (f". Seed noise NOT assessed: {len(vs)} seed(s) of {snn} and {len(va)} of {twin} in this report "
                 f"(train more seeds to tell whether the difference is real)"
                 + (f"; the test split has only {n_test} samples" if n_test else "") + ".")
+    left = _left_out(runs, (snn, twin))
+    if left:
+        txt += f" Left out of the seed statistics (only runs with the same training budget are pooled): {left}."
     return txt
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from neuroposter._io import sha256_file
 from neuroposter.profiling.profiles import HardwareProfile
-from neuroposter.report import headline, tables, uncertainty
+from neuroposter.report import headline, tables, uncertainty, verdict
 from neuroposter.report.compute import ReportData
 from neuroposter.report.writers import Section
 
@@ -82,33 +82,101 @@ def device_profiles_where(energy: pd.DataFrame, *, scope: str | None = None, ava
 
 
 def sections(data: ReportData, provenance: pd.DataFrame, figs: Figures, device_bd: Figures) -> list[Section]:
-    """The report's sections in order.
+    """The report's sections, answer first: the verdict with the compact table and the accuracy-vs-energy figure
+    (shown open), then every other section folded (``Section.collapsed``).
 
     Args:
         data: the computed report.
-        provenance: :func:`provenance_table` of it.
+        provenance: the provenance table.
         figs: figure file per key (None: not drawn).
         device_bd: device-view breakdown figure per profile.
     """
-    return [_headline(data, figs), _scope(data), _accuracy(data, figs), _deployed(data), _chips(data, figs),
-            _energy(data, figs), _breakdown(figs, device_bd), _activity(data, figs), _mapping(data, figs),
-            _latency(data), _conventions(), _full_table(data), _terms(data), _provenance(provenance)]
+    secs = [_verdict(data, figs), _compact_details(data, figs)]
+    # ---- HOOK (issue #14, helper D): the model cards and the standard-architecture reference table of
+    # ---- neuroposter/report/baselines.py go here, right after the compact table's details.
+    base = _baselines(data)
+    if base is not None:
+        secs.append(base)
+    secs += [_scope(data), _accuracy(data, figs), _deployed(data), _chips(data, figs), _energy(data, figs),
+             _breakdown(figs, device_bd), _activity(data, figs), _mapping(data, figs), _latency(data),
+             _conventions(), _full_table(data), _terms(data), _provenance(provenance)]
+    for s in secs[1:]:
+        s.collapsed = True
+    return secs
 
 
-def _headline(data: ReportData, figs: Figures) -> Section:
-    s = Section("Headline: is the spiking transformer worth deploying?")
-    s.p("One row per model. Accuracy on the test split beside the best constant predictor; energy per inference "
+VERDICT_TITLE = "Should I deploy the spiking model, and where?"
+
+
+def _verdict(data: ReportData, figs: Figures) -> Section:
+    s = Section(VERDICT_TITLE)
+    s.items(data.verdict)
+    views = verdict.compact_views(data.views)
+    s.table(verdict.compact_display(data.models, views))
+    s.note("One row per model (its representative run; chip-fitted variants: see 'Per chip'). Test mAP with its 95 % "
+           "bootstrap interval over the test posters (or the mean ± sd over seeds of the same training budget); "
+           "'constant': the best constant predictor's mAP. Energy in mJ per inference, 'alone / pipeline' = the model "
+           "alone / with the DenseNet-169 front end it reads (one number: the model reads images itself); "
+           + "; ".join(f"{(getattr(v, 'short', '') or v.title).split(' (')[0]} = {v.title}" for v in views)
+           + "; '>=': a lower bound. 'runs on': chips with a verified deployment of the model (full model, its "
+           "quantisation-aware run) or, for an ANN, the device-view profile. Exact numbers: models.csv, "
+           "break_even.csv, headline.csv.")
+    left = data.seeds[~data.seeds["pooled"].astype(bool)] if not data.seeds.empty else data.seeds
+    cap = ("Test mAP vs energy per inference, one marker per model (error bar: seed sd when several same-budget "
+           "seeds are pooled, else the 95 % bootstrap interval); filled: pipeline with the front end, hollow: the "
+           "model alone; dashed: the best constant predictor.")
+    if not left.empty:
+        cap += (" Left out of the seed statistics: "
+                + "; ".join(f"{r['run']} ({r['reason']})" for _, r in left.iterrows()) + ".")
+    s.figure(figs["acc"], cap)
+    return s
+
+
+def _compact_details(data: ReportData, figs: Figures) -> Section:
+    s = Section("Every run in the headline views, seeds and break-even numbers")
+    s.p("One row per run. Accuracy on the test split beside the best constant predictor; energy per inference "
         "(mJ) of the model alone and of the whole pipeline including the DenseNet-169 front end where the model "
-        "consumes its features (sdt, snn-mlp, ann-transformer; cnn and vit read images, so both numbers are the "
-        "same). Each column names its view and profile; the device column names the chip per cell. 'n/a': a "
-        "needed constant is not published; 'not priced': the view does not apply. Ranges and every other profile: "
-        "see 'Energy per view and profile'; exact rows: headline.csv / energy.csv.")
+        "consumes its features. Each column names its view and profile; the device column names the chip per cell. "
+        "'n/a': a needed constant is not published; 'not priced': the view does not apply (headline.csv).")
     s.table(headline.headline_display(data.headline, data.views))
     if data.summary:
         s.items(data.summary)
-    s.figure(figs["acc"], "Test mAP vs energy per inference, one panel per headline view: filled marker = pipeline "
-                          "with the front end, hollow = model alone; dashed: best constant-predictor baseline")
     s.figure(figs["head_fe"], "Model alone vs DenseNet-169 front end (hatched) per model, headline views, linear mJ")
+    s.p("Break-even per headline view (break_even.csv): the spiking pipeline against the cheapest ANN of similar "
+        "accuracy; 'rate_break_even': the head's mean firing rate below which the pipeline would cost less (blank: "
+        "none, not even zero); 'frontend_break_even_mj': the front-end cost below which it would.")
+    if not data.break_even.empty:
+        s.table(data.break_even[["view", "snn_run", "snn_firing_rate", "snn_model_mj", "snn_floor_mj",
+                                 "snn_frontend_mj", "snn_pipeline_mj", "alt_model", "alt_pipeline_mj", "status",
+                                 "rate_break_even", "frontend_break_even_mj", "twin_head_mj",
+                                 "twin_rate_break_even"]])
+    s.p("Seed statistics pool only runs of one model with the same training budget (config epochs and QAT epochs) "
+        "and distinct seeds; the others are listed with the reason (seeds.csv).")
+    s.table(data.seeds)
+    return s
+
+
+def _baselines(data: ReportData) -> Section | None:
+    """The model cards and reference architectures of :mod:`neuroposter.report.baselines` (another helper's
+    module), when it is installed; None otherwise. A failure there is a warning, never a lost report."""
+    try:
+        from neuroposter.report import baselines  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    s = Section("Which models these are: model cards and standard architectures")
+    try:
+        cards = baselines.model_cards(data.runs)
+        s.table(cards)
+        if hasattr(baselines, "model_cards_text"):
+            s.items(list(baselines.model_cards_text(cards)))
+        if hasattr(baselines, "reference_table"):
+            ref = baselines.reference_table(data.bundles, data.profiles)
+            s.table(ref)
+            if hasattr(baselines, "reference_table_text"):
+                s.items(list(baselines.reference_table_text(ref)))
+    except Exception as exc:  # noqa: BLE001 - the cards are never worth losing the report
+        data.warnings.append(f"model cards not shown ({type(exc).__name__}: {exc})")
+        return None
     return s
 
 

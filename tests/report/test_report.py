@@ -209,7 +209,9 @@ def test_headline_equals_energy_rows_and_ratio(twin_ws):
     assert f"{100 * fe / pipe:.5g} % (memory)" in text
     assert "Seed noise NOT assessed" in text   # one seed per model: no noise claim is made
     md = (out / "report.md").read_text()
-    assert md.index("## Headline") < md.index("## Energy per view and profile") < md.index("## Provenance")
+    # the answer first, then the details (Markdown keeps the folded sections as normal sections after it)
+    assert (md.index("## Should I deploy the spiking model") < md.index("## Every run in the headline views")
+            < md.index("## Energy per view and profile") < md.index("## Provenance"))
 
 
 def test_seed_noise_is_assessed_with_several_seeds():
@@ -220,7 +222,7 @@ def test_seed_noise_is_assessed_with_several_seeds():
     def run(name, model, seed, m):
         return SimpleNamespace(name=name, model=model, kind="snn" if model == "sdt" else "ann",
                                metrics={"test": {"map": m}, "split_sizes": {"test": 100}},
-                               manifest={"config": {"train": {"seed": seed}}})
+                               manifest={"config": {"train": {"seed": seed, "epochs": 12}}})
     runs = [run("sdt-0", "sdt", 0, 0.50), run("sdt-1", "sdt", 1, 0.52), run("sdt-2", "sdt", 2, 0.51),
             run("ann-0", "ann-transformer", 0, 0.70), run("ann-1", "ann-transformer", 1, 0.71),
             run("ann-2", "ann-transformer", 2, 0.69)]
@@ -272,8 +274,21 @@ def test_html_references_every_figure(twin_ws):
     for img in imgs:
         assert (out / img).stat().st_size > 1000
     assert "no data for" not in html
-    # the table of contents links every section
-    assert len(re.findall(r"<h2 id='(s\d+)'", html)) == len(re.findall(r"<li><a href='#s\d+'", html))
+    # every CSV carries the data provenance columns and still reads with plain pandas
+    from neuroposter.report.banner import PROVENANCE_COLUMNS
+
+    csvs = [f for f in res.files if f.endswith(".csv")]
+    assert {"models.csv", "break_even.csv", "seeds.csv", "headline.csv", "energy.csv"} <= set(csvs)
+    for f in csvs:
+        assert list(pd.read_csv(out / f).columns[-4:]) == PROVENANCE_COLUMNS, f
+    # the answer (banner, verdict, compact table, figure) comes before the first folded section
+    first = html.index("<details>")
+    assert html.index("class='banner'") < html.index("Should I deploy the spiking model") < \
+        html.index("<table") < html.index("accuracy_vs_energy.png") < first
+    assert res.verdict and __import__("html").escape(res.verdict[0]) in html
+    # every section but the answer is folded, and the Markdown lists the folded ones after the answer
+    assert len(re.findall(r"<h2 id='(s\d+)'", html)) == len(re.findall(r"<details><summary><h2 id='s\d+'", html)) + 1
+    assert len(re.findall(r"^\d+\. \[", md, flags=re.M)) == len(re.findall(r"^## ", md, flags=re.M)) - 1
 
 
 def test_front_end_rows_trace_to_their_own_profile_and_counts(fake_ws):

@@ -234,7 +234,9 @@ def test_figures_survive_extreme_values(tmp_path):
          "memory_pipeline_mj": 1e-300, "memory_frontend_mj": float("nan"), "memory_evaluation": "memory/x"},
         {"run": "c", "model": "vit", "map": 0.4, "baseline_map": 0.2, "memory_head_mj": 1e-3,
          "memory_pipeline_mj": 2e-3, "memory_frontend_mj": 1e-3, "memory_evaluation": "memory/x"}])
-    assert figures.accuracy_vs_energy(head, views, tmp_path / "a.png") == "a.png"
+    models = head.assign(n_seeds=[1, 3, 1], map_seed_mean=[0.5, 0.6, 0.4], map_seed_sd=[None, math.inf, None],
+                         map_low=[0.4, -math.inf, None], map_high=[0.6, 0.7, None])
+    assert figures.accuracy_vs_energy(models, views, tmp_path / "a.png") == "a.png"
     assert figures.head_vs_frontend(head, views, tmp_path / "b.png") == "b.png"
     energy = pd.DataFrame([{"run": r, "component": "pipeline", "view": "memory", "evaluation": "memory/x",
                             "energy_mj": v, "available": True} for r, v in (("a", math.inf), ("b", 1e300),
