@@ -44,7 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Builds the report and prints where it is, with its headline sentences."""
+    """Builds the report and prints where it is, with its verdict (the detailed sentences are in ``--json`` and
+    the report)."""
     from neuroposter.cli._common import emit, workspace_of
     from neuroposter.profiling.profiles import list_profiles, load_profile
 
@@ -65,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
                        frontend_profile=args.frontend_profile, latency=not args.no_latency,
                        resolved_config=cfg, force=args.force)
     lines = [f"report written to {res.out_dir}/report.html (+ report.md, energy.csv, {len(res.files)} files)"]
-    lines += [f"  {line}" for line in res.summary]
+    lines += [f"  {line}" for line in res.verdict]
     lines += [f"  warning: {w}" for w in res.warnings]
-    emit(args, lines, {"report": str(res.out_dir), "files": list(res.files), "summary": list(res.summary),
+    emit(args, lines, {"report": str(res.out_dir), "files": list(res.files), "verdict": list(res.verdict),
+                       "summary": list(res.summary),
                        "warnings": list(res.warnings), "headline": _records(res.headline),
                        "accuracy": _records(res.accuracy), "energy": _records(res.energy)})
     return 0

@@ -157,23 +157,20 @@ def _compact_details(data: ReportData, figs: Figures) -> Section:
 
 
 def _baselines(data: ReportData) -> Section | None:
-    """The model cards and reference architectures of :mod:`neuroposter.report.baselines` (another helper's
-    module), when it is installed; None otherwise. A failure there is a warning, never a lost report."""
-    try:
-        from neuroposter.report import baselines  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    s = Section("Which models these are: model cards and standard architectures")
+    """Which models these are (:mod:`neuroposter.report.baselines`): a model card per run (architecture, parameters,
+    input, MACs / SynOps, training budget) and the standard architectures (DenseNet-169, ViT-B/16, ViT-S/16)
+    priced at the posters' input from their ONNX graphs. A failure there is a warning, never a lost report."""
+    from neuroposter.report import baselines
+
+    s = Section("Which models these are: model cards and the standard architectures at the same input")
     try:
         cards = baselines.model_cards(data.runs)
-        s.table(cards)
-        if hasattr(baselines, "model_cards_text"):
-            s.items(list(baselines.model_cards_text(cards)))
-        if hasattr(baselines, "reference_table"):
-            ref = baselines.reference_table(data.bundles, data.profiles)
+        s.items(baselines.model_cards_text(cards))
+        ref = baselines.reference_table(data.runs, data.bundles, data.profiles,
+                                        frontend_profile=data.frontend_profile)
+        s.items(baselines.reference_table_text(ref))
+        if not ref.empty:
             s.table(ref)
-            if hasattr(baselines, "reference_table_text"):
-                s.items(list(baselines.reference_table_text(ref)))
     except Exception as exc:  # noqa: BLE001 - the cards are never worth losing the report
         data.warnings.append(f"model cards not shown ({type(exc).__name__}: {exc})")
         return None

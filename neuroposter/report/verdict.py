@@ -41,7 +41,11 @@ BREAK_EVEN_COLUMNS = [
     "view", "title", "evaluation", "snn_run", "snn_firing_rate", "snn_model_mj", "snn_floor_mj", "snn_frontend_mj",
     "snn_pipeline_mj", "snn_lower_bound", "alternatives", "alt_model", "alt_run", "alt_pipeline_mj",
     "alt_lower_bound", "status", "rate_break_even", "frontend_break_even_mj", "twin_model", "twin_head_mj",
-    "twin_rate_break_even", "note"]
+    "twin_rate_break_even", "saving", "note"]
+
+#: a pipeline within this fraction of the alternative's energy costs "about the same" (status ``same``): a saving the
+#: size of rounding in the front end's cost is no reason to deploy a different model
+NEGLIGIBLE_SAVING = 0.01
 
 
 def _ok(v: Any) -> bool:
@@ -231,8 +235,8 @@ def break_even_table(models: pd.DataFrame, runs: Sequence[Any], views: Sequence[
                      profiles: Mapping[str, HardwareProfile], snn: str) -> pd.DataFrame:
     """One row per headline view: the spiking pipeline against the cheapest alternative of similar accuracy, and
     the break-even firing rate and front-end cost (columns :data:`BREAK_EVEN_COLUMNS`; ``status``: ``cheaper``,
-    ``break-even`` (a lower firing rate would do), ``impossible`` (not even at zero spikes), ``no alternative``
-    or ``unavailable``)."""
+    ``same`` (cheaper by less than :data:`NEGLIGIBLE_SAVING` of the alternative's energy), ``break-even`` (a lower
+    firing rate would do), ``impossible`` (not even at zero spikes), ``no alternative`` or ``unavailable``)."""
     rows: list[dict[str, Any]] = []
     m = models.set_index("model") if not models.empty else pd.DataFrame()
     if snn not in m.index:
@@ -280,7 +284,10 @@ def break_even_table(models: pd.DataFrame, runs: Sequence[Any], views: Sequence[
             if _ok(row.get("twin_head_mj")) and _ok(rate) and slope > 0 and row["twin_head_mj"] > e0:
                 row["twin_rate_break_even"] = rate * (row["twin_head_mj"] - e0) / slope
             row["rate_break_even"] = r_star
-            if pipe < alt_e:
+            row["saving"] = (alt_e - pipe) / alt_e if alt_e > 0 else None
+            if pipe < alt_e and _ok(row["saving"]) and row["saving"] < NEGLIGIBLE_SAVING:
+                row["status"] = "same"
+            elif pipe < alt_e:
                 row["status"] = "cheaper"
             elif fe + e0 >= alt_e:
                 row["status"] = "impossible"
@@ -323,7 +330,13 @@ def _view_sentence(b: Any, snn: str) -> str:
     fe_be = b["frontend_break_even_mj"]
     fe_txt = (f"the front end would have to cost below {_mj(fe_be)} mJ" if _ok(fe_be) and float(fe_be) > 0
               else "not even a free front end would do")
-    if st == "cheaper":
+    if st == "same":
+        fe = b["snn_frontend_mj"]
+        share = (f"; the shared front end, {_mj(fe)} mJ, is {_pct(float(fe) / float(b['snn_pipeline_mj']))} of it"
+                 if _ok(fe) and _ok(b["snn_pipeline_mj"]) and float(b["snn_pipeline_mj"]) > 0 else "")
+        txt = (head + f": about the same as {alt}, the cheapest ANN of similar accuracy "
+               f"({_pct(b['saving'])} less{share})")
+    elif st == "cheaper":
         txt = head + f": LESS than {alt}, the cheapest ANN of similar accuracy"
         if _ok(b["rate_break_even"]):
             txt += f", {_up_to(b['rate_break_even'])} (it runs at {rate})"
@@ -364,12 +377,19 @@ def _accuracy_phrase(rels: Mapping[str, tuple[str, str]]) -> str:
 
 def _answer(be: pd.DataFrame, snn: str, rels: Mapping[str, tuple[str, str]]) -> str:
     cheaper = [str(r["title"]) for _, r in be.iterrows() if r["status"] == "cheaper"]
+    same = [str(r["title"]) for _, r in be.iterrows() if r["status"] == "same"]
     dearer = [str(r["title"]) for _, r in be.iterrows() if r["status"] in ("break-even", "impossible")]
-    judged = cheaper + dearer
+    judged = cheaper + same + dearer
     acc = _accuracy_phrase(rels)
     if not judged:
         return (f"Cannot be decided from this report: {acc}, and no view prices both the {snn} pipeline and an "
                 "ANN alternative of similar accuracy.")
+    if not cheaper and same:
+        rest = f"; in the {', '.join(dearer)} it costs more" if dearer else ""
+        return (f"No meaningful saving: {acc}, and in the {', '.join(same)} the {snn} pipeline costs within "
+                f"{_pct(NEGLIGIBLE_SAVING)} of the cheapest ANN of similar accuracy -- the DenseNet-169 front end they "
+                f"share is nearly all of it{rest}. The spiking head alone is cheaper there (below): it pays only "
+                "where the front end is removed or far cheaper.")
     if not cheaper:
         alts = sorted({str(r["alt_model"]) for _, r in be.iterrows() if r["status"] in ("break-even", "impossible")})
         n_floor = int((be["status"] == "impossible").sum())
