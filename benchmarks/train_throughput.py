@@ -9,8 +9,13 @@ Both modes do the same arithmetic (same GEMM FLOPs, same neuron steps); folding 
 ``T - 1`` of every ``T`` stateless-layer calls, so the ratio measures per-call overhead on the
 machine at hand and can be close to 1 where large GEMMs dominate (single-threaded CPU).
 
+A third mode, ``folded-f64``, is the project's training path for spiking models: the folded SDT in float64
+(``neuroposter.train.loop.PRECISIONS``: in float32 the thresholds turn thread- and kernel-dependent rounding into
+different spikes, so runs differ between machines). Its ratio to ``folded`` is what that reproducibility costs.
+
 Each mode runs in its own subprocess so that peak memory (``ru_maxrss``, the whole process) is
-measured per mode. Prints samples/s, peak RSS and the ratios. Not a test: numbers depend on the machine.
+measured per mode. Prints samples/s, peak RSS, the per-phase split of a step (forward / backward / optimiser)
+and the ratios. Not a test: numbers depend on the machine.
 
     .venv/bin/python benchmarks/train_throughput.py [--batch 32 --steps 20 --threads 1]
 """
@@ -61,6 +66,9 @@ def _per_step_forward(model, x):  # noqa: ANN001, ANN202 - benchmark helper
     return torch.stack(outs)                                                 # [T, B, C]
 
 
+_MODES = ("folded", "per-step", "folded-f64")
+
+
 def _measure(mode: str, batch: int, steps: int, threads: int, T: int, N: int, D: int, C: int) -> dict[str, float]:
     import torch
 
@@ -68,27 +76,38 @@ def _measure(mode: str, batch: int, steps: int, threads: int, T: int, N: int, D:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = SpikeDrivenTransformer(d_in=D, n_tokens=N, n_classes=C).train()
+    dtype = torch.float64 if mode == "folded-f64" else torch.float32
+    model = SpikeDrivenTransformer(d_in=D, n_tokens=N, n_classes=C).train().to(dtype)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    x = (torch.rand(T, batch, N, D) < 0.1).float()
-    y = (torch.rand(batch, C) < 0.2).float()
-    forward = model if mode == "folded" else (lambda inp: _per_step_forward(model, inp))
+    x = (torch.rand(T, batch, N, D) < 0.1).to(dtype)
+    y = (torch.rand(batch, C) < 0.2).to(dtype)
+    forward = (lambda inp: _per_step_forward(model, inp)) if mode == "per-step" else model
+    phases = {"forward": 0.0, "backward": 0.0, "optimiser": 0.0}
 
     def step() -> None:
+        t0 = time.perf_counter()
         loss = loss_fn(forward(x).mean(0), y)
+        t1 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        t2 = time.perf_counter()
         opt.step()
+        t3 = time.perf_counter()
+        phases["forward"] += t1 - t0
+        phases["backward"] += t2 - t1
+        phases["optimiser"] += t3 - t2
 
     for _ in range(2):  # warm-up
         step()
+    phases.update({k: 0.0 for k in phases})
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
     dt = time.perf_counter() - t0
     return {"samples_per_s": steps * batch / dt,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **{f"{k}_share": v / dt for k, v in phases.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,26 +120,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--D", type=int, default=1664)
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per mode; the best is kept")
-    p.add_argument("--mode", choices=["folded", "per-step"], default=None, help=argparse.SUPPRESS)
+    p.add_argument("--mode", choices=list(_MODES), default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.mode:
         print(json.dumps(_measure(a.mode, a.batch, a.steps, a.threads, a.T, a.N, a.D, a.classes)))
         return 0
     res: dict[str, dict[str, float]] = {}
     for _ in range(a.repeats):  # interleaved, best of N: robust to other load on shared machines
-        for mode in ("folded", "per-step"):
+        for mode in _MODES:
             cmd = [sys.executable, __file__, "--mode", mode, *(argv if argv is not None else sys.argv[1:])]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)
             if mode not in res or r["samples_per_s"] > res[mode]["samples_per_s"]:
                 res[mode] = r
-    f, s = res["folded"], res["per-step"]
+    f, s, d = res["folded"], res["per-step"], res["folded-f64"]
     print(f"SDT training, T={a.T} B={a.batch} N={a.N} D_in={a.D}, {a.threads} thread(s), {a.steps} steps, "
           f"best of {a.repeats}")
     for mode, r in res.items():
-        print(f"  {mode:<9s} {r['samples_per_s']:8.1f} samples/s   peak RSS {r['peak_rss_mib']:7.1f} MiB")
+        print(f"  {mode:<10s} {r['samples_per_s']:8.1f} samples/s   peak RSS {r['peak_rss_mib']:7.1f} MiB   "
+              f"forward {r['forward_share']:.0%} backward {r['backward_share']:.0%} optimiser {r['optimiser_share']:.0%}")
     print(f"  speed-up folded / per-step: {f['samples_per_s'] / s['samples_per_s']:.2f}x; "
           f"peak RSS ratio folded / per-step: {f['peak_rss_mib'] / s['peak_rss_mib']:.2f}")
+    print(f"  float64 / float32 step time (folded; the spiking models' reproducible training): "
+          f"{f['samples_per_s'] / d['samples_per_s']:.2f}x")
     return 0
 
 

@@ -18,10 +18,18 @@ from neuroposter.cli._common import SEED_MAX, add_common, int_in_range
 
 __all__ = ["add_parser", "run", "SIZES", "stages"]
 
-# Size presets: how much data and how much training each stage gets.
+# Size presets: how much data and how much training each stage gets. Every training runs to early stopping:
+# ``epochs`` / ``qat_epochs`` are budgets (maxima) large enough that validation mAP stops improving first, and
+# ``patience`` epochs without a better validation mAP end the run (its metrics.json records best_epoch,
+# epochs_run and stopped_early). ``seeds``: the SDT and its ANN twin are trained with that many seeds, all with
+# the same budget, for the report's seed statistics. ``lava_samples``: samples Lava runs against the integer
+# reference in the Loihi exports (the deployed network is compared with the trained model on the whole test
+# split either way).
 SIZES: dict[str, dict[str, int]] = {
-    "tiny": {"posters": 48, "epochs": 3, "samples": 8, "seeds": 1, "qat_epochs": 2, "lava_samples": 8},
-    "default": {"posters": 800, "epochs": 12, "samples": 16, "seeds": 3, "qat_epochs": 8, "lava_samples": 0},
+    "tiny": {"posters": 48, "epochs": 20, "patience": 2, "samples": 8, "seeds": 1, "qat_epochs": 8,
+             "lava_samples": 8},
+    "default": {"posters": 800, "epochs": 60, "patience": 5, "samples": 16, "seeds": 2, "qat_epochs": 30,
+                "lava_samples": 16},
 }
 
 # The fair pair (the SDT and its ANN twin) is trained with extra seeds so that the report can
@@ -89,13 +97,13 @@ def _chip_stages(chip: str) -> list[Stage]:
 
     def qat_argv(a: argparse.Namespace, s: dict[str, int]) -> list[str]:
         return ["train", "--model", "sdt", "--target", chip, "--init-from", "sdt", "--qat-epochs",
-                str(s["qat_epochs"]), "--seed", str(a.seed), *_common(a)]
+                str(s["qat_epochs"]), "--patience", str(s["patience"]), "--seed", str(a.seed), *_common(a)]
 
     def fit_argv(a: argparse.Namespace, s: dict[str, int]) -> list[str]:
         samples = ["--samples", str(s["samples"])]
         return ["fit", "--target", chip, "--encoded", "pooled", "--epochs", str(s["epochs"]), "--qat-epochs",
-                str(s["qat_epochs"]), "--seed", str(a.seed), "--export-root", str(a.export_root), *samples,
-                *_common(a)]
+                str(s["qat_epochs"]), "--patience", str(s["patience"]), "--seed", str(a.seed), "--export-root",
+                str(a.export_root), *samples, *_common(a)]
 
     return [
         Stage(full, "export", _export(chip, "sdt"), verdict=True),
@@ -129,21 +137,22 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
         def train_argv(a: argparse.Namespace, s: dict[str, int], model: str = model,
                        encoded: str | None = encoded) -> list[str]:
             enc = ["--encoded", encoded] if encoded else []
-            return ["train", "--model", model, *enc, "--epochs", str(s["epochs"]), "--seed", str(a.seed),
-                    *_common(a)]
+            return ["train", "--model", model, *enc, "--epochs", str(s["epochs"]), "--patience", str(s["patience"]),
+                    "--seed", str(a.seed), *_common(a)]
 
         out.append(Stage(f"train {model}", "train", train_argv))
     for model, encoded in _QAT_MODELS:
         def qat_argv(a: argparse.Namespace, s: dict[str, int], model: str = model, encoded: str = encoded) -> list[str]:
             return ["train", "--model", model, "--encoded", encoded, "--target", _QAT_TARGET, "--init-from", model,
-                    "--qat-epochs", str(s["qat_epochs"]), "--seed", str(a.seed), *_common(a)]
+                    "--qat-epochs", str(s["qat_epochs"]), "--patience", str(s["patience"]), "--seed", str(a.seed),
+                    *_common(a)]
 
         out.append(Stage(f"train {model}-{_QAT_TARGET} (quantisation-aware fine-tune)", "train", qat_argv))
     for k in range(1, int(preset.get("seeds", 1))):
         for model in _SEEDED_MODELS:
             def seed_argv(a: argparse.Namespace, s: dict[str, int], model: str = model, k: int = k) -> list[str]:
                 return ["train", "--model", model, "--name", f"{model}-seed{k}", "--epochs", str(s["epochs"]),
-                        "--seed", str(a.seed + k), *_common(a)]
+                        "--patience", str(s["patience"]), "--seed", str(a.seed + k), *_common(a)]
 
             out.append(Stage(f"train {model} seed +{k}", "train", seed_argv))
     out += [

@@ -42,6 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="epochs of the phase in the chip's arithmetic (default 10)")
     p.add_argument("--qat-lr", type=float_in_range(0, 10, low_open=True), default=None,
                    help="its peak learning rate (default: a tenth of --lr)")
+    p.add_argument("--patience", type=int_in_range(1, 10_000), default=None,
+                   help="early stopping in both phases: epochs without a better validation mAP (default 10)")
     p.add_argument("--batch-size", type=int_in_range(1, 65_536), default=None, help="batch size (default 32)")
     p.add_argument("--lr", type=float_in_range(0, 10, low_open=True), default=None,
                    help="AdamW peak learning rate (default 5e-3)")
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
              {"target": args.target, "plan": {"description": plan.describe(), "reasons": list(plan.reasons),
                                               "model_kwargs": plan.to_model_kwargs()}})
         defaults = dict(MODEL_TRAIN_DEFAULTS["snn-mlp"])
-        for key in ("epochs", "batch_size", "lr"):
+        for key in ("epochs", "batch_size", "lr", "patience"):
             if getattr(args, key) is not None:
                 defaults[key] = getattr(args, key)
         cfg = TrainConfig(seed=args.seed, **defaults)

@@ -92,15 +92,17 @@ class TaskData:
         return getattr(self, name)
 
 
-def to_model_input(x: Tensor, layout: InputLayout, device: torch.device | str = "cpu") -> Tensor:
-    """A batch-first stored batch -> the model's input on ``device``.
+def to_model_input(x: Tensor, layout: InputLayout, device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> Tensor:
+    """A batch-first stored batch -> the model's input on ``device`` (``dtype``, default float32).
 
-    ``spikes``: ``[B, T, N, D]`` (any dtype) -> float32 ``[T, B, N, D]``; ``features``/``images``: float32 as is.
+    ``spikes``: ``[B, T, N, D]`` (any dtype) -> contiguous ``[T, B, N, D]``; ``features``/``images``: as is.
+    The time-first copy is made on the compact stored dtype (uint8 spikes) before the float conversion.
     """
     x = x.to(device, non_blocking=True)
     if layout == "spikes":
-        return x.transpose(0, 1).to(torch.float32)   # [B, T, N, D] -> [T, B, N, D]
-    return x.to(torch.float32)
+        return x.transpose(0, 1).contiguous().to(dtype)   # [B, T, N, D] -> [T, B, N, D]
+    return x.to(dtype)
 
 
 def materialise(items: Iterable[tuple[Any, Any]], n: int, desc: str,

@@ -32,11 +32,26 @@ from neuroposter.train.distributed import DistInfo, convert_global_batchnorm
 from neuroposter.train.losses import multilabel_loss, pos_weight_from_labels
 from neuroposter.train.metrics import average_precision_macro
 
-__all__ = ["TrainConfig", "FitResult", "Prediction", "fit", "predict", "logits_of", "warmup_cosine"]
+__all__ = ["PRECISIONS", "model_dtype", "TrainConfig", "FitResult", "Prediction", "fit", "predict", "logits_of", "warmup_cosine"]
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+
+# Training precisions. Spiking models train in float64 (``MODEL_TRAIN_DEFAULTS``): a threshold ``v > v_th`` turns
+# a last-bit difference of a float32 sum (whose order depends on the BLAS kernel, the CPU's instruction set and the
+# thread count) into a different spike, and training amplifies that into different weights and metrics on every
+# machine. In float64 those differences are ~1e-16 instead of ~1e-7 and no spike flips in practice (measured:
+# ``benchmarks/train_throughput.py --reproducibility``).
+PRECISIONS = ("float32", "float64")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of ``model``'s first floating parameter (float32 for a model without any)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
 
 
 @dataclass(frozen=True)
@@ -52,8 +67,11 @@ class TrainConfig:
     seed: int = 0                 # model init, sample order and dropout
     max_pos_weight: float = 10.0  # clip of the per-genre BCE pos_weight = neg / pos
     grad_clip: float = 1.0        # max global gradient norm (0: off)
+    precision: str = "float32"    # dtype of the parameters and activations while training (PRECISIONS)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
         if self.lr <= 0:
@@ -122,8 +140,9 @@ def predict(model: nn.Module, split: SplitData, layout: InputLayout, *, batch_si
     spikes = {n: 0.0 for n in lifs}
     numel = {n: 0 for n in lifs}
     scores = []
+    dtype = model_dtype(model)
     for s in range(0, len(split), batch_size):
-        x = to_model_input(split.inputs[s:s + batch_size], layout, device)
+        x = to_model_input(split.inputs[s:s + batch_size], layout, device, dtype=dtype)
         scores.append(torch.sigmoid(logits_of(model, x)).float().cpu())
         for n, m in lifs.items():
             c, k = m.spike_count
@@ -168,7 +187,8 @@ def fit(model: nn.Module, task: TaskData, cfg: TrainConfig, *, device: torch.dev
     device = torch.device(device)
     if cfg.batch_size % dist.world_size:
         raise ValueError(f"batch size {cfg.batch_size} is not divisible by {dist.world_size} processes")
-    model.to(device)
+    dtype = getattr(torch, cfg.precision)
+    model.to(device=device, dtype=dtype)
     train_model: nn.Module = model
     if dist.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -182,7 +202,7 @@ def fit(model: nn.Module, task: TaskData, cfg: TrainConfig, *, device: torch.dev
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(min(cfg.warmup * steps_per_epoch, total_steps), total_steps))
-    criterion = multilabel_loss(pos_weight_from_labels(task.train.labels, cfg.max_pos_weight).to(device))
+    criterion = multilabel_loss(pos_weight_from_labels(task.train.labels, cfg.max_pos_weight).to(device, dtype))
 
     history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": [], "val_map": [], "lr": []}
     start, best_epoch, bad = 0, -1, 0
@@ -222,8 +242,8 @@ def fit(model: nn.Module, task: TaskData, cfg: TrainConfig, *, device: torch.dev
         loss_sum = torch.zeros(2, dtype=torch.float64, device=device)   # [sum of loss * n, n]
         for s in range(0, len(order), local_bs):
             idx = order[s:s + local_bs]
-            x = to_model_input(task.train.inputs[idx], task.layout, device)
-            y = task.train.labels[idx].to(device)
+            x = to_model_input(task.train.inputs[idx], task.layout, device, dtype=dtype)
+            y = task.train.labels[idx].to(device, dtype)
             loss = criterion(logits_of(train_model, x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

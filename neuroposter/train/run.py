@@ -49,10 +49,13 @@ _IDENTITY = "identity.json"  # in the partial folder: the model and inputs a --r
 _AGREE_BYTES = 4096           # rank 0's verdict, broadcast to the other ranks (:func:`_agree`)
 
 # Per-model optimisation defaults (CLI flags override them). Sized so the demo's five models train
-# in a few minutes on 2 CPU cores; the demo passes its own --epochs.
+# in a few minutes on 2 CPU cores; the demo passes its own --epochs and --patience.
+# The spiking models train in float64 (see ``neuroposter.train.loop.PRECISIONS``: in float32 their thresholds turn
+# the machine's last-bit rounding into different spikes, and the runs differ between machines and thread counts);
+# their checkpoints are float32 like every other run's.
 MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sdt": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10},
-    "snn-mlp": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10},
+    "sdt": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
+    "snn-mlp": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
     "ann-transformer": {"epochs": 40, "batch_size": 32, "lr": 1e-3, "patience": 10},
     "cnn": {"epochs": 60, "batch_size": 64, "lr": 2e-3, "patience": 15},
     "vit": {"epochs": 40, "batch_size": 32, "lr": 1e-3, "patience": 10},
@@ -377,6 +380,11 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
 
     def finish() -> None:
         bs = max(cfg.batch_size, 64)
+        # the stored weights are float32 (the checkpoint's dtype): evaluate those, in the training precision
+        trainable.float().to(getattr(torch, cfg.precision))
+        qat_state = getattr(trainable, "_qat_state", None)
+        if qat_state is not None:
+            qat_state.version = None      # rebuild the integer plan from the rounded weights
         val = predict(trainable, task.val, task.layout, batch_size=bs, device=device)
         thresholds = tune_thresholds(val.labels, val.scores)
         test = predict(trainable, task.test, task.layout, batch_size=bs, device=device)
@@ -405,7 +413,7 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
                                   "best_epoch": float_result.best_epoch, "epochs_run": float_result.epochs_run,
                                   "best_val_map": float_result.best_val_map}}
 
-        final = _final_model(model, kwargs, trainable.to("cpu"), task, store)
+        final = _final_model(model, kwargs, trainable.to("cpu").float(), task, store)
         spec = MODELS.get(model)
         model_json = {"model": model, "class": spec.entry, "kwargs": kwargs, "inputs": spec.inputs,
                       "kind": spec.kind, "genres": list(task.genres), "input_meta": task.meta}
