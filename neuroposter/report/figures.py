@@ -424,20 +424,21 @@ def chips_accuracy_vs_energy(rows: pd.DataFrame, path: Path) -> str | None:
         return None
     priced = dep[[_plottable(v, log=True) for v in dep["energy_mj"]]]
     strip = dep.drop(priced.index)
-    fig, (ax, sx) = plt.subplots(1, 2, figsize=(8.6, 4.4), sharey=True, gridspec_kw={"width_ratios": [5, 1.1]})
+    fig, (ax, sx) = plt.subplots(1, 2, figsize=(10.5, 4.6), sharey=True, gridspec_kw={"width_ratios": [5, 1.2]})
     style = _style(list(dict.fromkeys(rows["chip"])))
 
     def yerr(r: Any) -> list[list[float]]:
         y, lo, hi = float(r["deployed_map"]), r["deployed_map_lo"], r["deployed_map_hi"]
         return [[y - float(lo) if _plottable(lo) else 0.0], [float(hi) - y if _plottable(hi) else 0.0]]
 
-    def draw(a: Any, x: float, r: Any, xerr: Any = None) -> None:
+    def draw(a: Any, x: float, r: Any, xerr: Any = None, label: bool = True) -> None:
         c, m = style[r["chip"]]
         fitted = str(r["variant"]).startswith("fitted")
         a.errorbar([x], [float(r["deployed_map"])], yerr=yerr(r), xerr=xerr, fmt=m, ms=7, capsize=3, lw=1,
                    color=c, mfc="white" if fitted else c, mec=c, zorder=3)
-        a.annotate(f"{r['chip']}: {r['run']}", xy=(x, float(r["deployed_map"])), xytext=(5, 4),
-                   textcoords="offset points", fontsize=7, color=c)
+        if label:
+            a.annotate(f"{r['chip']}: {r['run']}", xy=(x, float(r["deployed_map"])), xytext=(5, -10),
+                       textcoords="offset points", fontsize=7, color=c)
 
     for _, r in priced.iterrows():
         x = float(r["energy_mj"])
@@ -445,20 +446,34 @@ def chips_accuracy_vs_energy(rows: pd.DataFrame, path: Path) -> str | None:
         xerr = [[x - float(lo) if _plottable(lo, log=True) else 0.0],
                 [float(hi) - x if _plottable(hi, log=True) else 0.0]]
         draw(ax, x, r, xerr)
+    # the strip: one column per bundle, labels to its right, spread so that they never overlap
+    n = len(strip)
+    ys = [float(r["deployed_map"]) for _, r in strip.iterrows()]
     for i, (_, r) in enumerate(strip.iterrows()):
-        draw(sx, 0.2 + 0.6 * (i % 2), r)
+        draw(sx, (i + 0.5) / max(n, 1), r, label=False)
+    gap = 0.02   # mAP units between two labels
+    placed: list[float] = []
+    for i in sorted(range(n), key=lambda k: ys[k]):
+        y = max(ys[i], placed[-1] + gap) if placed else ys[i]
+        placed.append(y)
+        r = strip.iloc[i]
+        c = style[r["chip"]][0]
+        sx.annotate(f"{r['chip']}: {r['run']}", xy=((i + 0.5) / n, ys[i]), xytext=(1.04, y),
+                    textcoords=("axes fraction", "data"), fontsize=7, color=c, va="center",
+                    arrowprops={"arrowstyle": "-", "color": c, "lw": 0.5}, annotation_clip=False)
     full = dep[[_plottable(v) for v in dep["full_map"]]]
     base = dep[[_plottable(v) for v in dep["baseline_map"]]]
     for a in (ax, sx):
         if not full.empty:
-            a.axhline(float(full["full_map"].iloc[0]), ls="-.", c="black", lw=0.9)
+            a.axhline(float(full["full_map"].iloc[0]), ls="-.", c="black", lw=0.9,
+                      label=(f"full model {full['full_run'].iloc[0]} (float, mAP {float(full['full_map'].iloc[0]):.3f})"
+                             if a is ax else None))
         if not base.empty:
-            a.axhline(float(base["baseline_map"].max()), ls="--", c="grey", lw=1)
-    if not full.empty:
-        ax.annotate(f"full model {full['full_run'].iloc[0]} (float, mAP {float(full['full_map'].iloc[0]):.3f})",
-                    xy=(0.01, float(full["full_map"].iloc[0])), xycoords=("axes fraction", "data"), xytext=(0, 3),
-                    textcoords="offset points", fontsize=7)
-    _baseline(ax, float(base["baseline_map"].max()) if not base.empty else None, "mAP")
+            a.axhline(float(base["baseline_map"].max()), ls="--", c="grey", lw=1,
+                      label=(f"best constant baseline (mAP {float(base['baseline_map'].max()):.3f})"
+                             if a is ax else None))
+    if not (full.empty and base.empty):
+        ax.legend(loc="lower right", fontsize=7, frameon=True)
     if priced.empty:
         ax.text(0.5, 0.5, "no chip bundle with a priced energy", transform=ax.transAxes, ha="center", fontsize=8,
                 color="grey")
@@ -471,4 +486,5 @@ def chips_accuracy_vs_energy(rows: pd.DataFrame, path: Path) -> str | None:
     sx.set_xticks([])
     sx.set_xlabel("unpublished\nper-op energy", fontsize=8)
     sx.set_facecolor("whitesmoke")
-    return _save(fig, path)
+    fig.tight_layout()
+    return _save_tight(fig, path)
