@@ -10,7 +10,7 @@ Exit codes (``neuroposter.cli._common.EXIT_*``):
 * 3 ``export`` and ``fit`` only: the chip refuses the network -- a verdict, not a failure: the bundle is written at
   its name and its ``summary.json`` names every violated limit (a failed verification stays 1).
 
-``--json`` (``train``, ``fit``, ``export``, ``report``, ``profile``, ``predict``): the command prints one JSON
+``--json`` (``demo``, ``train``, ``fit``, ``export``, ``report``, ``profile``, ``predict``): the command prints one JSON
 document on stdout -- ``{"command", "exit_code", ["error"], ...its results}`` -- and nothing else; everything else it
 prints goes to stderr (``_common.add_json_flag`` / ``_common.emit``).
 """

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from neuroposter.cli._common import SEED_MAX, add_common, int_in_range
+from neuroposter.cli._common import SEED_MAX, add_common, add_json_flag, emit, int_in_range
 
 __all__ = ["add_parser", "run", "SIZES", "stages"]
 
@@ -191,6 +191,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    default=0, help="seed for data, splits and training")
     p.add_argument("--export-root", metavar="DIR", default="export",
                    help="folder for the export bundles (default: ./export)")
+    add_json_flag(p)
     add_common(p)
     p.set_defaults(func=run)
 
@@ -208,8 +209,9 @@ def _command_available(command: str) -> bool:
 _METRICS = ("map", "micro_f1", "micro_f1_tuned", "macro_f1", "samples_f1", "p_at_1", "hamming")
 
 
-def _print_comparison(workspace: Path) -> None:
-    """One table: every trained model's test metrics beside the constant-predictor baselines."""
+def _comparison(workspace: Path) -> tuple[list[str], dict[str, dict]]:
+    """One table: every trained model's test metrics beside the constant-predictor baselines, as text lines and as
+    ``{run or "constant: <name>": {metric: value}}``."""
     from neuroposter._io import read_json
 
     rows: list[tuple[str, dict]] = []
@@ -226,14 +228,15 @@ def _print_comparison(workspace: Path) -> None:
             rows.append((model, metrics.get("test", metrics)))
             baselines = baselines or metrics.get("baselines", {})
     if not rows:
-        return
+        return [], {}
     rows += [(f"constant: {name}", values) for name, values in baselines.items()]
-    print("\n[demo] test metrics (hamming: lower is better; never read 1 - hamming as accuracy)")
-    print(f"  {'model':<28s}" + "".join(f"{m:>15s}" for m in _METRICS))
+    lines = ["", "[demo] test metrics (hamming: lower is better; never read 1 - hamming as accuracy)",
+             f"  {'model':<28s}" + "".join(f"{m:>15s}" for m in _METRICS)]
     for name, values in rows:
         cells = "".join(f"{values[m]:>15.3f}" if isinstance(values.get(m), (int, float)) else f"{'-':>15s}"
                         for m in _METRICS)
-        print(f"  {name:<28s}{cells}")
+        lines.append(f"  {name:<28s}{cells}")
+    return lines, {name: {m: values.get(m) for m in _METRICS} for name, values in rows}
 
 
 def _bundle(argv: list[str]) -> Path:
@@ -309,15 +312,17 @@ def run(args: argparse.Namespace) -> int:
             return code
         outcomes[stage.name] = _OK
     total = time.perf_counter() - t_all
-    _print_comparison(Path(args.workspace))
-    print("\n[demo] stage times")
+    lines, metrics = _comparison(Path(args.workspace))
+    lines += ["", "[demo] stage times"]
     width = max([34, *(len(name) for name, _ in timings)])
-    for name, dt in timings:
-        print(f"  {name:<{width}s} {dt:7.1f} s")
-    print(f"  {'total':<{width}s} {total:7.1f} s")
+    lines += [f"  {name:<{width}s} {dt:7.1f} s" for name, dt in timings]
+    lines.append(f"  {'total':<{width}s} {total:7.1f} s")
     report = Path(args.workspace) / "reports" / "default" / "report.html"
     if report.is_file():
-        print(f"\n[demo] energy profiling report: {report.resolve()}")
+        lines += ["", f"[demo] energy profiling report: {report.resolve()}"]
+    emit(args, lines, {"test_metrics": metrics, "stages": [{"stage": n, "seconds": dt} for n, dt in timings],
+                       "outcomes": outcomes, "total_seconds": total,
+                       "report": str(report.resolve()) if report.is_file() else None})
     return 0
 
 

@@ -161,3 +161,19 @@ def test_train_export_report_json_are_one_document_each(built, tmp_path, capsys)
     assert main(["report", "--runs", "sdt", "--no-latency", "-w", str(ws), "--json"]) == 0
     doc = _one_document(capsys.readouterr().out)
     assert Path(doc["report"]).is_dir() and doc["summary"] and isinstance(doc["energy"], list)
+
+
+def test_demo_json_is_one_document_with_stage_times_and_outcomes(tmp_path, capsys, monkeypatch) -> None:
+    """The demo's --json: its stages' own output goes to stderr; stdout holds the stage times and outcomes."""
+    import neuroposter.cli.demo as demo
+
+    monkeypatch.setattr(demo, "stages", lambda preset=None: [
+        demo.Stage("list profiles", "report", lambda a, s: ["report", "--list-profiles"]),
+        demo.Stage("never", "report", lambda a, s: ["report", "--list-profiles"], when=lambda o: False)])
+    assert main(["demo", "--size", "tiny", "-w", str(tmp_path / "ws"), "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["command"] == "demo" and doc["exit_code"] == 0
+    assert [s["stage"] for s in doc["stages"]] == ["list profiles"] and doc["stages"][0]["seconds"] >= 0
+    assert doc["outcomes"] == {"list profiles": "ok", "never": "skipped"}
+    assert "loihi" in captured.err                     # the stage's own table went to stderr
