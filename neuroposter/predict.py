@@ -288,11 +288,12 @@ def front_end(loaded: Any, run_dir: str | os.PathLike[str]) -> FrontEnd:
         ManifestError: an input is missing or changed (the message says what to re-run).
     """
     from neuroposter.models import MODELS
+    from neuroposter.targets.inputs import open_run_input
 
     run_dir = Path(run_dir)
     kind = MODELS.get(loaded.model_name).inputs
     if kind in ("spike_tokens", "spike_pooled", "feature_tokens"):
-        path, enc = _open(run_dir, loaded.manifest, "encoded")
+        path, enc = open_run_input(run_dir, loaded.manifest, "encoded")
         store = enc.features
         what = ("normalised features" if kind == "feature_tokens"
                 else f"{enc.encoder.name} encoder, T={enc.T}")
@@ -301,35 +302,14 @@ def front_end(loaded: Any, run_dir: str | os.PathLike[str]) -> FrontEnd:
         return FrontEnd(kind, store.dataset, desc, encoded=enc, store=store)
     if kind == "images":
         if "features" in (loaded.manifest.get("inputs") or {}):
-            path, store = _open(run_dir, loaded.manifest, "features")
+            path, store = open_run_input(run_dir, loaded.manifest, "features")
             return FrontEnd(kind, store.dataset, f"image policy of {store.dataset_path}, ImageNet normalisation "
                             f"(the {loaded.model_name}'s own DenseNet-169 backbone)", store=store)
-        path, ds = _open(run_dir, loaded.manifest, "dataset")
+        path, ds = open_run_input(run_dir, loaded.manifest, "dataset")
         size = int(loaded.model.image_size)
         return FrontEnd(kind, ds, f"image policy of {path}, resized to {size}x{size}, ImageNet normalisation",
                         image_size=size)
     raise DataError(f"no front end for a {loaded.model_name!r} run (model input {kind!r})")
-
-
-def _open(run_dir: Path, manifest: Mapping[str, Any], name: str) -> tuple[Path, Any]:
-    """Input ``name`` of a run (``encoded``, ``features``, ``dataset``), opened and checked against its key."""
-    from neuroposter.targets.inputs import check_input_key, run_input
-
-    path = run_input(run_dir, manifest, name)
-    if name == "encoded":
-        from neuroposter.encode import load_encoded
-
-        obj = load_encoded(path)
-    elif name == "features":
-        from neuroposter.features import open_store
-
-        obj = open_store(path)
-    else:
-        from neuroposter.data import load_dataset
-
-        obj = load_dataset(path)
-    check_input_key(path, getattr(obj, "key", None), run_dir, manifest, name)
-    return path, obj
 
 
 # ------------------------------------------------------------------------------------------------ decisions

@@ -31,7 +31,7 @@ import numpy as np
 
 from neuroposter.errors import DataError, ManifestError
 
-__all__ = ["EvalInputs", "evaluation_inputs", "run_input", "check_input_key", "select"]
+__all__ = ["EvalInputs", "evaluation_inputs", "run_input", "open_run_input", "check_input_key", "select"]
 
 # What re-creates each input a run's manifest can name.
 _RERUN = {"encoded": "neuroposter encode", "features": "neuroposter features", "dataset": "neuroposter data import"}
@@ -129,8 +129,9 @@ def select(n: int, samples: int, seed: int | None) -> np.ndarray:
     return np.sort(np.random.default_rng(int(seed)).permutation(int(n))[:k])
 
 
-def _open(run_dir: Path, manifest: Mapping[str, Any], name: str) -> tuple[Path, Any]:
-    """Opens input ``name`` of a run and checks its key against the run's record."""
+def open_run_input(run_dir: Path, manifest: Mapping[str, Any], name: str) -> tuple[Path, Any]:
+    """Opens input ``name`` of a run (``encoded``, ``features``, ``dataset``) and checks its key against the run's
+    record."""
     path = run_input(run_dir, manifest, name)
     if name == "encoded":
         from neuroposter.encode import load_encoded
@@ -171,7 +172,7 @@ def evaluation_inputs(loaded: Any, run_dir: str | os.PathLike[str], *, samples: 
     spec = MODELS.get(loaded.model_name)
     manifest = loaded.manifest
     if spec.inputs in ("spike_tokens", "spike_pooled", "feature_tokens"):
-        path, enc = _open(run_dir, manifest, "encoded")
+        path, enc = open_run_input(run_dir, manifest, "encoded")
         n = enc.size(split)
         if n == 0:
             raise DataError(f"{path} has no {split} samples")
@@ -190,12 +191,12 @@ def evaluation_inputs(loaded: Any, run_dir: str | os.PathLike[str], *, samples: 
         if "features" in (manifest.get("inputs") or {}):
             from neuroposter.features import preprocess
 
-            path, store = _open(run_dir, manifest, "features")
+            path, store = open_run_input(run_dir, manifest, "features")
             ds, name, key, to_tensor = store.dataset, "features", store.key, preprocess
         else:
             from neuroposter.models.vit import image_to_tensor
 
-            path, ds = _open(run_dir, manifest, "dataset")
+            path, ds = open_run_input(run_dir, manifest, "dataset")
             size = int(loaded.model.image_size)
             name, key, to_tensor = "dataset", ds.key, lambda img: image_to_tensor(img, size)
         split_idx = np.asarray(ds.indices(split))
