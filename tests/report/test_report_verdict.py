@@ -118,6 +118,27 @@ def test_a_significantly_worse_ann_is_no_alternative_and_a_cheaper_pipeline_says
     assert "above the cnn's" in text[0]
 
 
+def test_a_saving_within_one_percent_is_about_the_same_not_a_yes():
+    """The demo's case: the SDT pipeline and its twin's share the front end, which is nearly all of both; a 0.5 %
+    saving is 'about the same', and the answer says no meaningful saving."""
+    from neuroposter.report.verdict import NEGLIGIBLE_SAVING, verdict_text
+
+    e1, fe = _hand_energy_mj(1.0), 1.0
+    alt = (fe + e1) / (1 - 0.005)                      # the twin's pipeline: the SDT's is 0.5 % cheaper
+    models = _models({"ann-transformer": alt, "cnn": 3 * (fe + e1)}, fe)
+    be = _break_even(models).iloc[0]
+    assert be["saving"] == pytest.approx(0.005, rel=1e-9) and 0.005 < NEGLIGIBLE_SAVING
+    assert be["status"] == "same"
+    text = verdict_text(models, _break_even(models), pd.DataFrame(), snn="sdt", frontend_counted=True,
+                        frontend_is_cnn_backbone=False)
+    assert text[0].startswith("No meaningful saving") and "within 1 %" in text[0]
+    view = next(t for t in text if t.startswith("SDT-paper view:"))
+    assert "about the same as the ann-transformer" in view and "(0.5 % less" in view
+    # 2 % cheaper is a real saving
+    models = _models({"ann-transformer": (fe + e1) / (1 - 0.02), "cnn": 3 * (fe + e1)}, fe)
+    assert _break_even(models).iloc[0]["status"] == "cheaper"
+
+
 def test_no_sdt_run_says_so():
     from neuroposter.report.verdict import verdict_text
 
