@@ -74,13 +74,12 @@ def _fused_forward(x: Tensor, c: Tensor, v_th: Tensor, keep: bool) -> tuple[Tens
     v = torch.zeros_like(x[0])
     spikes = torch.empty_like(x)
     vd_all = torch.empty_like(x) if keep else None
-    for t in range(x.shape[0]):
-        vd = v + c * (x[t] - v)
-        if vd_all is not None:
-            vd_all[t] = vd
-        z = torch.gt(vd - v_th, 0.0)
+    for t in range(x.shape[0]):   # out= and in-place forms of the same kernels: fewer large allocations
+        dv = torch.sub(x[t], v).mul_(c)
+        vd = torch.add(v, dv, out=vd_all[t]) if vd_all is not None else v.add_(dv)
+        z = torch.gt(dv.copy_(vd).sub_(v_th), 0.0)
         spikes[t] = z
-        v = vd.masked_fill(z, 0.0)
+        v = vd.masked_fill(z, 0.0) if vd_all is not None else vd.masked_fill_(z, 0.0)
     return spikes, vd_all
 
 
@@ -89,16 +88,17 @@ def _fused_backward(grad: Tensor, vd_all: Tensor, c: Tensor, v_th: Tensor) -> Te
     what autograd computes through Norse's steps."""
     gx = torch.empty_like(grad)
     gv: Tensor | None = None
-    for t in range(grad.shape[0] - 1, -1, -1):
+    for t in range(grad.shape[0] - 1, -1, -1):    # in-place forms of the same kernels, on buffers of this loop
         vd = vd_all[t]
         s = vd - v_th
-        gz = grad[t] if gv is None else grad[t] - gv * vd
-        gvd = gz / (torch.abs(s) + 1.0).pow(2)          # SuperSpike, as norse.torch.functional.superspike
+        fired = torch.gt(s, 0.0)
+        den = s.abs_().add_(1.0).pow_(2)                   # SuperSpike, as norse.torch.functional.superspike
+        gz = grad[t].clone() if gv is None else torch.sub(grad[t], torch.mul(gv, vd))
+        gvd = gz.div_(den)
         if gv is not None:
-            gvd = gvd + gv.masked_fill(torch.gt(s, 0.0), 0.0)   # through the reset (1 - z) v~
-        gb = gvd * c
-        gx[t] = gb
-        gv = gvd - gb
+            gvd.add_(gv.masked_fill_(fired, 0.0))          # through the reset (1 - z) v~
+        gb = torch.mul(gvd, c, out=gx[t])
+        gv = gvd.sub_(gb)
     return gx
 
 
