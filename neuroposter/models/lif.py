@@ -77,7 +77,7 @@ def _fused_forward(x: Tensor, c: Tensor, v_th: Tensor, keep: bool) -> tuple[Tens
     for t in range(x.shape[0]):   # out= and in-place forms of the same kernels: fewer large allocations
         dv = torch.sub(x[t], v).mul_(c)
         vd = torch.add(v, dv, out=vd_all[t]) if vd_all is not None else v.add_(dv)
-        z = torch.gt(dv.copy_(vd).sub_(v_th), 0.0)
+        z = torch.gt(torch.sub(vd, v_th, out=dv), 0.0)     # dv reused for s = v~ - v_th
         spikes[t] = z
         v = vd.masked_fill(z, 0.0) if vd_all is not None else vd.masked_fill_(z, 0.0)
     return spikes, vd_all

@@ -166,3 +166,17 @@ def test_sdt_outputs_and_parameter_gradients_equal_with_either_backend(dtype: to
     for name in gf:
         _assert_grads_equal(gf[name], gn[name])
     assert any(float(g.abs().max()) > 0 for name, g in gf.items() if name.startswith("embed"))
+
+
+def test_broadcast_and_partial_gradients_match() -> None:
+    """A ``sum()`` loss hands the backward an expanded gradient; a loss on the last step only leaves the others
+    zero (the gradient then reaches earlier inputs only through the membrane and its reset)."""
+    x = torch.randn(5, 3, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 2
+    for loss in (lambda z: z.sum(), lambda z: z[-1].sum()):
+        grads = []
+        for backend in ("fused", "norse"):
+            xr = x.clone().requires_grad_(True)
+            loss(LIF(2.0, 0.9, backend=backend)(xr)).backward()
+            grads.append(xr.grad)
+        assert torch.equal(grads[0], grads[1])
+        assert grads[0][0].abs().sum() > 0
