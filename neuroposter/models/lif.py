@@ -25,18 +25,18 @@ every stateless layer around it runs once on the folded ``T * B`` batch.
 Backends (``LIF(..., backend=...)``, default :data:`DEFAULT_BACKEND`):
 
 * ``"fused"`` -- :class:`FusedLIFFunction`: one autograd node for all ``T`` steps. The forward loops over ``T``
-  without building a graph and keeps only the integrated membranes ``v~ [T, ...]``; the backward runs the
-  reverse-time recursion of the same equations, written to perform the very floating-point operations autograd
-  performs through Norse's step (same constants: Norse's float32 ``tau_mem_inv`` and ``v_th`` tensors, same
-  type promotion), so spikes are bit-identical and input gradients equal Norse's (tests/models/
-  test_fused_lif.py). With ``c = 1/tau``, ``s_t = v~_t - v_th``, ``g_t`` the gradient on ``z_t`` and
-  ``\bar v_t`` the gradient on the reset membrane ``v_t`` (0 after the last step):
+  without building a graph and keeps only the integrated membranes ``v~ [T, ...]`` and the spike mask; the
+  backward runs the reverse-time recursion of the same equations, written to perform the very floating-point
+  operations autograd performs through Norse's step (same constants: Norse's float32 ``tau_mem_inv`` and
+  ``v_th`` tensors, same type promotion), so spikes and input gradients are bit-identical to Norse's in float32
+  and float64 (tests/models/test_fused_lif.py). With ``c = 1/tau``, ``s_t = v~_t - v_th``, ``g_t`` the
+  gradient on ``z_t`` and ``\\bar v_t`` the gradient on the reset membrane ``v_t`` (0 after the last step):
 
   .. math::
-      \bar z_t = g_t - \bar v_t\,\tilde v_t,\quad
-      \bar{\tilde v}_t = \frac{\bar z_t}{(|s_t| + 1)^2} + (1 - z_t)\,\bar v_t,\quad
-      \bar x_t = c\,\bar{\tilde v}_t,\quad
-      \bar v_{t-1} = \bar{\tilde v}_t - \bar x_t
+      \\bar z_t = g_t - \\bar v_t\\,\\tilde v_t,\\quad
+      \\bar{\\tilde v}_t = \\frac{\\bar z_t}{(|s_t| + 1)^2} + (1 - z_t)\\,\\bar v_t,\\quad
+      \\bar x_t = c\\,\\bar{\\tilde v}_t,\\quad
+      \\bar v_{t-1} = \\bar{\\tilde v}_t - \\bar x_t
 
   (the reset ``(1 - z) v~`` is differentiated, not detached, as in Norse). Only the ``"super"`` surrogate is
   fused (SuperSpike as Norse 1.1.0 implements it: ``1 / (|s| + 1)^2``, its ``alpha`` is not used); another
@@ -65,25 +65,25 @@ DEFAULT_BACKEND = "fused"
 FUSED_SURROGATES = ("super",)
 
 
-def _fused_forward(x: Tensor, c: Tensor, v_th: Tensor, keep: bool) -> tuple[Tensor, Tensor | None]:
-    """Spikes ``[T, ...]`` and (``keep``) the integrated membranes ``v~ [T, ...]``, without a graph.
+def _fused_forward(x: Tensor, c: Tensor, v_th: Tensor, keep: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Spikes ``[T, ...]``, the same as a bool mask, and (``keep``) the integrated membranes ``v~ [T, ...]``,
+    without a graph.
 
     The operations are Norse's (``v + c (x - v)``, ``(v~ - v_th) > 0``), with ``c`` and ``v_th`` the 0-dim
     parameter tensors of the cell, so type promotion and rounding are the same.
     """
     v = torch.zeros_like(x[0])
-    spikes = torch.empty_like(x)
-    vd_all = torch.empty_like(x) if keep else None
+    fired = torch.empty(x.shape, dtype=torch.bool, device=x.device)
+    vd_all = torch.empty(x.shape, dtype=x.dtype, device=x.device) if keep else None
     for t in range(x.shape[0]):   # out= and in-place forms of the same kernels: fewer large allocations
         dv = torch.sub(x[t], v).mul_(c)
         vd = torch.add(v, dv, out=vd_all[t]) if vd_all is not None else v.add_(dv)
-        z = torch.gt(torch.sub(vd, v_th, out=dv), 0.0)     # dv reused for s = v~ - v_th
-        spikes[t] = z
+        z = torch.gt(torch.sub(vd, v_th, out=dv), 0.0, out=fired[t])     # dv reused for s = v~ - v_th
         v = vd.masked_fill(z, 0.0) if vd_all is not None else vd.masked_fill_(z, 0.0)
-    return spikes, vd_all
+    return fired.to(x.dtype), fired, vd_all
 
 
-def _fused_backward(grad: Tensor, vd_all: Tensor, c: Tensor, v_th: Tensor) -> Tensor:
+def _fused_backward(grad: Tensor, vd_all: Tensor, fired_all: Tensor, c: Tensor, v_th: Tensor) -> Tensor:
     """Gradient on the input currents: the reverse-time recursion (module docstring), operation for operation
     what autograd computes through Norse's steps."""
     gx = torch.empty_like(grad)
@@ -91,12 +91,11 @@ def _fused_backward(grad: Tensor, vd_all: Tensor, c: Tensor, v_th: Tensor) -> Te
     for t in range(grad.shape[0] - 1, -1, -1):    # in-place forms of the same kernels, on buffers of this loop
         vd = vd_all[t]
         s = vd - v_th
-        fired = torch.gt(s, 0.0)
         den = s.abs_().add_(1.0).pow_(2)                   # SuperSpike, as norse.torch.functional.superspike
         gz = grad[t].clone() if gv is None else torch.sub(grad[t], torch.mul(gv, vd))
         gvd = gz.div_(den)
         if gv is not None:
-            gvd.add_(gv.masked_fill_(fired, 0.0))          # through the reset (1 - z) v~
+            gvd.add_(gv.masked_fill_(fired_all[t], 0.0))          # through the reset (1 - z) v~
         gb = torch.mul(gvd, c, out=gx[t])
         gv = gvd.sub_(gb)
     return gx
@@ -108,16 +107,16 @@ class FusedLIFFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, c: Tensor, v_th: Tensor) -> Tensor:  # noqa: ANN001 - torch's ctx
-        spikes, vd_all = _fused_forward(x, c, v_th, keep=True)
-        ctx.save_for_backward(vd_all, c, v_th)
+        spikes, fired, vd_all = _fused_forward(x, c, v_th, keep=True)
+        ctx.save_for_backward(vd_all, fired, c, v_th)
         return spikes
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None]:  # noqa: ANN001
-        vd_all, c, v_th = ctx.saved_tensors
+        vd_all, fired, c, v_th = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None
-        return _fused_backward(grad.contiguous(), vd_all, c, v_th), None, None
+        return _fused_backward(grad.contiguous(), vd_all, fired, c, v_th), None, None
 
 
 def lif_fused(x: Tensor, c: Tensor, v_th: Tensor) -> Tensor:
