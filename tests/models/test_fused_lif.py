@@ -180,3 +180,16 @@ def test_broadcast_and_partial_gradients_match() -> None:
             grads.append(xr.grad)
         assert torch.equal(grads[0], grads[1])
         assert grads[0][0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("backend", ["fused", "norse"])
+def test_one_step_gradient_is_superspike_without_alpha(backend: str) -> None:
+    """Closed form for ``T = 1``: ``v~ = x / tau``, ``dz/dx = (1/tau) / (|v~ - v_th| + 1)^2`` -- Norse 1.1.0's
+    SuperSpike does not use ``alpha`` (100 by default: with it the gradient would be ~100x smaller)."""
+    x = torch.linspace(-3, 5, 41, dtype=torch.float64).reshape(1, 41)
+    xr = x.clone().requires_grad_(True)
+    z = LIF(4.0, 0.5, backend=backend)(xr)
+    z.sum().backward()
+    vd = x / 4.0
+    assert torch.equal(z, (vd > 0.5).double())
+    torch.testing.assert_close(xr.grad, 0.25 / ((vd - 0.5).abs() + 1.0) ** 2, rtol=1e-15, atol=0)
