@@ -76,7 +76,8 @@ def _fused_forward(x: Tensor, c: Tensor, v_th: Tensor, keep: bool) -> tuple[Tens
     fired = torch.empty(x.shape, dtype=torch.bool, device=x.device)
     vd_all = torch.empty(x.shape, dtype=x.dtype, device=x.device) if keep else None
     for t in range(x.shape[0]):   # out= and in-place forms of the same kernels: fewer large allocations
-        dv = torch.sub(x[t], v).mul_(c)
+        dv = torch.sub(x[t], v)
+        torch.mul(c, dv, out=dv)          # c first, as Norse: for half types c * b and b * c round differently
         vd = torch.add(v, dv, out=vd_all[t]) if vd_all is not None else v.add_(dv)
         z = torch.gt(torch.sub(vd, v_th, out=dv), 0.0, out=fired[t])     # dv reused for s = v~ - v_th
         v = vd.masked_fill(z, 0.0) if vd_all is not None else vd.masked_fill_(z, 0.0)
