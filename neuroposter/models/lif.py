@@ -53,6 +53,7 @@ import torch
 from norse.torch import LIFBoxCell, LIFBoxParameters
 from norse.torch.functional.lif_box import LIFBoxFeedForwardState
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["LIF", "LIF_BACKENDS", "DEFAULT_BACKEND", "FusedLIFFunction", "lif_fused", "set_lif_backend",
            "lif_firing_rates", "freeze_bias_before_bn"]
@@ -113,6 +114,7 @@ class FusedLIFFunction(torch.autograd.Function):
         return spikes
 
     @staticmethod
+    @once_differentiable          # the saved membranes carry no graph: no second derivatives
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None]:  # noqa: ANN001
         vd_all, fired, c, v_th = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
