@@ -335,11 +335,7 @@ def _int_lif_forward(self: nn.Module, x: Tensor) -> Tensor:
         z = threshold((v - plan.vth) / plan.unit, p.method, p.alpha)
         v = v - z * v
         out.append(z)
-    spikes = torch.stack(out)
-    detached = spikes.detach()
-    self._spike_sum, self._numel = detached.sum(), detached.numel()
-    self.last_spikes = detached if self.record_spikes else None
-    return spikes
+    return self._record(torch.stack(out))   # the LIF's own bookkeeping (firing rates, recorded spikes)
 
 
 def _identity(self: nn.Module, x: Tensor) -> Tensor:

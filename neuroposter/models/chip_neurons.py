@@ -119,11 +119,7 @@ class IF(LIF):
             v = v - z * v
             out.append(z)
         spikes = torch.stack(out)
-        detached = spikes.detach()
-        self._spike_sum = detached.sum()
-        self._numel = detached.numel()
-        self.last_spikes = detached if self.record_spikes else None
-        return spikes
+        return self._record(spikes)
 
     def to_nir(self, shape: tuple[int, ...]) -> nir.IF:
         """``nir.IF(r = 1, v_threshold = v_th, v_reset = 0)`` of ``shape`` (``dt = 1``: ``v <- v + I``)."""

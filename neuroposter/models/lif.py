@@ -55,7 +55,7 @@ from norse.torch.functional.lif_box import LIFBoxFeedForwardState
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["LIF", "LIF_BACKENDS", "DEFAULT_BACKEND", "FusedLIFFunction", "lif_fused", "set_lif_backend",
+__all__ = ["LIF", "SpikeRecorder", "LIF_BACKENDS", "DEFAULT_BACKEND", "FusedLIFFunction", "lif_fused", "set_lif_backend",
            "lif_firing_rates", "freeze_bias_before_bn"]
 
 #: The ways :class:`LIF` can run its ``T`` steps (module docstring).
@@ -130,7 +130,45 @@ def lif_fused(x: Tensor, c: Tensor, v_th: Tensor) -> Tensor:
     return _fused_forward(x, c, v_th, keep=False)[0]
 
 
-class LIF(nn.Module):
+class SpikeRecorder:
+    """What the project's spiking layers remember of their last forward: the spike sum and element count (firing
+    rates, also over several batches) and, with ``record_spikes``, the (detached) spikes themselves. A mix-in of
+    :class:`LIF`, the chip neurons and Xylo's neuron; call :meth:`_init_recorder` in ``__init__`` and return
+    :meth:`_record` of the spikes from ``forward``."""
+
+    record_spikes: bool
+    last_spikes: Tensor | None
+
+    def _init_recorder(self) -> None:
+        self.record_spikes = False
+        self.last_spikes = None
+        self._spike_sum: Tensor | None = None
+        self._numel = 0
+
+    def _record(self, spikes: Tensor) -> Tensor:
+        detached = spikes.detach()
+        self._spike_sum = detached.sum()
+        self._numel = detached.numel()
+        self.last_spikes = detached if self.record_spikes else None
+        return spikes
+
+    @property
+    def firing_rate(self) -> float:
+        """Spikes per element in the last forward (a fraction for 0/1 spikes, a mean count for multi-spike neurons;
+        nan before any forward)."""
+        if self._spike_sum is None or self._numel == 0:
+            return float("nan")
+        return float(self._spike_sum) / self._numel
+
+    @property
+    def spike_count(self) -> tuple[float, int]:
+        """``(spikes, elements)`` of the last forward, for averaging rates over several batches."""
+        if self._spike_sum is None:
+            return 0.0, 0
+        return float(self._spike_sum), self._numel
+
+
+class LIF(SpikeRecorder, nn.Module):
     """Multi-step discrete LIF neuron layer (Norse ``LIFBoxCell``, ``dt = 1``, strict threshold).
 
     Args:
@@ -169,10 +207,7 @@ class LIF(nn.Module):
             alpha=torch.as_tensor(float(alpha)),
         )
         self.cell = LIFBoxCell(p, dt=1.0)
-        self.record_spikes = False
-        self.last_spikes: Tensor | None = None
-        self._spike_sum: Tensor | None = None
-        self._numel = 0
+        self._init_recorder()
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, v_th={self.v_th}, surrogate={self.surrogate!r}"
@@ -199,25 +234,7 @@ class LIF(nn.Module):
                 z, state = self.cell(x_t, state)
                 out.append(z)
             spikes = torch.stack(out)  # [T, ...]
-        detached = spikes.detach()
-        self._spike_sum = detached.sum()
-        self._numel = detached.numel()
-        self.last_spikes = detached if self.record_spikes else None
-        return spikes
-
-    @property
-    def firing_rate(self) -> float:
-        """Fraction of non-zero outputs in the last forward (nan before any forward)."""
-        if self._spike_sum is None or self._numel == 0:
-            return float("nan")
-        return float(self._spike_sum) / self._numel
-
-    @property
-    def spike_count(self) -> tuple[float, int]:
-        """``(spikes, elements)`` of the last forward, for averaging rates over several batches."""
-        if self._spike_sum is None:
-            return 0.0, 0
-        return float(self._spike_sum), self._numel
+        return self._record(spikes)
 
 
 def set_lif_backend(module: nn.Module, backend: str) -> int:

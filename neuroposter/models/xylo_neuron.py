@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from neuroposter.models.lif import SpikeRecorder
+
 __all__ = ["XyloNeuron", "impulse_peak", "MAX_DASH", "MAX_SPIKES_HIDDEN", "MAX_SPIKES_OUT"]
 
 #: dashes are 4-bit fields on Xylo (xylosim ``XyloIAFNeuron``: "should be 4 bits").
@@ -79,7 +81,7 @@ class _SpikeCount(torch.autograd.Function):
         return grad / (1.0 + ctx.alpha * torch.abs(v - ctx.theta)) ** 2, None, None, None
 
 
-class XyloNeuron(nn.Module):
+class XyloNeuron(SpikeRecorder, nn.Module):
     """Multi-step Xylo neuron (synaptic + membrane bit-shift decays, subtractive multi-spike reset) in float.
 
     Args:
@@ -117,10 +119,7 @@ class XyloNeuron(nn.Module):
         self.bias = float(bias)
         self.max_spikes = int(max_spikes)
         self.alpha = float(alpha)
-        self.record_spikes = False
-        self.last_spikes: Tensor | None = None
-        self._spike_sum: Tensor | None = None
-        self._numel = 0
+        self._init_recorder()
 
     @classmethod
     def fitted_params(cls, base: dict[str, Any], given: Any) -> dict[str, Any]:
@@ -181,11 +180,7 @@ class XyloNeuron(nn.Module):
             v = v - n * self.v_th
             out.append(n)
         spikes = torch.stack(out)
-        detached = spikes.detach()
-        self._spike_sum = detached.sum()
-        self._numel = detached.numel()
-        self.last_spikes = detached if self.record_spikes else None
-        return spikes
+        return self._record(spikes)
 
     def to_nir(self, shape: tuple[int, ...] | int) -> nir.CubaLIF:
         """The neuron as ``nir.CubaLIF`` over ``shape`` (``dt = 1``; see the module docstring).
@@ -202,17 +197,3 @@ class XyloNeuron(nn.Module):
             v_leak=full(self.bias * 2.0 ** self.dash_mem), v_threshold=full(self.v_th),
             v_reset=full(0.0), w_in=full(2.0 ** self.dash_syn - 1.0),
             metadata={"reset": "subtract", "max_spikes": self.max_spikes, "xylo": xylo})
-
-    @property
-    def firing_rate(self) -> float:
-        """Mean spike count per element in the last forward (nan before any forward)."""
-        if self._spike_sum is None or self._numel == 0:
-            return float("nan")
-        return float(self._spike_sum) / self._numel
-
-    @property
-    def spike_count(self) -> tuple[float, int]:
-        """``(spikes, elements)`` of the last forward, for averaging rates over several batches."""
-        if self._spike_sum is None:
-            return 0.0, 0
-        return float(self._spike_sum), self._numel
