@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import pandas as pd
@@ -39,12 +40,35 @@ def _config(run: Any) -> dict[str, Any]:
     return {}
 
 
+def _init_from(run: Any, qat: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The config of the float run a quantisation-aware fine-tune started from (``qat.init_from.run``, found beside
+    the run in its workspace's runs folder), or None."""
+    src = ((qat or {}).get("init_from") or {}).get("run") if qat else None
+    path = getattr(run, "path", None)
+    if not src or path is None:
+        return None
+    sibling = Path(path).parent / Path(str(src)).name
+    if not (sibling / "manifest.json").is_file() and not (sibling / "resolved_config.yaml").is_file():
+        return None
+    cfg = _config(SimpleNamespace(manifest=_manifest(sibling), path=sibling))
+    return cfg or None
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    from neuroposter.report.collect import _maybe_json
+
+    return _maybe_json(folder / "manifest.json")
+
+
 def training_budget(run: Any) -> tuple[int | None, int | None] | None:
     """``(epochs, qat_epochs)`` of a run (``qat_epochs`` None for float training); None when unknown."""
     cfg = _config(run)
     ep = (cfg.get("train") or {}).get("epochs")
     qat = cfg.get("qat") if isinstance(cfg.get("qat"), dict) else None
     qep = ((qat or {}).get("train") or {}).get("epochs") if qat else None
+    src = _init_from(run, qat)
+    if src is not None:    # a fine-tune of another run: its float phase is that run's training
+        ep = (src.get("train") or {}).get("epochs")
     if not isinstance(ep, (int, float)):
         return None
     return int(ep), (int(qep) if isinstance(qep, (int, float)) else (0 if qat else None))

@@ -263,3 +263,19 @@ def test_html_answers_first_and_folds_the_rest(tmp_path):
     md = to_markdown("t", "Data: SYNTHETIC posters", [answer, *rest])
     assert md.index("> **Data: SYNTHETIC") < md.index("## Should I deploy?") < md.index("More detail") < \
         md.index("## Energy") < md.index("## Provenance")
+
+
+def test_a_fine_tune_reports_the_float_budget_of_the_run_it_started_from(tmp_path):
+    """A quantisation-aware fine-tune (`train --init-from sdt`) records the train defaults as its own float budget;
+    its float phase is the source run's training, found beside it in the runs folder."""
+    from neuroposter.report.seeds import budget_text, training_budget
+
+    runs = tmp_path / "runs"
+    (runs / "sdt").mkdir(parents=True)
+    (runs / "sdt" / "manifest.json").write_text(json.dumps({"config": {"train": {"epochs": 60}}}))
+    qat = {"config": {"train": {"epochs": 40}, "qat": {"train": {"epochs": 30},
+                                                      "init_from": {"run": "elsewhere/runs/sdt", "key": "k"}}}}
+    run = SimpleNamespace(manifest=qat, path=runs / "sdt-loihi")
+    assert budget_text(training_budget(run)) == "60 epochs + 30 QAT epochs"
+    run.manifest["config"]["qat"]["init_from"]["run"] = "elsewhere/runs/gone"      # source not here: its own record
+    assert budget_text(training_budget(run)) == "40 epochs + 30 QAT epochs"
