@@ -54,24 +54,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _energy_text(pj: float | None) -> str:
-    if pj is None:
-        return "unbounded"
-    for unit, scale in (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
-        if abs(pj) >= scale:
-            return f"{pj / scale:.3g} {unit}"
-    return f"{pj:.3g} pJ"
-
-
 def _energy_line(e: dict[str, Any]) -> str:
+    from neuroposter.profiling.foreign import energy_text   # nir/numpy: imported only when results are printed
+
     where = f"{e.get('placement')} on " if e.get("placement") in ("chip", "host") else ""
     if e.get("status") != "priced":
         why = str(e.get("reason") or "").strip().splitlines()[0][:160] if e.get("reason") else ""
         return f"    {where}{e.get('profile', '-')}: {e.get('status')}" + (f" ({why})" if why else "")
     rng = ""
     if e.get("low_pj") is not None and (e.get("low_pj") != e.get("energy_pj") or e.get("high_pj") != e.get("energy_pj")):
-        rng = f" [{_energy_text(e['low_pj'])} - {_energy_text(e.get('high_pj'))}]"
-    return (f"    {where}{e['profile']}: {_energy_text(e['energy_pj'])}{rng} ({e.get('evidence')}; "
+        rng = f" [{energy_text(e['low_pj'])} - {energy_text(e.get('high_pj'))}]"
+    return (f"    {where}{e['profile']}: {energy_text(e['energy_pj'])}{rng} ({e.get('evidence')}; "
             f"{'; '.join(e.get('includes') or [])})")
 
 

@@ -154,8 +154,7 @@ def connections(model: nn.Module) -> list[Connection]:
     if name == "SpikingMLPNet":
         return [Connection("fc1", "fc1", "fc1_bn"), Connection("fc2", "fc2", "fc2_bn"), Connection("head", "head")]
     if name == "ChipSNN":   # the host projection runs on the host CPU in float: not a connection of the chip
-        out = [Connection(f"layers.{i}.fc", f"layers.{i}.fc", f"layers.{i}.bn" if layer.bn is not None else None)
-               for i, layer in enumerate(model.layers)]
+        out = [Connection(f"layers.{i}.fc", f"layers.{i}.fc", f"layers.{i}.bn") for i in range(len(model.layers))]
         return out + [Connection("head", "head")]
     raise QATError(f"no quantisation-aware training for a {name}; supported: SpikeDrivenTransformer (sdt), "
                    "SpikingMLPNet (snn-mlp), ChipSNN (chip-snn)")

@@ -36,6 +36,7 @@ from neuroposter.profiling.energy import EnergyBreakdown
 
 __all__ = [
     "PROFILE_KIND",
+    "energy_text",
     "VIEW",
     "GRAPH_NAME",
     "SUMMARY_NAME",
@@ -361,7 +362,8 @@ def profile_graph(graph: nir.NIRGraph, x: np.ndarray, inputs: InputSpec, *, sour
 # -------------------------------------------------------------------------------------------------
 
 
-def _energy_text(pj: float | None) -> str:
+def energy_text(pj: float | None) -> str:
+    """An energy in pJ as a short text in the largest unit that keeps it >= 1 (``"1.2 mJ"``; None: unbounded)."""
     if pj is None:
         return "unbounded"
     for unit, scale in (("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
@@ -397,8 +399,8 @@ def format_profile(r: ForeignProfile) -> list[str]:
         if not b.available:
             lines.append(f"  {b.profile:<{pw}}  {'n/a':>10}  {'':<23} {b.evidence:<10} ({b.reason})")
             continue
-        rng = f"{_energy_text(b.low_pj)} - {_energy_text(b.high_pj)}"
-        lines.append(f"  {b.profile:<{pw}}  {_energy_text(b.total_pj):>10}  {rng:<23} {b.evidence:<10} "
+        rng = f"{energy_text(b.low_pj)} - {energy_text(b.high_pj)}"
+        lines.append(f"  {b.profile:<{pw}}  {energy_text(b.total_pj):>10}  {rng:<23} {b.evidence:<10} "
                      f"{'; '.join(b.includes)}")
     if not r.energy:
         lines.append("  (no profile priced)")

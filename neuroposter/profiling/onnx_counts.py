@@ -27,7 +27,7 @@ import numpy as np
 
 from neuroposter.profiling.counts import LayerCounts, OpCounts
 
-__all__ = ["OTHER_OP_FACTORS", "MAC_OPS", "NodeCount", "count_onnx", "onnx_node_counts", "onnx_subgraph",
+__all__ = ["OPSET", "trace_to_onnx", "OTHER_OP_FACTORS", "MAC_OPS", "NodeCount", "count_onnx", "onnx_node_counts", "onnx_subgraph",
            "BackboneCut", "backbone_cut"]
 
 MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -368,3 +368,32 @@ def backbone_cut(model: Any, *, prefix: str = "/backbone/") -> BackboneCut | Non
         return None
     out = backbone[-1].output[0]
     return BackboneCut(onnx_subgraph(proto, inputs[0], out), inputs[0].name, out, (int(dims[2]), int(dims[3])))
+
+
+#: the ONNX opset of every export (17: the first with LayerNormalization)
+OPSET = 17
+
+
+def trace_to_onnx(model: Any, example: Any, path: str | os.PathLike[str], *, input_name: str,
+                  dynamic_batch: bool = True) -> None:
+    """``torch.onnx.export`` of ``model`` on ``example`` at :data:`OPSET` (output ``logits``; a dynamic batch axis
+    unless ``dynamic_batch`` is False), traced with autograd on and the parameters requiring grad: that disables
+    ``nn.MultiheadAttention``'s eval "fast path" (``aten::_native_multi_head_attention`` has no ONNX export), so the
+    graph holds the plain MatMul/Softmax composition. The tracer's notes (shape checks that become constants) are
+    silenced; the parameters' ``requires_grad`` flags are restored."""
+    import warnings
+
+    import torch
+
+    axes = {input_name: {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+    flags = [p.requires_grad for p in model.parameters()]
+    try:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        with torch.enable_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            torch.onnx.export(model, (example,), str(path), opset_version=OPSET, input_names=[input_name],
+                              output_names=["logits"], dynamic_axes=axes, do_constant_folding=True)
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)

@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 
 from neuroposter._registry import Registry
 from neuroposter.profiling.counts import LayerCounts, OpCounts
+from neuroposter.profiling.onnx_counts import OPSET, trace_to_onnx
 from neuroposter.profiling.stored import ANN_WEIGHT_BITS, StoredCounts
 
 __all__ = ["REFERENCE_MODELS", "ReferenceModel", "REFERENCE_PREFIX", "NOT_TRAINED", "reference_counts",
@@ -49,7 +50,6 @@ __all__ = ["REFERENCE_MODELS", "ReferenceModel", "REFERENCE_PREFIX", "NOT_TRAINE
 #: the ``op_counts.json`` entry name of reference model ``x`` is ``REFERENCE_PREFIX + x``
 REFERENCE_PREFIX = "reference:"
 NOT_TRAINED = "random weights, not trained: priced only"
-_OPSET = 17
 
 
 @dataclass(frozen=True)
@@ -178,22 +178,13 @@ def _parameters(name: str, image_size: Sequence[int]) -> int:
 
 
 def _export(model: Any, shape: Sequence[int], path: str) -> None:
-    """``torch.onnx.export`` at opset 17 (autograd on: disables ``nn.MultiheadAttention``'s eval fast path, which
-    has no ONNX export, so attention is the plain MatMul/Softmax composition)."""
+    """The model at input ``shape`` to ONNX (:func:`~neuroposter.profiling.onnx_counts.trace_to_onnx`, fixed batch),
+    torchvision's UserWarnings silenced."""
     import torch
 
-    flags = [p.requires_grad for p in model.parameters()]
-    try:
-        for p in model.parameters():
-            p.requires_grad_(True)
-        with torch.enable_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", category=UserWarning)
-            torch.onnx.export(model, (torch.zeros(*shape),), path, opset_version=_OPSET, input_names=["images"],
-                              output_names=["logits"], do_constant_folding=True)
-    finally:
-        for p, f in zip(model.parameters(), flags):
-            p.requires_grad_(f)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        trace_to_onnx(model, torch.zeros(*shape), path, input_name="images", dynamic_batch=False)
 
 
 def _block(i: int) -> str:
@@ -309,7 +300,7 @@ def reference_counts(name: str, image_size: Sequence[int], *, replicate: bool = 
             "parameters": _parameters(name, size), "image_size": list(size), "requested_size": list(asked),
             "size_note": note, "weights": NOT_TRAINED, "source": spec.source, "counted": how,
             "seconds": round(seconds, 2)}
-    prov = (f"{spec.title}, standard architecture with {NOT_TRAINED}; torch -> ONNX (opset {_OPSET}) at "
+    prov = (f"{spec.title}, standard architecture with {NOT_TRAINED}; torch -> ONNX (opset {OPSET}) at "
             f"{size[0]}x{size[1]}, counted by count_onnx; {how}")
     return StoredCounts(counts, prov, info)
 

@@ -23,7 +23,6 @@ fewer than ``--min-trained-agreement`` (0.95) of the samples.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,13 @@ from typing import Any
 import numpy as np
 
 from neuroposter.errors import UsageError
+from neuroposter.profiling.onnx_counts import OPSET, trace_to_onnx
 from neuroposter.targets.base import ExportContext, Gate, Target, Verdict, gate_verdict, trained_gate
 
 __all__ = ["OPSET", "OnnxTarget", "export_onnx", "verify_onnx"]
 
 log = logging.getLogger(__name__)
 
-OPSET = 17
 MAX_REL_DIFF = 1e-4  # onnxruntime vs PyTorch, relative to the logit scale
 #: samples per forward (bounds the memory of a whole split of posters)
 _BATCH = 32
@@ -59,27 +58,11 @@ def export_onnx(model: Any, example: Any, path: str | Path, *, input_name: str) 
         parameter count.
     """
     import onnx
-    import torch
 
     path = Path(path)
     model = model.eval()
-    # Trace with autograd on and parameters requiring grad: that disables nn.MultiheadAttention's
-    # eval "fast path" (aten::_native_multi_head_attention has no ONNX export) so the exported graph
-    # is the plain MatMul/Softmax composition.
-    flags = [p.requires_grad for p in model.parameters()]
-    try:
-        for p in model.parameters():
-            p.requires_grad_(True)
-        with torch.enable_grad(), warnings.catch_warnings():
-            # shape checks in the models' forward become constants in the trace; the dynamic batch
-            # axis is verified against onnxruntime below, so the tracer's notes are noise here
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            torch.onnx.export(model, (example,), str(path), opset_version=OPSET, input_names=[input_name],
-                              output_names=["logits"], dynamic_axes={input_name: {0: "batch"}, "logits": {0: "batch"}},
-                              do_constant_folding=True)
-    finally:
-        for p, f in zip(model.parameters(), flags):
-            p.requires_grad_(f)
+    # the dynamic batch axis is verified against onnxruntime below
+    trace_to_onnx(model, example, path, input_name=input_name)
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
