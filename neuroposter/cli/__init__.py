@@ -12,7 +12,8 @@ Exit codes (``neuroposter.cli._common.EXIT_*``):
 
 ``--json`` (``demo``, ``train``, ``fit``, ``export``, ``report``, ``profile``, ``predict``): the command prints one JSON
 document on stdout -- ``{"command", "exit_code", ["error"], ...its results}`` -- and nothing else; everything else it
-prints goes to stderr (``_common.add_json_flag`` / ``_common.emit``).
+prints goes to stderr (``_common.add_json_flag`` / ``_common.emit``). A usage error (exit 2) with ``--json`` on the
+command line also prints its document, ``{"command", "exit_code": 2, "error"}``, before argparse exits.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Sequence
 
 from neuroposter import __version__
 from neuroposter.cli._common import (
-    EXIT_CODES_EPILOG, ConfigError, apply_config, json_document, one_line_errors, results_to_stderr,
+    EXIT_CODES_EPILOG, EXIT_USAGE, ConfigError, UsageExit, apply_config, json_document, one_line_errors, results_to_stderr,
 )
 
 __all__ = ["main", "build_parser", "COMMANDS"]
@@ -80,10 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        args = apply_config(parser, args, argv)
-    except ConfigError as exc:
-        parser.exit(2, f"neuroposter: error: {exc}\n")
+        try:
+            args = parser.parse_args(argv)
+            args = apply_config(parser, args, argv)
+        except ConfigError as exc:
+            sys.stderr.write(f"neuroposter: error: {exc}\n")
+            raise UsageExit(str(exc)) from None
+    except UsageExit as exc:
+        if "--json" in argv:   # a usage error still answers --json with its one document
+            command = next((a for a in argv if a in COMMANDS), None)
+            print(json_document(argparse.Namespace(command=command), EXIT_USAGE, exc.message), flush=True)
+        raise
     debug = bool(getattr(args, "debug", False))
     if getattr(args, "verify", False):
         os.environ["NEUROPOSTER_VERIFY"] = "full"   # read by neuroposter.manifest.verify_files

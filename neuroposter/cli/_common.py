@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["ConfigError", "add_common", "apply_config", "write_resolved_config", "workspace_of",
+__all__ = ["ConfigError", "UsageExit", "add_common", "apply_config", "write_resolved_config", "workspace_of",
            "int_at_least", "float_at_least", "positive_float", "int_in_range", "float_in_range",
            "samples_or_all", "parse_bool", "one_line_errors", "encode_steps", "seed_type", "SEED_MAX", "SAMPLES_MAX", "T_MAX",
            "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_REFUSED", "EXIT_CODES_EPILOG", "add_json_flag", "emit",
@@ -35,6 +36,15 @@ EXIT_REFUSED = 3
 EXIT_CODES_EPILOG = ("exit codes: 0 success; 1 failure (a failed verification, bad data; one-line message, traceback "
                      "with --debug); 2 usage error; 3 the chip refuses the network (export, fit: the verdict and every "
                      "violated limit are in the bundle's summary.json)")
+
+
+class UsageExit(SystemExit):
+    """argparse's exit on a usage error (exit code 2) that keeps its one-line message (``message``) for
+    ``--json``: :func:`neuroposter.cli.main` puts it into the JSON document."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
 
 
 class ConfigError(Exception):
@@ -218,7 +228,9 @@ def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     def error(message: str) -> None:  # argparse.ArgumentParser.error never returns
         where = f"{command}: " if command else ""
-        parser.exit(2, f"neuroposter: error: {where}{message} (see `{prog} --help`)\n")
+        line = f"{where}{message} (see `{prog} --help`)"
+        sys.stderr.write(f"neuroposter: error: {line}\n")
+        raise UsageExit(line)
 
     parser.error = error  # type: ignore[method-assign]
     return parser

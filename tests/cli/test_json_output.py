@@ -177,3 +177,35 @@ def test_demo_json_is_one_document_with_stage_times_and_outcomes(tmp_path, capsy
     assert [s["stage"] for s in doc["stages"]] == ["list profiles"] and doc["stages"][0]["seconds"] >= 0
     assert doc["outcomes"] == {"list profiles": "ok", "never": "skipped"}
     assert "loihi" in captured.err                     # the stage's own table went to stderr
+
+
+@pytest.mark.parametrize("argv, where", [
+    (["train", "--epochs", "0", "--json"], "train:"),                # a value out of range
+    (["export", "--target", "nowhere", "--json"], "export:"),        # a choice that does not exist
+    (["predict", "--json", "--no-such-flag"], "predict:"),           # an unknown flag
+])
+def test_a_usage_error_still_answers_json_with_one_document(argv, where, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    out, err = capsys.readouterr()
+    doc = _one_document(out)
+    assert doc["exit_code"] == 2 and doc["command"] == argv[0]
+    assert doc["error"].startswith(where) and doc["error"] in err   # the same line as the text error
+
+
+def test_a_bad_config_file_answers_json(tmp_path, capsys) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train: [unclosed\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--config", str(cfg), "--json"])
+    assert exc.value.code == 2
+    doc = _one_document(capsys.readouterr().out)
+    assert doc["exit_code"] == 2 and str(cfg) in doc["error"]
+
+
+def test_a_usage_error_without_json_prints_no_document(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--epochs", "0"])
+    out, err = capsys.readouterr()
+    assert out == "" and "neuroposter: error: train:" in err
