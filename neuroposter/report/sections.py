@@ -144,11 +144,12 @@ def _compact_details(data: ReportData, figs: Figures) -> Section:
     s.figure(figs["head_fe"], "Model alone vs DenseNet-169 front end (hatched) per model, headline views, linear mJ")
     s.p("Break-even per headline view (break_even.csv): the spiking pipeline against the cheapest ANN of similar "
         "accuracy; 'rate_break_even': the head's mean firing rate below which the pipeline would cost less (blank: "
-        "none, not even zero); 'frontend_break_even_mj': the front-end cost below which it would.")
+        "none, not even zero); 'steps_break_even': the largest number of timesteps T at which it would, at the measured "
+        "activity per step (blank: not even T = 1); 'frontend_break_even_mj': the front-end cost below which it would.")
     if not data.break_even.empty:
-        s.table(data.break_even[["view", "snn_run", "snn_firing_rate", "snn_model_mj", "snn_floor_mj",
+        s.table(data.break_even[["view", "snn_run", "snn_steps", "snn_firing_rate", "snn_model_mj", "snn_floor_mj",
                                  "snn_frontend_mj", "snn_pipeline_mj", "alt_model", "alt_pipeline_mj", "status",
-                                 "rate_break_even", "frontend_break_even_mj", "twin_head_mj",
+                                 "rate_break_even", "steps_break_even", "frontend_break_even_mj", "twin_head_mj",
                                  "twin_rate_break_even"]])
     s.p("Seed statistics pool only runs of one model with the same training budget (config epochs and QAT epochs) "
         "and distinct seeds; the others are listed with the reason (seeds.csv).")

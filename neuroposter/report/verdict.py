@@ -15,6 +15,9 @@ Pure functions over the report's tables; every sentence is computed from them, n
   the head's mean firing rate; the encoding layer, every-step neuron updates and the front end do not. The
   energy function is linear in the counts, so pricing the head at zero and at its measured activity
   (:func:`activity_energy`) gives the line, and the break-even rate is where it meets the alternative.
+  The timestep model is first order too: every count made per step (synaptic ops, events, weight fetches, spikes,
+  neuron updates, mask ops; the encoding layer's too unless the view computes it once per inference) scales with
+  ``T`` at the measured per-step activity; weights, state and the front end do not.
 * :func:`verdict_text` -- the sentences: the answer, the accuracy comparison, one sentence per view, the chips.
 """
 
@@ -31,6 +34,7 @@ from neuroposter.profiling.energy import estimate_energy
 from neuroposter.profiling.profiles import HardwareProfile
 
 __all__ = ["ALTERNATIVES", "compact_views", "model_table", "scaled_counts", "head_firing_rate", "activity_energy",
+           "more_steps", "steps_energy",
            "break_even_table", "verdict_text", "accuracy_relation", "BREAK_EVEN_COLUMNS", "compact_display"]
 
 # The ANN alternatives the spiking model is judged against: the CNN (DenseNet-169 classifier: the SNN's front end
@@ -38,9 +42,10 @@ __all__ = ["ALTERNATIVES", "compact_views", "model_table", "scaled_counts", "hea
 ALTERNATIVES = ("cnn", "vit", "ann-transformer")
 
 BREAK_EVEN_COLUMNS = [
-    "view", "title", "evaluation", "snn_run", "snn_firing_rate", "snn_model_mj", "snn_floor_mj", "snn_frontend_mj",
+    "view", "title", "evaluation", "snn_run", "snn_steps", "snn_firing_rate", "snn_model_mj", "snn_floor_mj", "snn_frontend_mj",
     "snn_pipeline_mj", "snn_lower_bound", "alternatives", "alt_model", "alt_run", "alt_pipeline_mj",
-    "alt_lower_bound", "status", "rate_break_even", "frontend_break_even_mj", "twin_model", "twin_head_mj",
+    "alt_lower_bound", "status", "rate_break_even", "steps_break_even", "frontend_break_even_mj", "twin_model",
+    "twin_head_mj",
     "twin_rate_break_even", "saving", "note"]
 
 #: a pipeline within this fraction of the alternative's energy costs "about the same" (status ``same``): a saving the
@@ -225,6 +230,40 @@ def activity_energy(counts: OpCounts, label: str, profile: HardwareProfile) -> t
     return out[0], out[1]
 
 
+_PER_STEP = ("dense_ops", "effective_macs", "effective_acs", "other_ops", "events_in", "spikes", "updates_dense",
+             "updates_effective", "weight_fetches", "weight_fetches_dense")
+
+
+def more_steps(counts: OpCounts, k: int) -> OpCounts:
+    """``counts`` of the same network run for ``k`` times as many timesteps at the same per-step activity: every
+    count made per step multiplied by ``k`` (``per_step`` repeated ``k`` times, ``T`` multiplied); weights, state
+    and activation bytes stay."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    layers = tuple(dataclasses.replace(lc, per_step=tuple(lc.per_step) * k,
+                                       **{f: getattr(lc, f) * k for f in _PER_STEP}) for lc in counts.layers)
+    return dataclasses.replace(counts, T=counts.T * k, layers=layers)
+
+
+def steps_energy(counts: OpCounts, label: str, profile: HardwareProfile) -> tuple[float | None, float | None]:
+    """``(energy at the measured T, energy added by each further timestep)`` in mJ per inference of an SNN's own
+    counts under the evaluation ``label`` (None when the profile cannot price them). The energy is linear in the
+    counts, so the runs at ``T`` and ``2 T`` give the line (:func:`more_steps`)."""
+    from neuroposter.report.tables import _finite
+
+    ev = _evaluation(label)
+    out = []
+    for k in (1, 2):
+        try:
+            b = _finite(estimate_energy(more_steps(counts, k), profile, view=ev.view, first_layer=ev.first_layer))
+        except ValueError:
+            return None, None
+        if not (b.available and b.total_pj is not None):
+            return None, None
+        out.append(b.total_pj * 1e-9)
+    return out[0], (out[1] - out[0]) / max(counts.T, 1)
+
+
 def _similar(models: pd.DataFrame, snn: str) -> list[str]:
     """The alternatives of similar or better accuracy (not significantly worse than the spiking model)."""
     return [a for a in ALTERNATIVES if a in set(models["model"])
@@ -263,10 +302,12 @@ def break_even_table(models: pd.DataFrame, runs: Sequence[Any], views: Sequence[
         if ANN_TWIN in m.index and _ok(m.loc[ANN_TWIN, f"{v.key}_head_mj"]):
             row["twin_model"], row["twin_head_mj"] = ANN_TWIN, float(m.loc[ANN_TWIN, f"{v.key}_head_mj"])
         prof = profiles.get(_evaluation(row["evaluation"]).profile) if row["evaluation"] else None
-        e0 = e1 = None
+        e0 = e1 = e_t = per_step = None
         if counts is not None and prof is not None:
             e0, e1 = activity_energy(counts, row["evaluation"], prof)
+            e_t, per_step = steps_energy(counts, row["evaluation"], prof)
             row["snn_firing_rate"] = head_firing_rate(counts)
+            row["snn_steps"] = int(counts.T)
         row["snn_floor_mj"] = e0
         fe = float(s[f"{v.key}_frontend_mj"]) if _ok(s[f"{v.key}_frontend_mj"]) else 0.0
         if not cands:
@@ -284,6 +325,10 @@ def break_even_table(models: pd.DataFrame, runs: Sequence[Any], views: Sequence[
             if _ok(row.get("twin_head_mj")) and _ok(rate) and slope > 0 and row["twin_head_mj"] > e0:
                 row["twin_rate_break_even"] = rate * (row["twin_head_mj"] - e0) / slope
             row["rate_break_even"] = r_star
+            if _ok(e_t) and _ok(per_step) and per_step > 0:
+                # the largest T (>= 1) at which the pipeline costs no more than the alternative; None: not even 1
+                t_star = math.floor(counts.T + (alt_e - fe - e_t) / per_step + 1e-9)
+                row["steps_break_even"] = t_star if t_star >= 1 else None
             row["saving"] = (alt_e - pipe) / alt_e if alt_e > 0 else None
             if pipe < alt_e and _ok(row["saving"]) and row["saving"] < NEGLIGIBLE_SAVING:
                 row["status"] = "same"
@@ -318,6 +363,20 @@ def _up_to(rate: Any) -> str:
     return "at any firing rate" if float(rate) >= 1 else f"up to a mean firing rate of {_pct(rate)}"
 
 
+def _steps_clause(b: Any) -> str:
+    """``", up to T = 9 timesteps (it runs 4)"`` / ``", nor would fewer timesteps (it runs 4)"`` for
+    the timestep break-even (empty when it is not known)."""
+    steps = b.get("snn_steps")
+    if not _ok(steps):
+        return ""
+    t_star = b.get("steps_break_even")
+    if b["status"] == "cheaper":
+        return f", up to T = {int(t_star)} timesteps (it runs {int(steps)})" if _ok(t_star) else ""
+    if _ok(t_star) and int(t_star) >= 1:
+        return f", or at most T = {int(t_star)} timesteps at the same activity per step (it runs {int(steps)})"
+    return f", nor would any number of timesteps (it runs {int(steps)}; even T = 1 costs more)"
+
+
 def _view_sentence(b: Any, snn: str) -> str:
     lb = _lb(b["snn_lower_bound"])
     head = (f"{b['title']}: {snn} {lb}{_mj(b['snn_model_mj'])} mJ alone, {lb}{_mj(b['snn_pipeline_mj'])} mJ with "
@@ -340,13 +399,15 @@ def _view_sentence(b: Any, snn: str) -> str:
         txt = head + f": LESS than {alt}, the cheapest ANN of similar accuracy"
         if _ok(b["rate_break_even"]):
             txt += f", {_up_to(b['rate_break_even'])} (it runs at {rate})"
+        txt += _steps_clause(b)
     elif st == "impossible":
         floor = float(b["snn_floor_mj"]) + (float(b["snn_frontend_mj"]) if _ok(b["snn_frontend_mj"]) else 0.0)
         txt = (head + f": more than {alt}, the cheapest ANN of similar accuracy; even at zero spikes it costs "
-               f"{_mj(floor)} mJ (front end {_mj(b['snn_frontend_mj'])}), so no firing rate breaks even -- {fe_txt}")
+               f"{_mj(floor)} mJ (front end {_mj(b['snn_frontend_mj'])}), so no firing rate breaks even"
+               f"{_steps_clause(b)} -- {fe_txt}")
     else:
         txt = (head + f": more than {alt}, the cheapest ANN of similar accuracy; the head would need a mean firing "
-               f"rate below {_pct(b['rate_break_even'])} (it runs at {rate}), or {fe_txt}")
+               f"rate below {_pct(b['rate_break_even'])} (it runs at {rate}){_steps_clause(b)}, or {fe_txt}")
     if _ok(b.get("twin_head_mj")):
         th = f"the {b['twin_model']}'s head ({_mj(b['twin_head_mj'])} mJ, same front end)"
         if _ok(b["snn_model_mj"]) and float(b["snn_model_mj"]) < float(b["twin_head_mj"]):

@@ -87,6 +87,37 @@ def test_break_even_firing_rate_equals_a_hand_computation():
     assert f"{e1:.3g} mJ alone" in view and f"{fe + e1:.3g} mJ with the front end" in view
 
 
+def _hand_energy_at_steps_mj(steps: int) -> float:
+    """The SDT-paper view by hand at ``steps`` timesteps and the measured activity per step: the encoding layer is
+    computed once per inference (this label), every other synop is made per step."""
+    p = load_profile(PAPER_PROFILE)
+    return (1e9 / T * p.energy["e_mac_pj"] + 5e8 / T * steps * p.energy["e_ac_pj"]) * 1e-9
+
+
+def test_break_even_timesteps_equal_a_hand_computation():
+    from neuroposter.report.verdict import more_steps, verdict_text
+
+    fe = 1.0
+    alt = fe + _hand_energy_at_steps_mj(2) + 1e-12     # the pipeline costs no more than the alternative up to T = 2
+    models = _models({"ann-transformer": alt, "cnn": 3 * (fe + _hand_energy_mj(1.0))}, fe)
+    be = _break_even(models).iloc[0]
+    assert be["status"] == "break-even" and be["snn_steps"] == T
+    assert be["steps_break_even"] == 2
+    assert fe + _hand_energy_at_steps_mj(3) > alt                      # and not at T = 3
+    view = next(t for t in verdict_text(models, _break_even(models), pd.DataFrame(), snn="sdt",
+                                        frontend_counted=True, frontend_is_cnn_backbone=False)
+                if t.startswith("SDT-paper view:"))
+    assert "or at most T = 2 timesteps at the same activity per step (it runs 4)" in view
+    # an alternative cheaper than the pipeline at T = 1: no number of steps would do
+    models = _models({"ann-transformer": fe + _hand_energy_at_steps_mj(1) * 0.99, "cnn": 3 * fe}, fe)
+    be = _break_even(models).iloc[0]
+    assert pd.isna(be["steps_break_even"])
+    # more_steps keeps weights and multiplies every per-step count
+    c2 = more_steps(_counts(), 3)
+    assert c2.T == 3 * T and c2.layers[1].spikes == 3 * 2e7 and c2.layers[1].n_neurons == 50
+    assert c2.layers[2].effective_acs == 3 * 5e8
+
+
 def test_zero_spikes_cannot_beat_an_alternative_cheaper_than_the_front_end():
     from neuroposter.report.verdict import verdict_text
 
