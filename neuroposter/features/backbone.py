@@ -188,6 +188,11 @@ def _backbone_class() -> Any:
                 self.features = features
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
+                # channels-last input: oneDNN's CPU convolutions run DenseNet-169 about twice as fast (measured:
+                # 0.55 vs 1.06 s for 16 posters at 268x182 on 2 cores; outputs agree to ~2e-5); an ONNX export or
+                # a trace keeps the default layout so that the exported graph has no layout ops
+                if x.device.type == "cpu" and not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
+                    x = x.contiguous(memory_format=torch.channels_last)
                 return torch.relu(self.features(x))
 
         _Backbone.cls = DenseNetBackbone
