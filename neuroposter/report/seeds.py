@@ -1,7 +1,8 @@
 """Seed statistics from runs with the same training budget only.
 
-Runs of one model are pooled over seeds only when they were trained with the same budget: the run config's
-``train.epochs`` and, for a quantisation-aware fine-tune, ``qat.train.epochs`` (the run's ``manifest.json``
+Runs of one model are pooled over seeds only when they were trained with the same budget (epochs, QAT epochs and
+early stopping's patience): the run config's
+``train.epochs`` and ``train.patience``, and for a quantisation-aware fine-tune ``qat.train.epochs`` (the run's ``manifest.json``
 ``config``, else its ``resolved_config.yaml``). Each model's *representative* run (the report's row for the
 model: the run named like the model, else its first float-trained run, else its first run) fixes the budget;
 every other run of the model with another budget, an unknown budget or a seed already seen is left out, with
@@ -60,10 +61,13 @@ def _manifest(folder: Path) -> dict[str, Any]:
     return _maybe_json(folder / "manifest.json")
 
 
-def training_budget(run: Any) -> tuple[int | None, int | None] | None:
-    """``(epochs, qat_epochs)`` of a run (``qat_epochs`` None for float training); None when unknown."""
+def training_budget(run: Any) -> tuple[int | None, int | None, int | None] | None:
+    """``(epochs, qat_epochs, patience)`` of a run (``qat_epochs`` None for float training, ``patience`` None when
+    not recorded); None when unknown. Early stopping's patience is part of the budget: it decides how long a run
+    trains."""
     cfg = _config(run)
-    ep = (cfg.get("train") or {}).get("epochs")
+    train = cfg.get("train") or {}
+    ep, pat = train.get("epochs"), train.get("patience")
     qat = cfg.get("qat") if isinstance(cfg.get("qat"), dict) else None
     qep = ((qat or {}).get("train") or {}).get("epochs") if qat else None
     src = _init_from(run, qat)
@@ -71,14 +75,17 @@ def training_budget(run: Any) -> tuple[int | None, int | None] | None:
         ep = (src.get("train") or {}).get("epochs")
     if not isinstance(ep, (int, float)):
         return None
-    return int(ep), (int(qep) if isinstance(qep, (int, float)) else (0 if qat else None))
+    return (int(ep), (int(qep) if isinstance(qep, (int, float)) else (0 if qat else None)),
+            int(pat) if isinstance(pat, (int, float)) else None)
 
 
-def budget_text(b: tuple[int | None, int | None] | None) -> str:
-    """``"3 epochs"``, ``"40 epochs + 2 QAT epochs"``, ``"unknown budget"``."""
+def budget_text(b: tuple[int | None, ...] | None) -> str:
+    """``"3 epochs"``, ``"40 epochs + 2 QAT epochs"``, ``"60 epochs, patience 4"``, ``"unknown budget"``."""
     if b is None:
         return "unknown budget"
-    return f"{b[0]} epochs" + (f" + {b[1]} QAT epochs" if b[1] is not None else "")
+    pat = b[2] if len(b) > 2 else None
+    return (f"{b[0]} epochs" + (f" + {b[1]} QAT epochs" if b[1] is not None else "")
+            + (f", patience {pat}" if pat is not None else ""))
 
 
 def _seed(run: Any) -> Any:

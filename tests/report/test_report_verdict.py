@@ -310,3 +310,16 @@ def test_a_fine_tune_reports_the_float_budget_of_the_run_it_started_from(tmp_pat
     assert budget_text(training_budget(run)) == "60 epochs + 30 QAT epochs"
     run.manifest["config"]["qat"]["init_from"]["run"] = "elsewhere/runs/gone"      # source not here: its own record
     assert budget_text(training_budget(run)) == "40 epochs + 30 QAT epochs"
+
+
+def test_runs_with_another_patience_are_not_pooled():
+    """Early stopping's patience decides how long a run trains: a run with another patience has another budget."""
+    from neuroposter.report.seeds import seed_groups
+
+    runs = [_run("sdt", "sdt", 0, 60, 0.50), _run("sdt-s1", "sdt", 1, 60, 0.52), _run("sdt-s2", "sdt", 2, 60, 0.58)]
+    runs[0].manifest["config"]["train"]["patience"] = 4
+    runs[1].manifest["config"]["train"]["patience"] = 4
+    runs[2].manifest["config"]["train"]["patience"] = 5
+    g = seed_groups(runs).set_index("run")
+    assert list(g.index[g["pooled"]]) == ["sdt", "sdt-s1"]
+    assert g.loc["sdt-s2", "reason"] == "another training budget (60 epochs, patience 5, not 60 epochs, patience 4)"
