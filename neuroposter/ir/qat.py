@@ -54,13 +54,14 @@ import numpy as np
 import torch
 from norse.torch.functional.threshold import threshold
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from neuroposter.errors import NeuroposterError
 from neuroposter.ir.lower import fold_bn_tensors
 from neuroposter.ir.quantize import pow2_exponent
 
 __all__ = ["WEIGHT_SCHEMES", "Arithmetic", "Connection", "QATError", "connections", "quantize_tensor",
-           "fake_quant", "enable", "disable", "arithmetic_of", "deployed_weights", "round_ste", "IntegerPlan",
+           "fake_quant", "enable", "disable", "arithmetic_of", "deployed_weights", "round_ste", "IntegerPlan", "IntLIFFunction",
            "integer_plan", "deployed_connection"]
 
 #: Weight grids: ``pow2`` (mantissa x shared power-of-two exponent: Loihi 2) and ``grid`` (symmetric linear grid
@@ -316,6 +317,73 @@ def _qat_forward(self: nn.Linear, x: Tensor) -> Tensor:
     return round_ste(y, torch.floor) / plan.gain_scale + b      # Lava's flooring exponent shift
 
 
+def _int_lif_steps(x: Tensor, plan: _NeuronPlan, rnd: Tensor, keep: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The integer LIF's forward over ``x [T, ...]`` (float64) without a graph: spikes ``[T, ...]`` and (``keep``)
+    the clamped membranes before the reset and the clamp's pass mask, which the backward pass reads. The same
+    operations in the same order as the step-wise autograd path, so the spikes are bit-identical (a straight-through
+    rounding ``x + (round(x) - x)`` is exactly ``round(x)``)."""
+    gain = plan.gain_scale * plan.act
+    lo, hi = -plan.limit + 1, plan.limit - 1
+    v = torch.zeros_like(x[0])
+    z_all = torch.empty_like(x)
+    vc_all = torch.empty_like(x) if keep else None
+    ok_all = torch.empty(x.shape, dtype=torch.bool, device=x.device) if keep else None
+    for t in range(x.shape[0]):
+        i_t = torch.round(x[t] * gain) + rnd
+        p = torch.trunc(v * plan.decay) + i_t
+        if ok_all is not None:
+            torch.logical_and(p >= lo, p <= hi, out=ok_all[t])
+        v = torch.clamp(p, lo, hi)
+        if vc_all is not None:
+            vc_all[t] = v
+        z = torch.gt((v - plan.vth) / plan.unit, 0.0).to(x.dtype)
+        z_all[t] = z
+        v = v - z * v
+    return z_all, vc_all, ok_all
+
+
+class IntLIFFunction(torch.autograd.Function):
+    """The chip's integer LIF over all ``T`` steps as one autograd node, with the SuperSpike surrogate (Norse's
+    ``"super"``: ``1 / (|s| + 1)^2`` of ``s = (v - vth) / unit``) and straight-through roundings; ``apply(x, plan,
+    rnd)``. Its spikes are those of the step-wise path bit for bit; its input gradient is the same recursion
+    (equal to rounding: autograd sums the membrane's three gradient terms in another order):
+
+    .. math::
+        \bar z_t = g_t - \bar v_t v_t,\quad
+        \bar v^c_t = \frac{\bar z_t}{u (|s_t| + 1)^2} + (1 - z_t) \bar v_t,\quad
+        \bar p_t = [lo \le p_t \le hi]\, \bar v^c_t,\quad
+        \bar x_t = g s\, 2^{a} \bar p_t,\quad
+        \bar v_{t-1} = d\, \bar p_t
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, plan: _NeuronPlan, rnd: Tensor) -> Tensor:  # noqa: ANN001 - torch's ctx
+        z, vc, ok = _int_lif_steps(x, plan, rnd, keep=True)
+        ctx.plan = plan
+        ctx.save_for_backward(z, vc, ok)
+        return z
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None]:  # noqa: ANN001
+        z_all, vc_all, ok_all = ctx.saved_tensors
+        plan = ctx.plan
+        gain = plan.gain_scale * plan.act
+        gx = torch.empty_like(grad)
+        gv: Tensor | None = None
+        for t in range(grad.shape[0] - 1, -1, -1):
+            vc, z = vc_all[t], z_all[t]
+            den = ((vc - plan.vth) / plan.unit).abs_().add_(1.0).pow_(2)
+            gz = grad[t] if gv is None else grad[t] - gv * vc
+            gvc = gz / den / plan.unit
+            if gv is not None:
+                gvc = gvc + gv * (1.0 - z)
+            gp = gvc.masked_fill_(~ok_all[t], 0.0)
+            gx[t] = gp * gain
+            gv = gp * plan.decay
+        return gx, None, None
+
+
 def _int_lif_forward(self: nn.Module, x: Tensor) -> Tensor:
     """The chip's integer LIF over ``x [T, ...]`` (module docstring), spikes as the float LIF returns them."""
     st: _QATState = self._qat_state
@@ -325,6 +393,10 @@ def _int_lif_forward(self: nn.Module, x: Tensor) -> Tensor:
     x = x.to(torch.float64)
     rnd = plan.bias_rounding.to(x.device)
     p = self.cell.p
+    if p.method == "super" and getattr(self, "_qat_fused", True):   # one autograd node over T (IntLIFFunction)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return self._record(IntLIFFunction.apply(x, plan, rnd))
+        return self._record(_int_lif_steps(x, plan, rnd, keep=False)[0])
     v = torch.zeros_like(x[0])
     out = []
     for x_t in x.unbind(0):

@@ -248,3 +248,73 @@ def test_a_deep_copy_keeps_the_integer_arithmetic() -> None:
     clone = copy.deepcopy(model).double()
     np.testing.assert_array_equal(clone(x.double()).detach().numpy(), model(x).detach().numpy())
     assert clone._qat_state is not model._qat_state and clone._qat_state.plan is not None
+
+
+def _step_wise_int_lif(x: torch.Tensor, plan, rnd: torch.Tensor) -> torch.Tensor:
+    """The integer LIF written step by step with autograd (straight-through roundings, SuperSpike surrogate on
+    ``(v - vth) / unit``): the reference for the fused node."""
+    from norse.torch.functional.threshold import threshold
+
+    def ste(a, fn):
+        return a + (fn(a.detach()) - a).detach()
+
+    v = torch.zeros_like(x[0])
+    out = []
+    for x_t in x.unbind(0):
+        v = ste(v * plan.decay, torch.trunc) + ste(x_t * (plan.gain_scale * plan.act), torch.round) + rnd
+        v = torch.clamp(v, -plan.limit + 1, plan.limit - 1)
+        z = threshold((v - plan.vth) / plan.unit, "super", 100.0)
+        v = v - z * v
+        out.append(z)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("limit", [2.0 ** 23, 40.0], ids=["wide", "saturating"])
+def test_fused_integer_lif_is_the_step_wise_one(limit: float) -> None:
+    """One autograd node over T: the same spikes bit for bit and the same input gradient (to rounding), also where
+    the membrane saturates at the state width (the clamp passes no gradient there)."""
+    from neuroposter.ir.qat import IntLIFFunction, _NeuronPlan
+
+    g = torch.Generator().manual_seed(5)
+    plan = _NeuronPlan(gain_scale=3.0, unit=12.0, decay=0.5, decay_bits=12, act=4.0, vth=20.0, limit=limit,
+                       bias_rounding=torch.zeros(6, dtype=torch.float64))
+    rnd = (torch.rand(6, generator=g, dtype=torch.float64) < 0.5).double()
+    x = (torch.randn(6, 7, 6, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+    x2 = x.detach().clone().requires_grad_(True)
+    fused, ref = IntLIFFunction.apply(x, plan, rnd), _step_wise_int_lif(x2, plan, rnd)
+    assert 0 < float(fused.mean()) < 1
+    torch.testing.assert_close(fused, ref, rtol=0, atol=0)
+    w = torch.randn(fused.shape, generator=g, dtype=torch.float64)
+    (fused * w).sum().backward()
+    (ref * w).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-12, atol=1e-12)
+    if limit < 100:                                     # the saturating case really saturates
+        p_max = float((x.detach() * 12).round().abs().max())
+        assert p_max > limit
+
+
+@pytest.mark.parametrize("make", [_small_sdt, _small_mlp], ids=["sdt", "snn-mlp"])
+def test_fused_integer_neurons_train_like_the_step_wise_ones(make: object) -> None:
+    """A quantisation-aware model with the fused integer LIF: the same logits bit for bit and the same parameter
+    gradients (to rounding) as with the step-wise integer LIF."""
+    from neuroposter.models.lif import LIF
+    from neuroposter.targets import training_quantiser
+
+    grads = []
+    for fused in (True, False):
+        model = make()
+        enable(model, LOIHI, training_quantiser(LOIHI))
+        model.train()
+        for mod in model.modules():
+            if isinstance(mod, LIF):
+                object.__setattr__(mod, "_qat_fused", fused)
+        x = _spikes(model, b=16)
+        out = model(x)
+        out.float().pow(2).mean().backward()
+        grads.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (o1, g1), (o2, g2) = grads
+    torch.testing.assert_close(o1, o2, rtol=0, atol=0)
+    assert g1.keys() == g2.keys() and g1
+    assert any(float(v.abs().max()) > 0 for v in g1.values())
+    for k in g1:
+        torch.testing.assert_close(g1[k], g2[k], rtol=1e-9, atol=1e-12, msg=k)
