@@ -130,7 +130,7 @@ def compute_report(ws: Path, *, runs: Sequence[str] | None, profiles: Sequence[s
     models = verdict.model_table(run_infos, head, ci, groups, chip_rows, views, headline.SNN_MODEL)
     be = verdict.break_even_table(models, run_infos, views, all_profiles, headline.SNN_MODEL)
     text = verdict.verdict_text(models, be, chip_rows, snn=headline.SNN_MODEL, frontend_counted=fe_counts is not None,
-                                frontend_is_cnn_backbone=fe_counts is not None and frontend == "auto")
+                                frontend_is_cnn_backbone=fe_counts is not None and frontend == "auto", views=views)
     return ReportData(
         runs=run_infos, bundles=bundles, roots=exports, device_profiles=device_profiles, profiles=all_profiles,
         frontend=fe_counts, frontend_source=fe_source, frontend_profile=frontend_profile, samples=samples,

@@ -18,6 +18,8 @@ Pure functions over the report's tables; every sentence is computed from them, n
   The timestep model is first order too: every count made per step (synaptic ops, events, weight fetches, spikes,
   neuron updates, mask ops; the encoding layer's too unless the view computes it once per inference) scales with
   ``T`` at the measured per-step activity; weights, state and the front end do not.
+* :func:`winners` -- which model wins where: per view, the cheapest pipeline among every model (spiking or not,
+  with or without a front end) whose test-mAP interval overlaps the most accurate model's.
 * :func:`verdict_text` -- the sentences: the answer, the accuracy comparison, one sentence per view, the chips.
 """
 
@@ -35,7 +37,7 @@ from neuroposter.profiling.profiles import HardwareProfile
 
 __all__ = ["ALTERNATIVES", "compact_views", "model_table", "scaled_counts", "head_firing_rate", "activity_energy",
            "more_steps", "steps_energy",
-           "break_even_table", "verdict_text", "accuracy_relation", "BREAK_EVEN_COLUMNS", "compact_display"]
+           "break_even_table", "verdict_text", "winners", "winners_text", "accuracy_relation", "BREAK_EVEN_COLUMNS", "compact_display"]
 
 # The ANN alternatives the spiking model is judged against: the CNN (DenseNet-169 classifier: the SNN's front end
 # is its backbone), the ViT, and the SDT's ANN twin (same tokens, same front end).
@@ -464,8 +466,64 @@ def _answer(be: pd.DataFrame, snn: str, rels: Mapping[str, tuple[str, str]]) -> 
             f"than the cheapest ANN of similar accuracy{rest}; {acc}.")
 
 
+def winners(models: pd.DataFrame, views: Sequence[Any]) -> pd.DataFrame:
+    """Which model wins where: per headline view, among the models whose test-mAP interval overlaps the most
+    accurate model's (not distinguishable from the best on this test set), the one whose pipeline (front end
+    included) costs least. Columns: ``view``, ``title``, ``best_model``, ``contenders`` (comma-separated),
+    ``winner``, ``winner_mj``, ``winner_kind``, ``spiking`` (the cheapest spiking contender) and ``spiking_mj``."""
+    cols = ["view", "title", "best_model", "contenders", "winner", "winner_mj", "winner_kind", "spiking",
+            "spiking_mj"]
+    if models.empty:
+        return pd.DataFrame(columns=cols)
+    acc = models[models["map"].map(_ok)]
+    if acc.empty:
+        return pd.DataFrame(columns=cols)
+    best = acc.loc[acc["map"].astype(float).idxmax()]
+    lo = float(best["map_low"]) if _ok(best.get("map_low")) else float(best["map"])
+
+    def close(r: Any) -> bool:
+        hi = float(r["map_high"]) if _ok(r.get("map_high")) else float(r["map"])
+        return hi >= lo
+
+    cont = acc[acc.apply(close, axis=1)]
+    rows = []
+    for v in views:
+        col = f"{v.key}_pipeline_mj"
+        priced = cont[cont[col].map(_ok)] if col in cont else cont.iloc[0:0]
+        row: dict[str, Any] = {"view": v.key, "title": getattr(v, "short", "") or v.title,
+                               "best_model": best["model"], "contenders": ", ".join(map(str, cont["model"]))}
+        if not priced.empty:
+            w = priced.loc[priced[col].astype(float).idxmin()]
+            row.update(winner=w["model"], winner_mj=float(w[col]), winner_kind=w.get("kind"))
+            snn = priced[priced["kind"] == "snn"]
+            if not snn.empty:
+                sw = snn.loc[snn[col].astype(float).idxmin()]
+                row.update(spiking=sw["model"], spiking_mj=float(sw[col]))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def winners_text(models: pd.DataFrame, views: Sequence[Any]) -> str | None:
+    """One sentence from :func:`winners` (None without a priced view)."""
+    w = winners(models, views)
+    w = w[w["winner"].notna()] if not w.empty else w
+    if w.empty:
+        return None
+    parts = []
+    for _, r in w.iterrows():
+        txt = f"{r['title']}: {r['winner']} ({_mj(r['winner_mj'])} mJ)"
+        if _ok(r["spiking_mj"]) and r["spiking"] != r["winner"]:
+            txt += f", cheapest spiking pipeline {r['spiking']} ({_mj(r['spiking_mj'])} mJ)"
+        parts.append(txt)
+    first = w.iloc[0]
+    return (f"Which model wins where (every model whose test-mAP interval overlaps the most accurate one's, "
+            f"{first['best_model']}: {first['contenders']}; energy per inference with its front end): "
+            + "; ".join(parts) + ".")
+
+
 def verdict_text(models: pd.DataFrame, be: pd.DataFrame, chips: pd.DataFrame, *, snn: str,
-                 frontend_counted: bool, frontend_is_cnn_backbone: bool) -> list[str]:
+                 frontend_counted: bool, frontend_is_cnn_backbone: bool,
+                 views: Sequence[Any] | None = None) -> list[str]:
     """The verdict's sentences (see the module docstring); every number comes from ``models``, ``be`` and
     ``chips``."""
     if models.empty or snn not in set(models["model"]):
@@ -475,6 +533,9 @@ def verdict_text(models: pd.DataFrame, be: pd.DataFrame, chips: pd.DataFrame, *,
     alts = [a for a in ALTERNATIVES if a in m.index]
     rels = {a: accuracy_relation(models, snn, a) for a in alts}
     out = [_answer(be, snn, rels)]
+    wins = winners_text(models, views) if views else None
+    if wins:
+        out.append(wins)
     acc = f"Accuracy (test mAP, 95 % bootstrap interval): {snn} ({s['run']}) {_iv(s)}"
     for a in alts:
         rel, how = rels[a]

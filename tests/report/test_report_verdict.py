@@ -323,3 +323,29 @@ def test_runs_with_another_patience_are_not_pooled():
     g = seed_groups(runs).set_index("run")
     assert list(g.index[g["pooled"]]) == ["sdt", "sdt-s1"]
     assert g.loc["sdt-s2", "reason"] == "another training budget (60 epochs, patience 5, not 60 epochs, patience 4)"
+
+
+def test_which_model_wins_where_is_the_cheapest_of_those_as_accurate_as_the_best():
+    """Per view, among the models whose mAP interval overlaps the best model's, the cheapest pipeline (front end
+    included) wins; a model clearly less accurate is no contender however cheap; the cheapest spiking pipeline
+    is named beside an ANN winner."""
+    from neuroposter.report.verdict import verdict_text, winners
+
+    fe = 1.0
+    models = _models({"cnn": 3.0, "vit": 0.5, "ann-transformer": fe + 0.2}, fe)
+    pixels = {c: None for c in models.columns}
+    pixels.update(model="sdt-pixels", run="sdt-pixels", kind="snn", map=0.58, map_low=0.45, map_high=0.66,
+                  sdt_paper_head_mj=0.8, sdt_paper_pipeline_mj=0.8, sdt_paper_frontend_mj=None,
+                  sdt_paper_evaluation=LABEL)
+    cheap_bad = dict(pixels, model="tiny", run="tiny", kind="ann", map=0.30, map_low=0.25, map_high=0.35,
+                     sdt_paper_pipeline_mj=0.001)
+    models = pd.DataFrame([*models.to_dict("records"), pixels, cheap_bad])
+    w = winners(models, [VIEW]).iloc[0]
+    assert w["best_model"] == "vit"                              # mAP 0.62: the most accurate
+    assert "tiny" not in w["contenders"].split(", ")            # interval [0.25, 0.35] misses vit's [0.5, 0.7]
+    assert w["winner"] == "vit" and w["winner_mj"] == pytest.approx(0.5)
+    assert w["spiking"] == "sdt-pixels" and w["spiking_mj"] == pytest.approx(0.8)
+    text = verdict_text(models, _break_even(models), pd.DataFrame(), snn="sdt", frontend_counted=True,
+                        frontend_is_cnn_backbone=False, views=[VIEW])
+    assert text[1].startswith("Which model wins where")
+    assert "SDT-paper view: vit (0.5 mJ), cheapest spiking pipeline sdt-pixels (0.8 mJ)" in text[1]
