@@ -25,12 +25,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from neuroposter.models.cnn import CNNClassifier
     from neuroposter.models.lif import LIF
     from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+    from neuroposter.models.sdt_pixels import PixelSDT
     from neuroposter.models.snn_mlp import SpikingMLPConfig, SpikingMLPNet
     from neuroposter.models.vit import ViTClassifier
 
 __all__ = [
     "MODELS", "ModelSpec", "FEATURE_INPUTS", "CHIP_FITTED_MODELS", "names", "model_class", "build_model",
-    "LIF", "SDTConfig", "SpikeDrivenTransformer", "SpikingMLPConfig", "SpikingMLPNet",
+    "LIF", "SDTConfig", "SpikeDrivenTransformer", "PixelSDT", "SpikingMLPConfig", "SpikingMLPNet",
     "ChipSNNConfig", "ChipSNN", "ANNTransformerConfig", "ANNTransformer", "CNNClassifier", "ViTClassifier",
 ]
 
@@ -56,6 +57,8 @@ class ModelSpec:
 MODELS: Registry[ModelSpec] = Registry("model")
 MODELS.add("sdt", ModelSpec("neuroposter.models.sdt:SpikeDrivenTransformer", "snn", "spike_tokens",
                             "Spike-Driven Transformer (SDSA blocks, Norse LIF) on spike tokens"))
+MODELS.add("sdt-pixels", ModelSpec("neuroposter.models.sdt_pixels:PixelSDT", "snn", "images",
+                                   "Spike-Driven Transformer on poster pixels (spiking conv stem, direct encoding)"))
 MODELS.add("snn-mlp", ModelSpec("neuroposter.models.snn_mlp:SpikingMLPNet", "snn", "spike_pooled",
                                 "chain-shaped spiking MLP on pooled spikes (lava-dl netx friendly)"))
 MODELS.add("chip-snn", ModelSpec("neuroposter.models.chip_snn:ChipSNN", "snn", "spike_pooled",
@@ -72,6 +75,7 @@ _LAZY = {
     "LIF": "neuroposter.models.lif",
     "SDTConfig": "neuroposter.models.sdt",
     "SpikeDrivenTransformer": "neuroposter.models.sdt",
+    "PixelSDT": "neuroposter.models.sdt_pixels",
     "SpikingMLPConfig": "neuroposter.models.snn_mlp",
     "SpikingMLPNet": "neuroposter.models.snn_mlp",
     "ChipSNNConfig": "neuroposter.models.chip_snn",
