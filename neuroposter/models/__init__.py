@@ -57,8 +57,6 @@ class ModelSpec:
 MODELS: Registry[ModelSpec] = Registry("model")
 MODELS.add("sdt", ModelSpec("neuroposter.models.sdt:SpikeDrivenTransformer", "snn", "spike_tokens",
                             "Spike-Driven Transformer (SDSA blocks, Norse LIF) on spike tokens"))
-MODELS.add("sdt-pixels", ModelSpec("neuroposter.models.sdt_pixels:PixelSDT", "snn", "images",
-                                   "Spike-Driven Transformer on poster pixels (spiking conv stem, direct encoding)"))
 MODELS.add("snn-mlp", ModelSpec("neuroposter.models.snn_mlp:SpikingMLPNet", "snn", "spike_pooled",
                                 "chain-shaped spiking MLP on pooled spikes (lava-dl netx friendly)"))
 MODELS.add("chip-snn", ModelSpec("neuroposter.models.chip_snn:ChipSNN", "snn", "spike_pooled",
@@ -70,6 +68,8 @@ MODELS.add("cnn", ModelSpec("neuroposter.models.cnn:CNNClassifier", "ann", "imag
                             "DenseNet-169 backbone + head trained on stored pooled features"))
 MODELS.add("vit", ModelSpec("neuroposter.models.vit:ViTClassifier", "ann", "images",
                             "torchvision VisionTransformer on poster images"))
+MODELS.add("sdt-pixels", ModelSpec("neuroposter.models.sdt_pixels:PixelSDT", "snn", "images",
+                                   "Spike-Driven Transformer on poster pixels (spiking conv stem, direct encoding)"))
 
 _LAZY = {
     "LIF": "neuroposter.models.lif",
