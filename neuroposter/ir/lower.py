@@ -1,9 +1,9 @@
-"""Lowering of the project's Norse models (SDT, spiking MLP, chip-fitted chains) to NIR graphs.
+"""Lowering of the project's Norse models (SDT, pixel SDT, spiking MLP, chip-fitted chains) to NIR graphs.
 
 A chip-fitted chain (:class:`~neuroposter.models.chip_snn.ChipSNN`) is a plain chain whose chip neurons lower
 themselves (``to_nir``); its graph is built node by node (:func:`_chip_snn_nodes`), the host projection's
-nodes marked ``metadata["placement"] = "host"`` (they run on the host CPU, in float). The SDT and the spiking
-MLP are traced as follows.
+nodes marked ``metadata["placement"] = "host"`` (they run on the host CPU, in float). The SDT (also on pixels) and
+the spiking MLP are traced as follows.
 
 The models' ``forward`` runs whole sequences ``[T, B, ...]`` with a time loop and BatchNorm, which
 ``torch.fx`` (and so ``nirtorch.torch_to_nir``) cannot express; a NIR graph is one time step
@@ -19,6 +19,13 @@ whose ``forward(input, state=None) -> (output, state)`` is one time step. The vi
 * ``_StepSDSA`` (stateful leaf; its forward uses ``*``, which the tracer rejects) -> the SDSA
   sub-``NIRGraph`` of :func:`~neuroposter.ir.sdsa.sdsa_graph`;
 * ``_TokenFlatten`` -> ``nir.Flatten``;
+
+* the pixel SDT's stem (:class:`PixelSDTStepView`, paths ``stem.*``): ``_StepConv2d`` -> ``nir.Conv2d`` (BatchNorm2d
+  folded), ``_StepLIF`` on ``[C, H, W]`` -> ``nir.LIF`` per pixel, ``_SumPool2d`` -> ``nir.SumPool2d`` (the model's
+  ``AvgPool2d(2)``; its 1/4 is folded into the next weights, ``stem.conv2`` and ``embed``: a power of two, so the
+  fold is exact), ``_MapFlatten`` -> ``nir.Flatten`` of ``[d, H/4, W/4]`` into the channels-first tokens ``[d, N]``
+  the SDT's layers consume. Its graph input is the image ``[3, S, S]``, the same current at every step (direct
+  encoding; ``metadata["layout"] = "images"``, :func:`to_graph_input`).
 
 ``stateful_modules`` covers the two stateful leaves (index 0 of their output is the signal, index 1
 the ignored state) and ``concrete_args={"state": None}``. Residual ``u = u + x`` becomes fan-in
