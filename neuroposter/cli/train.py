@@ -171,6 +171,9 @@ def _check_qat_args(args: argparse.Namespace) -> object:
 
         raise UsageError(f"--target trains a spiking model with the target's arithmetic; {args.model} is not one "
                          f"(spiking models: {', '.join(names(kind='snn'))})")
+    if MODELS.get(args.model).inputs == "images":
+        raise UsageError(f"--target: no quantisation-aware training for {args.model} yet (its convolutional stem has "
+                         "no target arithmetic); train it without --target")
     from neuroposter.targets import training_arithmetic
 
     return training_arithmetic(args.target)

@@ -119,3 +119,14 @@ def test_gradients_reach_the_first_convolution() -> None:
     m = PixelSDT(n_classes=3, image_size=S, T=2, c1=4, d_model=8, depth=1, heads=2, mlp_hidden=8).double().train()
     m(torch.randn(4, 3, S, S, dtype=torch.float64)).mean().backward()
     assert m.stem.conv1.weight.grad is not None and float(m.stem.conv1.weight.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "sdt-pixels", "--target", "loihi"], "no quantisation-aware training for sdt-pixels"),
+    (["--model", "sdt", "--T", "3"], "--T sets the time steps of sdt-pixels"),
+])
+def test_train_cli_refuses_flags_that_do_not_apply(tmp_path, capsys, argv: list[str], message: str) -> None:
+    from neuroposter.cli import main
+
+    assert main(["train", *argv, "-w", str(tmp_path / "ws")]) == 2
+    assert message in capsys.readouterr().err
