@@ -5,7 +5,8 @@ Bundle (``export/nir/<run>/``): ``graph.nir`` (``nir.write``, re-read with ``nir
 parameter by parameter; the verified file is the shipped file), for a nested graph (the SDT) also
 ``graph_flat.nir`` (:func:`neuroposter.ir.interop.portable_graph`: flat, only nodes Norse/snnTorch/nirtorch map),
 ``op_counts.json``, ``README.md`` (the one-line load per NIR consumer), ``manifest.json``, ``summary.json``. Verification on real test inputs (the first ``samples`` test samples of the encoded set named in
-the run manifest), in the metrics of :mod:`neuroposter.targets.verify`:
+the run manifest; for the pixel SDT the test posters of its dataset, each repeated over the ``T`` steps: direct
+encoding), in the metrics of :mod:`neuroposter.targets.verify`:
 
 * ``vs_norse``: the graph run by the reference simulator (``same_step``, float64) vs every LIF and the read-out of
   the Norse model (float64): spike agreement element by element, per-label and per-sample prediction agreement,
