@@ -55,7 +55,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="CPU threads for torch (0: torch's default; 1 avoids oversubscription on busy machines)")
     p.add_argument("--finetune", action="store_true",
                    help="cnn: train the backbone end to end on images (slow) instead of a head on stored features")
-    p.add_argument("--image-size", type=int_in_range(16, 1024), default=96, help="vit: square image side when trained from scratch")
+    p.add_argument("--image-size", type=int_in_range(16, 1024), default=None,
+                   help="vit, sdt-pixels: square image side (default: vit 96 when trained from scratch, sdt-pixels 32)")
+    p.add_argument("--T", "-T", dest="T", type=int_in_range(1, 256), default=None,
+                   help="sdt-pixels: time steps of direct encoding (default 4; the other spiking models take T from "
+                        "the encoded set)")
     p.add_argument("--vit-weights", choices=["auto", "none", "imagenet"], default="auto",
                    help="vit: ImageNet ViT-B/16 from the local torch cache (auto: if cached) or from scratch")
     add_json_flag(p)
@@ -68,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from neuroposter.cli._common import emit, workspace_of, write_resolved_config
+    from neuroposter.errors import UsageError
     from neuroposter.train import (
-        MODEL_TRAIN_DEFAULTS, TrainConfig, dist_info_from_env, load_task_data, resolve_device, train_run,
+        IMAGE_SIZE_DEFAULTS, MODEL_TRAIN_DEFAULTS, TrainConfig, dist_info_from_env, load_task_data, resolve_device, train_run,
     )
     from neuroposter.train.data import input_locations
     from neuroposter.train.distributed import init_distributed, shutdown_distributed
@@ -93,7 +98,12 @@ def run(args: argparse.Namespace) -> int:
         claim.enter_context(claim_run(run_dir, force=args.force, dist=info, protect=input_locations(
             args.model, ws, encoded=args.encoded, features=args.features, dataset=args.dataset)))
         model_kwargs: dict[str, object] = {}
-        image_size = args.image_size
+        image_size = args.image_size or IMAGE_SIZE_DEFAULTS.get(args.model, IMAGE_SIZE_DEFAULTS["vit"])
+        if args.T is not None:
+            if args.model != "sdt-pixels":
+                raise UsageError(f"--T sets the time steps of sdt-pixels; {args.model} takes T from its inputs "
+                                 "(`neuroposter encode --T` for the spike models)")
+            model_kwargs["T"] = args.T
         if args.model == "vit":
             from neuroposter.models.vit import imagenet_vit_checkpoint
 
@@ -161,6 +171,9 @@ def _check_qat_args(args: argparse.Namespace) -> object:
 
         raise UsageError(f"--target trains a spiking model with the target's arithmetic; {args.model} is not one "
                          f"(spiking models: {', '.join(names(kind='snn'))})")
+    if MODELS.get(args.model).inputs == "images":
+        raise UsageError(f"--target: no quantisation-aware training for {args.model} yet (its convolutional stem has "
+                         "no target arithmetic); train it without --target")
     from neuroposter.targets import training_arithmetic
 
     return training_arithmetic(args.target)

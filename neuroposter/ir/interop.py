@@ -124,6 +124,9 @@ def _flatten_node(x: nir.Flatten, old: tuple[int, ...], new: tuple[int, ...]) ->
     end = int(np.asarray(x.end_dim).reshape(-1)[0])
     start = start if start >= 0 else start + r_old
     end = end if end >= 0 else end + r_old
+    if r_old - (end - start) == 2 and len(new) == r_old:
+        raise InteropError(f"a Flatten of {list(old)} into token tensors [C, N] has no portable form: the portable "
+                           "graph writes tokens as [C, N, 1], and NIR has no reshape that adds that axis")
     # Negative dims mean the same axis with or without a leading batch dim: consumers pass them to torch.
     new_end = -1 if end == r_old - 1 else end - r_new
     return nir.Flatten(input_type={"input": np.array(new)}, start_dim=_neg_dim(start, r_new), end_dim=new_end,

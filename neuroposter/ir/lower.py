@@ -1,9 +1,9 @@
-"""Lowering of the project's Norse models (SDT, spiking MLP, chip-fitted chains) to NIR graphs.
+"""Lowering of the project's Norse models (SDT, pixel SDT, spiking MLP, chip-fitted chains) to NIR graphs.
 
 A chip-fitted chain (:class:`~neuroposter.models.chip_snn.ChipSNN`) is a plain chain whose chip neurons lower
 themselves (``to_nir``); its graph is built node by node (:func:`_chip_snn_nodes`), the host projection's
-nodes marked ``metadata["placement"] = "host"`` (they run on the host CPU, in float). The SDT and the spiking
-MLP are traced as follows.
+nodes marked ``metadata["placement"] = "host"`` (they run on the host CPU, in float). The SDT (also on pixels) and
+the spiking MLP are traced as follows.
 
 The models' ``forward`` runs whole sequences ``[T, B, ...]`` with a time loop and BatchNorm, which
 ``torch.fx`` (and so ``nirtorch.torch_to_nir``) cannot express; a NIR graph is one time step
@@ -19,6 +19,13 @@ whose ``forward(input, state=None) -> (output, state)`` is one time step. The vi
 * ``_StepSDSA`` (stateful leaf; its forward uses ``*``, which the tracer rejects) -> the SDSA
   sub-``NIRGraph`` of :func:`~neuroposter.ir.sdsa.sdsa_graph`;
 * ``_TokenFlatten`` -> ``nir.Flatten``;
+
+* the pixel SDT's stem (:class:`PixelSDTStepView`, paths ``stem.*``): ``_StepConv2d`` -> ``nir.Conv2d`` (BatchNorm2d
+  folded), ``_StepLIF`` on ``[C, H, W]`` -> ``nir.LIF`` per pixel, ``_SumPool2d`` -> ``nir.SumPool2d`` (the model's
+  ``AvgPool2d(2)``; its 1/4 is folded into the next weights, ``stem.conv2`` and ``embed``: a power of two, so the
+  fold is exact), ``_MapFlatten`` -> ``nir.Flatten`` of ``[d, H/4, W/4]`` into the channels-first tokens ``[d, N]``
+  the SDT's layers consume. Its graph input is the image ``[3, S, S]``, the same current at every step (direct
+  encoding; ``metadata["layout"] = "images"``, :func:`to_graph_input`).
 
 ``stateful_modules`` covers the two stateful leaves (index 0 of their output is the signal, index 1
 the ignored state) and ``concrete_args={"state": None}``. Residual ``u = u + x`` becomes fan-in
@@ -65,23 +72,26 @@ class LoweringError(NeuroposterError):
     """A model (or part of it) cannot be lowered to NIR."""
 
 
-def fold_bn(weight: Tensor, bias: Tensor | None, bn: nn.BatchNorm1d | None) -> tuple[np.ndarray, np.ndarray]:
-    """Folds eval-mode BatchNorm into the preceding Linear (float64).
+def fold_bn(weight: Tensor, bias: Tensor | None, bn: nn.modules.batchnorm._BatchNorm | None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Folds eval-mode BatchNorm into the preceding Linear or convolution (float64).
 
     Args:
-        weight: ``[out, in]``.
+        weight: ``[out, in]`` (Linear) or ``[out, in, *kernel]`` (a convolution).
         bias: ``[out]`` or None.
-        bn: the BatchNorm1d after the Linear (None: no folding).
+        bn: the BatchNorm1d (after a Linear or Conv1d) or BatchNorm2d (after a Conv2d) over the ``out`` channels
+            (None: no folding).
 
     Returns:
-        ``(W' [out, in], b' [out])`` as float64 numpy arrays.
+        ``(W' [out, ...], b' [out])`` as float64 numpy arrays; ``W'`` scales each output channel's weights.
     """
     with torch.no_grad():
         w, b = fold_bn_tensors(weight, bias, bn)
     return w.cpu().numpy(), b.cpu().numpy()
 
 
-def fold_bn_tensors(weight: Tensor, bias: Tensor | None, bn: nn.BatchNorm1d | None) -> tuple[Tensor, Tensor]:
+def fold_bn_tensors(weight: Tensor, bias: Tensor | None, bn: nn.modules.batchnorm._BatchNorm | None
+                    ) -> tuple[Tensor, Tensor]:
     """:func:`fold_bn` as float64 tensors, differentiable in the Linear's and BatchNorm's parameters (the running
     statistics are constants); quantisation-aware training folds with it, so its weights are the exported ones.
 
@@ -98,7 +108,7 @@ def fold_bn_tensors(weight: Tensor, bias: Tensor | None, bn: nn.BatchNorm1d | No
     gamma = bn.weight.to(torch.float64) if bn.affine else torch.ones_like(sigma)
     beta = bn.bias.to(torch.float64) if bn.affine else torch.zeros_like(sigma)
     g = gamma / sigma
-    return g[:, None] * w, beta - g * bn.running_mean.detach().to(torch.float64) + g * b
+    return g.reshape(-1, *([1] * (w.dim() - 1))) * w, beta - g * bn.running_mean.detach().to(torch.float64) + g * b
 
 
 def _fold(linear: nn.Linear, bn: nn.BatchNorm1d | None, div: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -173,6 +183,45 @@ class _TokenFlatten(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], -1)
+
+
+class _StepConv2d(nn.Module):
+    """A 3x3 (any kernel) convolution (+ folded BN) on one step's maps ``[B, C_in, H, W] -> [B, C_out, H', W']``."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, input_hw: tuple[int, int], padding: int,
+                 stride: int = 1) -> None:
+        super().__init__()
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self.padding, self.stride = int(padding), int(stride)
+        self.register_buffer("weight", torch.as_tensor(weight, dtype=torch.float64))
+        self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.conv2d(x, self.weight.to(x.dtype), self.bias.to(x.dtype), self.stride,
+                                          self.padding)
+
+
+class _SumPool2d(nn.Module):
+    """Sum over ``k x k`` windows (stride ``k``): the model's ``AvgPool2d(k)`` without its ``1/k^2``, which the
+    lowering folds into the weights that follow."""
+
+    def __init__(self, kernel: int) -> None:
+        super().__init__()
+        self.kernel = int(kernel)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.avg_pool2d(x, self.kernel, self.kernel, divisor_override=1)
+
+
+class _MapFlatten(nn.Module):
+    """``[B, D, H, W] -> [B, D, H*W]``: feature maps as channels-first tokens (``n = i W + j``, row-major)."""
+
+    def __init__(self, dim: int, hw: tuple[int, int]) -> None:
+        super().__init__()
+        self.dim, self.hw = int(dim), (int(hw[0]), int(hw[1]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], x.shape[1], -1)
 
 
 class _StepSDSA(nn.Module):
@@ -260,8 +309,10 @@ class SDTStepView(nn.Module):
 
     def forward(self, input: Tensor, state: dict[str, Any] | None = None) -> tuple[Tensor, dict[str, Any]]:  # noqa: A002
         prev = {} if state is None else state
-        new: dict[str, Any] = {}
-        u = self.embed(input)
+        return self._blocks_and_head(self.embed(input), prev, {})
+
+    def _blocks_and_head(self, u: Tensor, prev: dict[str, Any], new: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """The SDT blocks and the read-out from the embedded tokens ``U_0 [B, d, N]``."""
         for i, blk in enumerate(self.blocks):
             a = blk.attn(u, prev.get(f"blocks.{i}.attn"))
             new[f"blocks.{i}.attn"] = a[1]
@@ -271,6 +322,56 @@ class SDTStepView(nn.Module):
         z = self.head_sn(u, prev.get("head_sn"))
         new["head_sn"] = z[1]
         return self.head(self.head_flatten(z[0])), new
+
+
+class _StepStem(nn.Module):
+    """One step of :class:`~neuroposter.models.sdt_pixels.SpikingStem` (node paths ``stem.conv1``, ``stem.sn1``,
+    ``stem.pool1``, ...); BatchNorm folded, ``pool1``'s 1/4 folded into ``conv2``."""
+
+    def __init__(self, stem: nn.Module, *, tau: float, v_th: float) -> None:
+        super().__init__()
+        S = int(stem.image_size)
+        c1, d = int(stem.conv1.out_channels), int(stem.conv2.out_channels)
+        for conv in (stem.conv1, stem.conv2):
+            if tuple(conv.kernel_size) != (3, 3) or tuple(conv.stride) != (1, 1) or tuple(conv.padding) != (1, 1) \
+                    or conv.groups != 1 or tuple(conv.dilation) != (1, 1):
+                raise LoweringError(f"the stem's convolutions must be 3x3, stride 1, padding 1; got {conv}")
+        for pool in (stem.pool1, stem.pool2):
+            k = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
+            if not isinstance(pool, nn.AvgPool2d) or k != 2 or (pool.stride or k) not in (2, (2, 2)) or pool.padding:
+                raise LoweringError(f"the stem's poolings must be AvgPool2d(2); got {pool}")
+        self.conv1 = _StepConv2d(*fold_bn(stem.conv1.weight, stem.conv1.bias, stem.bn1), (S, S), 1)
+        self.sn1 = _StepLIF((c1, S, S), tau, v_th)
+        self.pool1 = _SumPool2d(2)
+        w2, b2 = fold_bn(stem.conv2.weight, stem.conv2.bias, stem.bn2)
+        self.conv2 = _StepConv2d(w2 / 4.0, b2, (S // 2, S // 2), 1)      # AvgPool's 1/4: a power of two, exact
+        self.sn2 = _StepLIF((d, S // 2, S // 2), tau, v_th)
+        self.pool2 = _SumPool2d(2)
+        self.flatten = _MapFlatten(d, (S // 4, S // 4))
+
+
+class PixelSDTStepView(SDTStepView):
+    """Per-step export view of :class:`~neuroposter.models.sdt_pixels.PixelSDT`: the stem, then the SDT's view.
+
+    ``forward(input [B, 3, S, S], state=None) -> (logits [B, C], state)``; ``pool2``'s 1/4 is folded into ``embed``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        cfg = model.cfg
+        self.stem = _StepStem(model.stem, tau=cfg.tau, v_th=cfg.v_th)
+        w, b = _fold(model.embed, model.embed_bn)
+        self.embed = _TokenConv(w / 4.0, b, int(cfg.n_tokens))               # AvgPool's 1/4, exact
+
+    def forward(self, input: Tensor, state: dict[str, Any] | None = None) -> tuple[Tensor, dict[str, Any]]:  # noqa: A002
+        prev = {} if state is None else state
+        new: dict[str, Any] = {}
+        st = self.stem
+        s1 = st.sn1(st.conv1(input), prev.get("stem.sn1"))
+        new["stem.sn1"] = s1[1]
+        s2 = st.sn2(st.conv2(st.pool1(s1[0])), prev.get("stem.sn2"))
+        new["stem.sn2"] = s2[1]
+        return self._blocks_and_head(self.embed(st.flatten(st.pool2(s2[0]))), prev, new)
 
 
 class MLPStepView(nn.Module):
@@ -330,19 +431,33 @@ def _module_map(dtype: np.dtype) -> dict[type, Any]:
                           proj=wb(m.proj), tau_steps=m.tau, v_th=m.v_th, kv_v_th=m.kv_v_th, dt=DT,
                           sn_in_bias=bias_of(m.sn_in), dtype=dtype)
 
-    return {_StepLIF: lif, _TokenConv: tconv, _Dense: dense, _TokenFlatten: flat, _StepSDSA: sdsa}
+    def conv2d(m: _StepConv2d) -> nir.NIRNode:
+        return nir.Conv2d(input_shape=m.input_hw, weight=_np(m.weight, dtype), stride=m.stride, padding=m.padding,
+                          dilation=1, groups=1, bias=_np(m.bias, dtype))
+
+    def sumpool(m: _SumPool2d) -> nir.NIRNode:
+        k = np.array([m.kernel, m.kernel])
+        return nir.SumPool2d(kernel_size=k, stride=k.copy(), padding=np.array([0, 0]))
+
+    def map_flat(m: _MapFlatten) -> nir.NIRNode:
+        return nir.Flatten(input_type=np.array([m.dim, *m.hw]), start_dim=-2, end_dim=-1)
+
+    return {_StepLIF: lif, _TokenConv: tconv, _Dense: dense, _TokenFlatten: flat, _StepSDSA: sdsa,
+            _StepConv2d: conv2d, _SumPool2d: sumpool, _MapFlatten: map_flat}
 
 
 def _model_kind(model: nn.Module) -> str:
     name = type(model).__name__
     if name == "SpikeDrivenTransformer":
         return "sdt"
+    if name == "PixelSDT":
+        return "sdt-pixels"
     if name == "SpikingMLPNet":
         return "snn-mlp"
     if name == "ChipSNN":
         return "chip-snn"
     raise LoweringError(f"cannot lower a {name} to NIR; supported: SpikeDrivenTransformer (sdt), "
-                        "SpikingMLPNet (snn-mlp), ChipSNN (chip-snn)")
+                        "PixelSDT (sdt-pixels), SpikingMLPNet (snn-mlp), ChipSNN (chip-snn)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,7 +522,8 @@ def export_view(model: nn.Module) -> nn.Module:
     if model.training:
         log.warning("lowering a model in training mode: BatchNorm is folded with its running statistics")
     with torch.no_grad():
-        return SDTStepView(model) if kind == "sdt" else MLPStepView(model)
+        views = {"sdt": SDTStepView, "sdt-pixels": PixelSDTStepView, "snn-mlp": MLPStepView}
+        return views[kind](model)
 
 
 def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
@@ -455,7 +571,7 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
         "integration": "forward_euler",
         "consumers": "give NIR readers dt = metadata['dt'] (1 step), e.g. norse.torch.from_nir(graph, dt=1.0); "
                      "see neuroposter.ir.interop",
-        "layout": "channels_first_tokens" if kind == "sdt" else "flat",
+        "layout": {"sdt": "channels_first_tokens", "sdt-pixels": "images"}.get(kind, "flat"),
         "output": "readout currents (logits) per step; prediction = mean over steps",
     }
     if kind == "chip-snn":
@@ -463,9 +579,14 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
                      "widths": [int(w) for w in cfg.widths],
                      "placement": "nodes with metadata placement = host (the host projection) run on the host CPU; "
                                   "the others on the chip"})
-    if kind == "sdt":
+    if kind in ("sdt", "sdt-pixels"):
         meta.update({"n_tokens": int(cfg.n_tokens), "d_model": int(cfg.d_model), "depth": int(cfg.depth),
                      "heads": int(cfg.heads), "kv_v_th": float(cfg.kv_v_th), "positional_bias": "v_leak"})
+    if kind == "sdt-pixels":
+        meta.update({"image_size": int(model.image_size), "c1": int(model.c1), "encoding": "direct",
+                     "input": "the image [3, S, S] (ImageNet-normalised) is the input current at every step",
+                     "pooling": "SumPool2d; the model's AvgPool2d 1/4 is folded into the next weights "
+                                "(stem.conv2, embed)"})
     for sub in nodes.values():   # each sub-graph states the time convention too (readers may load it alone)
         if isinstance(sub, nir.NIRGraph):
             sub.metadata = {**dict(sub.metadata or {}),
@@ -507,10 +628,18 @@ def _traced_nodes(model: nn.Module, kind: str, np_dtype: np.dtype
 def to_graph_input(spikes: Tensor | np.ndarray, graph: nir.NIRGraph) -> np.ndarray:
     """Converts model input spikes ``[T, B, N, D]`` to the graph's input layout.
 
-    ``channels_first_tokens``: ``[T, B, D, N]``; ``flat`` (pooled, N = 1): ``[T, B, D]``.
+    ``channels_first_tokens``: ``[T, B, D, N]``; ``flat`` (pooled, N = 1): ``[T, B, D]``; ``images`` (the pixel
+    SDT): time-first currents ``[T, B, 3, S, S]`` as they are, or images ``[B, 3, S, S]`` repeated over the
+    graph's ``T`` steps (direct encoding).
     """
     x = spikes.detach().cpu().numpy() if isinstance(spikes, Tensor) else np.asarray(spikes)
     layout = str((graph.metadata or {}).get("layout", "channels_first_tokens"))
+    if layout == "images":
+        if x.ndim == 4:
+            x = np.broadcast_to(x[None], (int(graph.metadata["T"]), *x.shape))
+        if x.ndim != 5:
+            raise LoweringError(f"expected images [B, C, S, S] or currents [T, B, C, S, S], got shape {x.shape}")
+        return np.ascontiguousarray(x)
     if x.ndim != 4:
         raise LoweringError(f"expected spikes [T, B, N, D], got shape {x.shape}")
     if layout == "flat":

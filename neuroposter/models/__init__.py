@@ -25,12 +25,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from neuroposter.models.cnn import CNNClassifier
     from neuroposter.models.lif import LIF
     from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+    from neuroposter.models.sdt_pixels import PixelSDT
     from neuroposter.models.snn_mlp import SpikingMLPConfig, SpikingMLPNet
     from neuroposter.models.vit import ViTClassifier
 
 __all__ = [
     "MODELS", "ModelSpec", "FEATURE_INPUTS", "CHIP_FITTED_MODELS", "names", "model_class", "build_model",
-    "LIF", "SDTConfig", "SpikeDrivenTransformer", "SpikingMLPConfig", "SpikingMLPNet",
+    "LIF", "SDTConfig", "SpikeDrivenTransformer", "PixelSDT", "SpikingMLPConfig", "SpikingMLPNet",
     "ChipSNNConfig", "ChipSNN", "ANNTransformerConfig", "ANNTransformer", "CNNClassifier", "ViTClassifier",
 ]
 
@@ -67,11 +68,14 @@ MODELS.add("cnn", ModelSpec("neuroposter.models.cnn:CNNClassifier", "ann", "imag
                             "DenseNet-169 backbone + head trained on stored pooled features"))
 MODELS.add("vit", ModelSpec("neuroposter.models.vit:ViTClassifier", "ann", "images",
                             "torchvision VisionTransformer on poster images"))
+MODELS.add("sdt-pixels", ModelSpec("neuroposter.models.sdt_pixels:PixelSDT", "snn", "images",
+                                   "Spike-Driven Transformer on poster pixels (spiking conv stem, direct encoding)"))
 
 _LAZY = {
     "LIF": "neuroposter.models.lif",
     "SDTConfig": "neuroposter.models.sdt",
     "SpikeDrivenTransformer": "neuroposter.models.sdt",
+    "PixelSDT": "neuroposter.models.sdt_pixels",
     "SpikingMLPConfig": "neuroposter.models.snn_mlp",
     "SpikingMLPNet": "neuroposter.models.snn_mlp",
     "ChipSNNConfig": "neuroposter.models.chip_snn",

@@ -499,8 +499,9 @@ def _resolve(network: Any, inputs: Any, *, name: str | None, producer: str | Non
         from neuroposter.ir.lower import lower_model, to_graph_input
 
         spikes = _as_array(inputs)
-        if spikes.ndim != 4:
-            raise UsageError(f"a project model takes inputs [T, B, N, D] (its own layout), got shape "
+        if spikes.ndim != (5 if hasattr(network, "stem") else 4):   # a pixel model: currents [T, B, 3, S, S]
+            raise UsageError(f"a project model takes inputs [T, B, N, D] (its own layout; a pixel model "
+                             f"[T, B, 3, S, S]), got shape "
                              f"{list(spikes.shape)}")
         label = name or type(network).__name__
         graph = lower_model(network, T=int(spikes.shape[0]), source_run=label)

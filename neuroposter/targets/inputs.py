@@ -12,7 +12,8 @@ pooled spikes
 feature tokens    the encoded set's normalised float features ``[B, N, D]`` (the ANN twin)
 images            posters ``[B, 3, H, W]``: the feature store's dataset under the store's image
                   policy (a run trained on stored features, e.g. ``cnn``) or the dataset at the
-                  model's ``image_size`` (``vit``)
+                  model's ``image_size`` (``vit``); for a spiking model (``sdt-pixels``, direct
+                  encoding) the posters repeated over its ``T`` steps, float32 ``[T, B, 3, S, S]``
 ================  ===========================================================================
 
 ``seed=None`` takes the first ``samples`` of the split; an integer seed takes a seeded random subset
@@ -43,8 +44,8 @@ class EvalInputs:
     """Evaluation samples of a run.
 
     Attributes:
-        x: the model's input: uint8 spikes ``[T, B, N, D]`` (numpy) for spiking runs, a float32 torch tensor
-            ``[B, ...]`` for the others.
+        x: the model's input: uint8 spikes ``[T, B, N, D]`` (numpy) for spiking runs (a pixel SNN: float32 image
+            currents ``[T, B, 3, S, S]``), a float32 torch tensor ``[B, ...]`` for the others.
         labels: multi-hot ``[B, G]``.
         indices: the samples' positions in the split.
         name: which input of the run they come from (``"encoded"``, ``"features"``, ``"dataset"``).
@@ -207,5 +208,10 @@ def evaluation_inputs(loaded: Any, run_dir: str | os.PathLike[str], *, samples: 
         x = torch.stack([to_tensor(ds.load_image(int(i))) for i in rows])
         labels = np.asarray(ds.labels)[rows]
         genres = tuple(str(g) for g in getattr(ds, "genres", ()) or ())
+        if spec.kind == "snn":   # a pixel SNN (direct encoding): the image is the current of each of its T steps
+            T = int(loaded.model.T)
+            xt = np.ascontiguousarray(np.broadcast_to(x.numpy()[None], (T, *x.shape)))   # [T, B, 3, S, S]
+            return EvalInputs(xt, labels, rows, name, path, key, split, T,
+                              f"{split} posters of {path} (direct encoding, T={T})", genres)
         return EvalInputs(x, labels, rows, name, path, key, split, None, f"{split} posters of {path}", genres)
     raise DataError(f"no evaluation inputs for a {loaded.model_name!r} run (model input {spec.inputs!r})")

@@ -5,7 +5,8 @@ Bundle (``export/nir/<run>/``): ``graph.nir`` (``nir.write``, re-read with ``nir
 parameter by parameter; the verified file is the shipped file), for a nested graph (the SDT) also
 ``graph_flat.nir`` (:func:`neuroposter.ir.interop.portable_graph`: flat, only nodes Norse/snnTorch/nirtorch map),
 ``op_counts.json``, ``README.md`` (the one-line load per NIR consumer), ``manifest.json``, ``summary.json``. Verification on real test inputs (the first ``samples`` test samples of the encoded set named in
-the run manifest), in the metrics of :mod:`neuroposter.targets.verify`:
+the run manifest; for the pixel SDT the test posters of its dataset, each repeated over the ``T`` steps: direct
+encoding), in the metrics of :mod:`neuroposter.targets.verify`:
 
 * ``vs_norse``: the graph run by the reference simulator (``same_step``, float64) vs every LIF and the read-out of
   the Norse model (float64): spike agreement element by element, per-label and per-sample prediction agreement,
@@ -159,7 +160,7 @@ class NirTarget(Target):
     def lower(self, ctx: ExportContext) -> Any:
         """The NIR graph, written to ``graph.nir`` and read back (type-checked, every parameter compared)."""
         from neuroposter.ir import write_graph
-        from neuroposter.ir.interop import is_nested, portable_graph
+        from neuroposter.ir.interop import InteropError, is_nested, portable_graph
         from neuroposter.ir.lower import lower_model
 
         graph = lower_model(ctx.run.model, T=int(ctx.inputs.T), source_run=str(ctx.request.run_dir),
@@ -168,8 +169,14 @@ class NirTarget(Target):
         ctx.copy_file("graph.nir")
         self.portable = None
         if is_nested(back):   # readers that take no sub-graphs (Norse, snnTorch) get the portable flat variant
-            self.portable = write_graph(ctx.scratch / "graph_flat.nir", portable_graph(back))
-            ctx.copy_file("graph_flat.nir")
+            try:
+                flat = portable_graph(back)
+            except InteropError as exc:   # recorded: those readers are then "not run" with the reason
+                log.warning("no graph_flat.nir: %s", exc)
+                ctx.summary["graph_flat"] = f"not written: {exc}"
+            else:
+                self.portable = write_graph(ctx.scratch / "graph_flat.nir", flat)
+                ctx.copy_file("graph_flat.nir")
         return back
 
     def run(self, ctx: ExportContext, graph: Any) -> _Runs:

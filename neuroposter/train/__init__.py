@@ -15,6 +15,7 @@ from neuroposter.train.distributed import DistInfo, dist_info_from_env
 from neuroposter.train.loop import FitResult, Prediction, TrainConfig, fit, predict
 from neuroposter.train.metrics import METRIC_KEYS, constant_baselines, multilabel_metrics, tune_thresholds
 from neuroposter.train.run import (
+    IMAGE_SIZE_DEFAULTS,
     MODEL_TRAIN_DEFAULTS,
     QAT_DEFAULTS,
     QATPlan,
@@ -31,6 +32,6 @@ __all__ = [
     "DistInfo", "dist_info_from_env",
     "FitResult", "Prediction", "TrainConfig", "fit", "predict",
     "METRIC_KEYS", "constant_baselines", "multilabel_metrics", "tune_thresholds",
-    "MODEL_TRAIN_DEFAULTS", "QAT_DEFAULTS", "QATPlan", "LoadedRun", "RunResult", "default_model_kwargs", "load_run", "resolve_device",
+    "IMAGE_SIZE_DEFAULTS", "MODEL_TRAIN_DEFAULTS", "QAT_DEFAULTS", "QATPlan", "LoadedRun", "RunResult", "default_model_kwargs", "load_run", "resolve_device",
     "train_run",
 ]

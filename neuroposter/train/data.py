@@ -15,7 +15,8 @@ snn-mlp            pooled spikes ``[T, 1, D]`` (a ``form="pooled"`` encoded set)
 ann-transformer    normalised float feature tokens ``[N, D]``                       ``encoded/<name>``
 cnn                pooled DenseNet-169 features ``[1664]`` (head training), or      ``features/<name>``
                    images ``[3, H, W]`` with ``finetune``
-vit                images ``[3, S, S]`` resized and ImageNet-normalised              ``datasets/<name>``
+vit, sdt-pixels    images ``[3, S, S]`` resized and ImageNet-normalised              ``datasets/<name>``
+                   (sdt-pixels: the current of each of its ``T`` steps)
 =================  ===============================================================  ==================
 """
 
@@ -247,7 +248,7 @@ def load_task_data(model: str, workspace: Any, *, encoded: str = "default", feat
         workspace: a :class:`neuroposter.workspace.Workspace`.
         encoded, features, dataset: artifact names inside the workspace.
         finetune: cnn only: load images to train end to end instead of pooled features.
-        image_size: vit only: square image side.
+        image_size: vit, sdt-pixels: square image side.
 
     Returns:
         ``(task, extra)``: ``extra`` is the opened :class:`FeatureStore` for ``cnn`` (its backbone is

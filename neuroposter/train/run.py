@@ -40,7 +40,7 @@ from neuroposter.train.distributed import DistInfo
 from neuroposter.train.loop import FitResult, TrainConfig, fit, predict
 from neuroposter.train.metrics import constant_baselines, multilabel_metrics, tune_thresholds
 
-__all__ = ["MODEL_TRAIN_DEFAULTS", "QAT_DEFAULTS", "QATPlan", "RunResult", "LoadedRun", "default_model_kwargs",
+__all__ = ["MODEL_TRAIN_DEFAULTS", "IMAGE_SIZE_DEFAULTS", "QAT_DEFAULTS", "QATPlan", "RunResult", "LoadedRun", "default_model_kwargs",
            "resolve_device", "partial_run_dir", "claim_run", "train_run", "load_run"]
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,15 @@ _AGREE_BYTES = 4096           # rank 0's verdict, broadcast to the other ranks (
 # their checkpoints are float32 like every other run's.
 MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "sdt": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
+    "sdt-pixels": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
     "snn-mlp": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
     "ann-transformer": {"epochs": 40, "batch_size": 32, "lr": 1e-3, "patience": 10},
     "cnn": {"epochs": 60, "batch_size": 64, "lr": 2e-3, "patience": 15},
     "vit": {"epochs": 40, "batch_size": 32, "lr": 1e-3, "patience": 10},
 }
+
+# Square image side of the models that read posters themselves (``--image-size`` overrides it).
+IMAGE_SIZE_DEFAULTS: dict[str, int] = {"vit": 96, "sdt-pixels": 32}
 
 
 # Quantisation-aware phase defaults: a short fine-tune at a tenth of the float learning rate, no warm-up.
@@ -219,8 +223,8 @@ def default_model_kwargs(model: str, task: TaskData) -> dict[str, Any]:
         return {"d_in": m["d_in"], "n_tokens": m["n_tokens"], "n_classes": task.n_classes}
     if model == "cnn":
         return {"n_classes": task.n_classes, "weights": m.get("weights", "random"), "d_feat": m.get("d_in", 1664)}
-    if model == "vit":
-        return {"n_classes": task.n_classes, "image_size": m.get("image_size", 96)}
+    if model in IMAGE_SIZE_DEFAULTS:
+        return {"n_classes": task.n_classes, "image_size": m.get("image_size", IMAGE_SIZE_DEFAULTS[model])}
     MODELS.get(model)  # raises the KeyError listing valid names
     return {"n_classes": task.n_classes}
 
@@ -434,7 +438,8 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
             from neuroposter.profiling.api import RUN_SAMPLES, write_run_results
             from neuroposter.train.data import to_model_input
 
-            write_run_results(tmp, final, to_model_input(task.test.inputs[:RUN_SAMPLES], task.layout)
+            write_run_results(tmp, final, _time_first(final, to_model_input(task.test.inputs[:RUN_SAMPLES],
+                                                                            task.layout))
                               if spec.kind == "snn" else None, kind=spec.kind, name=run_dir.name, metrics=metrics)
             _write_npz(tmp / "predictions_test.npz", scores=test.scores.astype(np.float32),
                        labels=test.labels.astype(np.uint8))
@@ -459,6 +464,14 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
 
     _agree(dist, finish)
     return out[0] if dist.is_main else None
+
+
+def _time_first(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A spiking model's input time-first: images ``[B, 3, S, S]`` of a pixel model (direct encoding) become the
+    ``[T, B, 3, S, S]`` currents its steps receive; spike inputs are time-first already."""
+    if x.dim() == 4 and hasattr(model, "stem"):
+        return x.unsqueeze(0).expand(int(model.T), *x.shape)
+    return x
 
 
 def _fit_qat(model: nn.Module, task: TaskData, cfg: TrainConfig, qat: QATPlan, *, device: torch.device,
