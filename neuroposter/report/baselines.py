@@ -153,6 +153,12 @@ def _architecture(run: Any, h: Mapping[str, Any]) -> str:
     if model == "sdt":
         return (f"SDT, {h['depth']} SDSA blocks, width {h['d_model']}, {h['heads']} heads, MLP {h['mlp_hidden']}, "
                 f"T={T}, on {h['n_tokens']} tokens of {on_feats}")
+    if model == "sdt-pixels":
+        s, c1, d = h["image_size"], h["c1"], h["d_model"]
+        n = (int(s) // 4) ** 2
+        return (f"pixel SDT: spiking stem conv3x3 3->{c1} + LIF, 2x2 pool, conv3x3 {c1}->{d} + LIF, 2x2 pool -> {n} "
+                f"tokens; {h['depth']} SDSA blocks, width {d}, {h['heads']} heads, MLP {h['mlp_hidden']}, T={h['T']}, "
+                f"on the {s}x{s} image (direct encoding: no front end)")
     if model == "ann-transformer":
         return (f"ANN transformer (the SDT's float twin), {h['depth']} blocks, width {h['d_model']}, {h['heads']} "
                 f"heads, MLP {h['mlp_hidden']}, on {h['n_tokens']} tokens of {on_feats}")
@@ -198,6 +204,9 @@ def _input(run: Any, h: Mapping[str, Any]) -> str:
     if run.model == "vit":
         s = 224 if h.get("weights") == "imagenet" else h.get("image_size", meta.get("image_size"))
         return f"{s}x{s} RGB image"
+    if run.model == "sdt-pixels":
+        s = h.get("image_size", meta.get("image_size"))
+        return f"{s}x{s} RGB image, the same current at each of T={h.get('T')} steps"
     return f"{_dims(feats)} RGB image"
 
 

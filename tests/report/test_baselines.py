@@ -183,3 +183,21 @@ def test_reference_table_empty_when_no_bundle_matches_the_posters(ws, tmp_path):
     table = reference_table([cnn], [b], {})
     assert table.empty and "sdt_paper_mj" in table.columns
     assert reference_table_text(table)[0].startswith("Standard architectures not priced")
+
+
+def test_the_pixel_sdt_card_names_its_stem_and_its_input(ws):
+    """The pixel SDT's card: its spiking stem, the tokens it makes, T, and that it reads the image itself; its
+    parameter count is the rebuilt model's."""
+    from neuroposter.models.sdt_pixels import PixelSDT
+    from neuroposter.train.run import load_run
+
+    kw = {"n_classes": 3, "image_size": 16, "T": 2, "c1": 4, "d_model": 8, "depth": 1, "heads": 2, "mlp_hidden": 8}
+    torch.manual_seed(0)
+    r = _run(ws, "sdt-pixels", "sdt-pixels", kw, module=PixelSDT(**kw), input_meta={"image_size": 16},
+             epochs=5, ran=5, best=5, early=False)
+    card = model_cards([r]).iloc[0]
+    assert card["architecture"] == ("pixel SDT: spiking stem conv3x3 3->4 + LIF, 2x2 pool, conv3x3 4->8 + LIF, "
+                                    "2x2 pool -> 16 tokens; 1 SDSA blocks, width 8, 2 heads, MLP 8, T=2, on the "
+                                    "16x16 image (direct encoding: no front end)")
+    assert card["input"] == "16x16 RGB image, the same current at each of T=2 steps"
+    assert card["parameters"] == _nparams(load_run(r.path).model)
