@@ -26,14 +26,16 @@ __all__ = ["add_parser", "run", "SIZES", "stages"]
 # all with the same budget, for the report's seed statistics (with one seed the report's error bars are bootstrap
 # intervals over the test posters). ``lava_samples``: samples Lava runs against the integer reference in the
 # Loihi exports (the deployed network is compared with the trained model on the whole test split either way).
-# ``default`` is sized to finish within 6 minutes on 2 CPU cores; ``full`` adds seeds and patience.
+# ``pixels``: also train the pixel-input SDT (``sdt-pixels``, a spiking convolutional stem on 32x32 posters, no
+# DenseNet front end) and export its NIR graph. ``default`` is sized to finish within 6 minutes on 2 CPU cores;
+# ``full`` adds seeds, patience and the pixel SDT.
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"posters": 48, "epochs": 20, "patience": 2, "qat_patience": 2, "samples": 8, "seeds": 1,
-             "qat_epochs": 8, "lava_samples": 8},
+             "qat_epochs": 8, "lava_samples": 8, "pixels": 0},
     "default": {"posters": 800, "epochs": 60, "patience": 4, "qat_patience": 3, "samples": 16, "seeds": 1,
-                "qat_epochs": 30, "lava_samples": 8},
+                "qat_epochs": 30, "lava_samples": 8, "pixels": 0},
     "full": {"posters": 800, "epochs": 60, "patience": 5, "qat_patience": 5, "samples": 16, "seeds": 3,
-             "qat_epochs": 30, "lava_samples": 16},
+             "qat_epochs": 30, "lava_samples": 16, "pixels": 1},
 }
 
 # The fair pair (the SDT and its ANN twin) is trained with extra seeds so that the report can
@@ -51,6 +53,8 @@ _QAT_TARGET = "loihi"
 # stage outcomes (the ``when`` of a later stage reads them)
 _OK, _REFUSED, _BELOW, _SKIPPED = "ok", "refused", "below trained agreement", "skipped"
 _QAT_MODELS = (("sdt", "default"), ("snn-mlp", "pooled"))
+# the pixel-input SDT (reads the posters itself; ``pixels`` presets)
+_PIXEL_MODEL = "sdt-pixels"
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,10 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
                     "--seed", str(a.seed), *_common(a)]
 
         out.append(Stage(f"train {model}", "train", train_argv))
+    if preset.get("pixels"):
+        out.append(Stage(f"train {_PIXEL_MODEL}", "train", lambda a, s: [
+            "train", "--model", _PIXEL_MODEL, "--epochs", str(s["epochs"]), "--patience", str(s["patience"]),
+            "--seed", str(a.seed), *_common(a)]))
     for model, encoded in _QAT_MODELS:
         def qat_argv(a: argparse.Namespace, s: dict[str, int], model: str = model, encoded: str = encoded) -> list[str]:
             return ["train", "--model", model, "--encoded", encoded, "--target", _QAT_TARGET, "--init-from", model,
@@ -162,6 +170,7 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
     out += [
         Stage("export nir sdt", "export", _export("nir", "sdt")),
         Stage("export nir snn-mlp", "export", _export("nir", "snn-mlp")),
+        *([Stage(f"export nir {_PIXEL_MODEL}", "export", _export("nir", _PIXEL_MODEL))] if preset.get("pixels") else []),
         *(Stage(f"export onnx {m}", "export", _export("onnx", m)) for m in ("cnn", "vit", "ann-transformer")),
         # the extra seeds' bundles hold their op counts for the report
         *(Stage(f"export {t} {m}-seed{k}", "export", _export(t, f"{m}-seed{k}"))
@@ -191,7 +200,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the workspace (as with --force); nothing of another kind is ever replaced.")
     p.add_argument("--size", choices=sorted(SIZES), default="default",
                    help="default: the whole pipeline on 800 posters (about 6 minutes on 2 cores); full: the same with 3 seeds "
-                        "of the SDT and its twin for seed statistics and more patience; tiny: a few dozen posters")
+                        "of the SDT and its twin for seed statistics, more patience and the pixel-input SDT; tiny: a "
+                        "few dozen posters")
     p.add_argument("--seed", type=int_in_range(0, SEED_MAX - 16, "the demo also trains seeds seed+1, seed+2"),
                    default=0, help="seed for data, splits and training")
     p.add_argument("--export-root", metavar="DIR", default="export",
@@ -226,7 +236,7 @@ def _comparison(workspace: Path) -> tuple[list[str], dict[str, dict]]:
 
     qat = [f"{m}-{_QAT_TARGET}" for m, _ in _QAT_MODELS]
     chips = [f"{kind}-{chip}" if kind == "sdt" else f"fit-{chip}" for chip in chip_targets() for kind in ("sdt", "fit")]
-    for model in [m for m, _ in _MODELS] + qat + chips + seeded:
+    for model in [m for m, _ in _MODELS] + [_PIXEL_MODEL] + qat + chips + seeded:
         path = workspace / "runs" / model / "metrics.json"
         if path.is_file():
             metrics = read_json(path)

@@ -1,0 +1,40 @@
+"""The demo's size presets: what each one runs (the stages' command lines, not their results)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from neuroposter.cli.demo import SIZES, stages
+
+ARGS = SimpleNamespace(workspace="ws", export_root="exp", seed=0)
+
+
+def _lines(size: str) -> dict[str, list[str]]:
+    return {s.name: s.argv(ARGS, SIZES[size]) for s in stages(SIZES[size])}
+
+
+def test_every_preset_sets_the_same_knobs() -> None:
+    keys = {k: set(v) for k, v in SIZES.items()}
+    assert len({frozenset(v) for v in keys.values()}) == 1, keys
+
+
+def test_default_is_one_seed_and_full_adds_seeds_and_the_pixel_sdt() -> None:
+    default, full = _lines("default"), _lines("full")
+    assert not any("seed +" in n for n in default) and not any("sdt-pixels" in n for n in default)
+    assert sum("seed +" in n for n in full) == 2 * (SIZES["full"]["seeds"] - 1)
+    assert full["train sdt-pixels"][:3] == ["train", "--model", "sdt-pixels"]
+    assert full["export nir sdt-pixels"][full["export nir sdt-pixels"].index("--run") + 1] == "sdt-pixels"
+    # the pixel model is trained before it is exported, and to the same early-stopping budget as the others
+    names = list(full)
+    assert names.index("train sdt-pixels") < names.index("export nir sdt-pixels")
+    argv = full["train sdt-pixels"]
+    assert argv[argv.index("--patience") + 1] == str(SIZES["full"]["patience"])
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_chip_fine_tunes_use_the_qat_patience(size: str) -> None:
+    lines = _lines(size)
+    qat = [v for n, v in lines.items() if "fine-tune" in n]
+    assert qat and all(v[v.index("--patience") + 1] == str(SIZES[size]["qat_patience"]) for v in qat)
