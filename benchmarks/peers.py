@@ -252,7 +252,7 @@ class _SnnTorchLIF(nn.Module):
         out = []
         for x_t in x.unbind(0):
             spk, mem = self.lif(x_t, mem)
-            out.append(spk)
+            out.append(spk.to(x.dtype))    # its surrogates return float32 spikes whatever the input (no-op here)
         return torch.stack(out)
 
 
