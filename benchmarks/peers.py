@@ -403,10 +403,11 @@ def _installed(peers_dir: Path, dist: str, version: str) -> bool:
     return (peers_dir / f"{dist}-{version}.dist-info").is_dir()
 
 
-def ensure_peers(peers_dir: Path, install: bool) -> None:
-    """Installs the missing :data:`PEER_VERSIONS` into ``peers_dir`` (``pip install --target --no-deps``), or with
-    ``install=False`` exits with what to do."""
-    missing = [f"{d}=={v}" for d, v in PEER_VERSIONS.items() if not _installed(peers_dir, d, v)]
+def ensure_peers(peers_dir: Path, install: bool, needed: set[str] | None = None) -> None:
+    """Installs the missing :data:`PEER_VERSIONS` (those in ``needed``; None: all) into ``peers_dir``
+    (``pip install --target --no-deps``), or with ``install=False`` exits with what to do."""
+    missing = [f"{d}=={v}" for d, v in PEER_VERSIONS.items()
+               if (needed is None or d in needed) and not _installed(peers_dir, d, v)]
     if not missing:
         return
     if not install:
@@ -516,8 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         p.error(f"unknown row(s) {', '.join(bad)}; valid: {', '.join(ROWS)}")
     peers_dir = a.peers_dir.expanduser().resolve()
-    if any(ROWS[r].peer in PEER_VERSIONS for r in rows):
-        ensure_peers(peers_dir, install=not a.no_install)
+    ensure_peers(peers_dir, install=not a.no_install, needed={ROWS[r].peer for r in rows if ROWS[r].peer})
     env = _worker_env(peers_dir, a.threads)
     results: dict[str, list[dict]] = {r: [] for r in rows}
     from neuroposter._progress import progress

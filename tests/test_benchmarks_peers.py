@@ -131,3 +131,7 @@ def test_peer_with_neuroposter_weights_gives_neuroposter_logits(bench, name):
 def test_missing_peer_without_install_says_what_to_do(bench, tmp_path):
     with pytest.raises(SystemExit, match="--no-install"):
         bench.ensure_peers(tmp_path, install=False)
+    with pytest.raises(SystemExit, match="snntorch==") as e:
+        bench.ensure_peers(tmp_path, install=False, needed={"snntorch", "norse"})
+    assert "spikingjelly" not in str(e.value)                     # only what the chosen rows need
+    bench.ensure_peers(tmp_path, install=False, needed={"norse"})  # a project dependency: nothing to install
