@@ -30,7 +30,9 @@ initialisations); each network is checked to run, to have neuroposter's paramete
 Measured, in float32 for every row: train = forward + backward + AdamW step (BCE-with-logits on the mean over T, as
 ``train_throughput.py``); inference = ``eval()`` + ``no_grad`` forward. Each (row, repeat) runs in its own
 subprocess (no shared allocator or thread state; the same ``torch.set_num_threads``), rows interleaved within each
-repeat; warm-up steps, then a timed run; the table shows the median over repeats with the min-max range.
+repeat; warm-up steps, then each step timed on its own (samples/s = batch / median step time, so a burst of other
+load spoils a step, not the run); the table shows the median over repeats with the min-max range, and the ratios
+are also given on each row's best repeat.
 
 Peers are installed into a throw-away folder with ``pip install --target DIR --no-deps`` (they need nothing beyond
 torch/numpy/scipy/matplotlib/tqdm/torchvision, which the project's environment already has), never into the
@@ -382,10 +384,12 @@ def measure(name: str, cfg: SDTConfig, T: int, batch: int, threads: int, warmup:
     def timed(fn: Callable[[], None]) -> float:
         for _ in range(warmup):
             fn()
-        t0 = time.perf_counter()
-        for _ in range(steps):
+        times = []
+        for _ in range(steps):                # each step on its own: the median drops bursts of other load
+            t0 = time.perf_counter()
             fn()
-        return steps * batch / (time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)
+        return batch / statistics.median(times)
 
     train = timed(train_step)
     model.eval()
@@ -455,9 +459,9 @@ def report(results: dict[str, list[dict]], cfg: SDTConfig, T: int, batch: int, a
     lines = [f"SDT, T={T} batch={batch} tokens={cfg.n_tokens}x{cfg.d_in} width={cfg.d_model} depth={cfg.depth} "
              f"mlp={cfg.mlp_hidden} classes={cfg.n_classes}; parameters {first['neuroposter']['params']} "
              f"({first['neuroposter']['trainable']} trainable) in every row; float32 unless marked",
-             f"samples/s: median of {args.repeats} interleaved repeats (min-max), each {args.warmup} warm-up + "
-             f"{args.steps} timed steps in a fresh process; train = forward + backward + AdamW, "
-             f"inference = eval() + no_grad forward", ""]
+             f"samples/s: median of {args.repeats} interleaved repeats (min-max), each a fresh process timing "
+             f"{args.steps} steps one by one after {args.warmup} warm-up steps (batch / median step time); "
+             f"train = forward + backward + AdamW, inference = eval() + no_grad forward", ""]
     w = max(len(_label(n, first[n])) for n in results) + 2
     lines.append(f"| {'implementation':<{w}} | {'train samples/s':>22} | {'inference samples/s':>22} |")
     lines.append(f"|{'-' * (w + 2)}|{'-' * 23}:|{'-' * 23}:|")
@@ -474,7 +478,13 @@ def report(results: dict[str, list[dict]], cfg: SDTConfig, T: int, batch: int, a
             for col, title in (("train", "train"), ("infer", "inference")):
                 best = max(peers, key=lambda n: med[n][col])
                 parts.append(f"{title} {med[own][col] / med[best][col]:.2f}x (fastest peer: {best})")
-            lines.append(f"ratio {own} / fastest peer: " + "; ".join(parts))
+            lines.append(f"ratio {own} / fastest peer (medians): " + "; ".join(parts))
+        best = {n: {k: max(r[k] for r in rs) for k in ("train", "infer")} for n, rs in results.items()}
+        parts = [f"{title} {best['neuroposter'][col] / max(best[n][col] for n in peers):.2f}x"
+                 for col, title in (("train", "train"), ("infer", "inference"))] if "neuroposter" in best else []
+        if parts:
+            lines.append("ratio neuroposter / fastest peer on each row's best repeat (least disturbed by other load): "
+                         + "; ".join(parts))
     if "neuroposter-f64" in med and "neuroposter" in med:
         lines.append(f"float64 / float32 step time, neuroposter time-folded: train "
                      f"{med['neuroposter']['train'] / med['neuroposter-f64']['train']:.2f}x, inference "
