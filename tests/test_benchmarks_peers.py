@@ -31,10 +31,6 @@ def _importable(peer: str | None) -> bool:
     return peer is None or importlib.util.find_spec(peer) is not None
 
 
-def _rows(bench) -> list[str]:  # noqa: ANN001
-    return list(bench.ROWS)
-
-
 ROW_NAMES = ["neuroposter", "neuroposter-per-step", "spikingjelly-linear", "spikingjelly-conv1d", "snntorch", "norse",
              "neuroposter-f64"]
 
