@@ -23,6 +23,7 @@ bench: venv
 	.venv/bin/python benchmarks/train_throughput.py
 	.venv/bin/python benchmarks/simulator_vs_norse.py
 	.venv/bin/python benchmarks/lava_vs_reference.py
+	.venv/bin/python benchmarks/peers.py
 
 clean:
 	rm -rf workspace .pytest_cache
