@@ -216,20 +216,27 @@ def _evaluation(label: str) -> Any:
     return Evaluation(view, profile, rest.rstrip(")") or "once")
 
 
-def activity_energy(counts: OpCounts, label: str, profile: HardwareProfile) -> tuple[float | None, float | None]:
-    """``(energy at zero head activity, energy at the measured activity)`` in mJ per inference of an SNN's own
-    counts under the evaluation ``label`` (None when the profile cannot price them)."""
+def _priced_mj(variants: Sequence[OpCounts], label: str, profile: HardwareProfile) -> list[float | None] | None:
+    """Energy in mJ per inference of each of ``variants`` (an SNN's own counts) under the evaluation ``label``;
+    None for one the profile cannot price, None overall when the counts are not valid for the view."""
     from neuroposter.report.tables import _finite
 
     ev = _evaluation(label)
-    out = []
-    for s in (0.0, 1.0):
+    out: list[float | None] = []
+    for c in variants:
         try:
-            b = _finite(estimate_energy(scaled_counts(counts, s), profile, view=ev.view, first_layer=ev.first_layer))
+            b = _finite(estimate_energy(c, profile, view=ev.view, first_layer=ev.first_layer))
         except ValueError:
-            return None, None
+            return None
         out.append(b.total_pj * 1e-9 if b.available and b.total_pj is not None else None)
-    return out[0], out[1]
+    return out
+
+
+def activity_energy(counts: OpCounts, label: str, profile: HardwareProfile) -> tuple[float | None, float | None]:
+    """``(energy at zero head activity, energy at the measured activity)`` in mJ per inference of an SNN's own
+    counts under the evaluation ``label`` (None when the profile cannot price them)."""
+    e = _priced_mj([scaled_counts(counts, 0.0), scaled_counts(counts, 1.0)], label, profile)
+    return (None, None) if e is None else (e[0], e[1])
 
 
 _PER_STEP = ("dense_ops", "effective_macs", "effective_acs", "other_ops", "events_in", "spikes", "updates_dense",
@@ -251,19 +258,10 @@ def steps_energy(counts: OpCounts, label: str, profile: HardwareProfile) -> tupl
     """``(energy at the measured T, energy added by each further timestep)`` in mJ per inference of an SNN's own
     counts under the evaluation ``label`` (None when the profile cannot price them). The energy is linear in the
     counts, so the runs at ``T`` and ``2 T`` give the line (:func:`more_steps`)."""
-    from neuroposter.report.tables import _finite
-
-    ev = _evaluation(label)
-    out = []
-    for k in (1, 2):
-        try:
-            b = _finite(estimate_energy(more_steps(counts, k), profile, view=ev.view, first_layer=ev.first_layer))
-        except ValueError:
-            return None, None
-        if not (b.available and b.total_pj is not None):
-            return None, None
-        out.append(b.total_pj * 1e-9)
-    return out[0], (out[1] - out[0]) / max(counts.T, 1)
+    e = _priced_mj([more_steps(counts, 1), more_steps(counts, 2)], label, profile)
+    if e is None or e[0] is None or e[1] is None:
+        return None, None
+    return e[0], (e[1] - e[0]) / max(counts.T, 1)
 
 
 def _similar(models: pd.DataFrame, snn: str) -> list[str]:
