@@ -222,6 +222,7 @@ class LoihiTarget(Target):
 
     def verify(self, ctx: ExportContext, o: _Outputs) -> Verdict:
         from neuroposter.errors import ResourceError
+        from neuroposter.targets.loihi.compose import compose_pools
         from neuroposter.targets.loihi.netx_export import export_and_check, is_chain
         from neuroposter.targets.mapping import map_graph
         from neuroposter.targets.verify import RESAMPLES, compare, spike_agreement
@@ -257,7 +258,8 @@ class LoihiTarget(Target):
                                     f"{sim['prediction_agreement']:.3f} < --min-agreement {min_agree:g}")])
         ok, reason = verdict.ok, verdict.reason
         try:
-            mapping = map_graph(self.q.flat, ctx.profile, delays=o.retiming.delays).to_dict()
+            # the deployed synapses: pools composed into the next connection, as in the integer graph
+            mapping = map_graph(compose_pools(self.q.flat), ctx.profile, delays=o.retiming.delays).to_dict()
         except Exception as exc:  # noqa: BLE001 - the mapping must not hide the verification result
             mapping = {"error": f"{type(exc).__name__}: {exc}"}
         ctx.summary["mapping"] = ({k: mapping.get(k) for k in ("fits", "violations", "totals")}
