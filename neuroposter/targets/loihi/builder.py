@@ -712,7 +712,7 @@ def run_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, sel
 
     Args:
         plan: the network plan.
-        x: ``[T, B, *input_shape]`` spikes.
+        x: ``[T, B, *input_shape]`` spikes, or an analog Input's integer payloads (graded spikes).
         select_tag: ``"fixed_pt"`` or ``"floating_pt"``.
         record: record per-population spikes.
         chunk: samples per Lava run within a worker (None: all of the worker's samples in one run).

@@ -6,7 +6,11 @@ Stages:
 1. lower: the run's model to NIR (:func:`neuroposter.ir.lower.lower_model`);
 2. quantise: Loihi 2 fixed point for the ``loihi2`` profile
    (:func:`neuroposter.targets.loihi.fixed_point.quantize_loihi`), the error per layer reported; a node the
-   Loihi neuron or synapses cannot express is a refusal verdict;
+   Loihi neuron or synapses cannot express is a refusal verdict (naming what is supported). Pools are composed
+   into the synapse after them; a direct-encoded (analog) input, e.g. the pixel SDT's image, travels as 8-bit
+   graded spikes whose power-of-two scale covers the largest ``|x|`` of the evaluated samples, and Lava and the
+   integer reference consume the same integers (``summary["input_quantization"]``: bits, scale, float -> int
+   error);
 3. build: the Lava network plan (:mod:`.builder`: stock ``LIFReset``/``Sparse``/``Dense``/``DelaySparse``
    processes, re-timed, delays bounded by the profile's ``max_delay``);
 4. run: the trained model and the **integer reference simulation** of the integer graph
