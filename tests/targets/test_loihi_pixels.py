@@ -267,3 +267,12 @@ def test_export_pixel_sdt_bundle_and_rerun(tmp_path, stub_run, model, images) ->
     with np.load(out / "inputs.npz") as z:
         assert z["x"].dtype == np.int32 and np.abs(z["x"]).max() > 1
     assert main([str(out)]) == 0
+
+
+def test_the_retrain_hint_names_qat_only_where_it_covers_the_model(model) -> None:
+    from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+    from neuroposter.targets.loihi.target import _retrain_hint
+
+    assert "quantisation-aware training does not cover" in _retrain_hint(model) and "PixelSDT" in _retrain_hint(model)
+    sdt = SpikeDrivenTransformer(SDTConfig(d_in=8, n_tokens=3, d_model=8, depth=1, heads=2, mlp_hidden=8, n_classes=3))
+    assert "neuroposter train --target loihi" in _retrain_hint(sdt)
