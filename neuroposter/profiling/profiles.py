@@ -230,6 +230,9 @@ class FixedPoint:
         threshold_shift_bits: left shift of the threshold mantissa before the compare (Loihi 2: 6).
         decay_u_offset: added to the current decay ``du`` (Lava's ``ds_offset``: 1).
         decay_v_offset: added to the voltage decay ``dv`` (Lava's ``dm_offset``: 0).
+        graded_spike_bits: widest integer payload of a graded spike (Loihi 2: 24); analog (direct-encoded) inputs
+            travel as graded spikes of at most this width (None only for a
+            FixedPoint built by hand).
         max_delay: largest synaptic delay in timesteps (None: unknown).
         sources: per-field source strings.
 
@@ -250,6 +253,7 @@ class FixedPoint:
     decay_u_offset: int
     decay_v_offset: int
     max_delay: int | None = None
+    graded_spike_bits: int | None = None
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property

@@ -310,6 +310,7 @@ SCHEMA: tuple[tuple[str, Rule], ...] = (
     ("fixed_point.threshold_shift_bits", _Q["bits"]),
     ("fixed_point.decay_u_offset", _OFFSET),
     ("fixed_point.decay_v_offset", _OFFSET),
+    ("fixed_point.graded_spike_bits", _Q["bits"]),
     # informational numbers: the unit suffix names the quantity; a list of such numbers is allowed
     ("facts.*", Rule("by_unit", many=True)),
 )

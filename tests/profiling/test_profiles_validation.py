@@ -66,7 +66,8 @@ def _refusal(tmp_path: Path, raw: dict | str) -> tuple[Path, str]:
 
 # A complete fixed_point section (Loihi 2's values).
 _FIXED = {"threshold_mant_bits": 17, "bias_mant_bits": 13, "bias_exp_bits": 3, "decay_bits": 12, "act_shift_bits": 6,
-          "threshold_shift_bits": 6, "decay_u_offset": 1, "decay_v_offset": 0}
+          "threshold_shift_bits": 6, "decay_u_offset": 1, "decay_v_offset": 0,
+          "graded_spike_bits": 24}
 
 
 def _set(section: str | None, key: str, value):

@@ -122,6 +122,8 @@ class SynapseSpec:
         node: the NIR connection node path (None for direct edges).
         node_type: NIR type name of the connection (``"Identity"`` for direct edges).
         shared: logical weights of a weight-shared connection (``Cout*Cin*K`` for a Conv1d), None if not shared.
+        message_bits: payload bits of the graded spikes it receives (an analog Input's ``message_bits``; Lava's
+            ``num_message_bits``), 0 for binary spikes.
     """
 
     name: str
@@ -135,6 +137,7 @@ class SynapseSpec:
     node: str | None = None
     node_type: str = "Identity"
     shared: int | None = None
+    message_bits: int = 0
 
 
 @dataclass
@@ -239,6 +242,9 @@ def plan_network(graph_int: nir.NIRGraph | Graph, *, max_delay: int) -> NetworkP
         n = fg.nodes[u].nir
         return int(np.prod(shape_of(n, "input" if isinstance(n, nir.Output) else "output")))
 
+    # graded spikes: an analog Input sends integer payloads (fixed_point.quantize_input)
+    message_bits = {u: int(loihi_params(fg.nodes[u].nir).get("message_bits", 0)) for u in units
+                    if isinstance(fg.nodes[u].nir, nir.Input)}
     syns: list[SynapseSpec] = []
     per_conn = {}
     for p in projs:
@@ -260,7 +266,7 @@ def plan_network(graph_int: nir.NIRGraph | Graph, *, max_delay: int) -> NetworkP
             w = sp.identity(n, dtype=np.int64, format="csr") * int(lp["direct_weight"])
             syns.append(SynapseSpec(f"{p.src}->{p.dst}", p.src, p.dst, w.tocsr(), int(lp["direct_weight_exp"]),
                                     float(pops[p.dst].scale if p.dst in pops else 1.0), delay, "direct", None,
-                                    "Identity", None))
+                                    "Identity", None, message_bits.get(p.src, 0)))
             continue
         node = fg.nodes[p.conn].nir
         builder = SYNAPSE_MATRIX.get(type(node))
@@ -285,7 +291,8 @@ def plan_network(graph_int: nir.NIRGraph | Graph, *, max_delay: int) -> NetworkP
         if len(per_conn[p.conn]) > 1 and len({q.dst for q in per_conn[p.conn]}) < len(per_conn[p.conn]):
             name = f"{p.src}->{p.conn}->{p.dst}"
         syns.append(SynapseSpec(name, p.src, p.dst, m.tocsr(), int(lp["weight_exp"]), float(lp["scale"]), delay,
-                                "connection", p.conn, type(node).__name__, shared_weights(node)))
+                                "connection", p.conn, type(node).__name__, shared_weights(node),
+                                message_bits.get(p.src, 0)))
 
     inputs = {u: shape_of(fg.nodes[u].nir, "output") for u in units if isinstance(fg.nodes[u].nir, nir.Input)}
     outputs: dict[str, dict[str, Any]] = {}
@@ -398,7 +405,8 @@ def build_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, s
 
     Args:
         plan: the network plan.
-        x: ``[T, B, *input_shape]`` 0/1 spikes (or a dict per Input).
+        x: ``[T, B, *input_shape]`` 0/1 spikes, or an analog Input's integer payloads (graded spikes,
+            :func:`~neuroposter.targets.loihi.fixed_point.quantize_input`), or a dict per Input.
         select_tag: ``"fixed_pt"`` (bit-accurate) or ``"floating_pt"`` (debugging).
         record: add a spike sink per population (per-layer agreement).
         gap: extra silent steps between samples (0 is exact thanks to the state resets).
@@ -494,6 +502,8 @@ def build_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, s
             dst_scale = plan.populations[s.dst].scale if s.dst in plan.populations else plan.outputs[s.dst]["scale"]
             w = s.weight.astype(np.float64) * (2.0 ** s.weight_exp) / dst_scale
             kw = {}
+        if s.message_bits:
+            kw["num_message_bits"] = int(s.message_bits)   # graded spikes: W @ payload instead of W[:, spikes]
         from_input = s.src in plan.inputs
         delay = s.delay
         density = w.nnz / max(1, w.shape[0] * w.shape[1])
@@ -702,7 +712,7 @@ def run_lava(plan: NetworkPlan, x: np.ndarray | Mapping[str, np.ndarray], *, sel
 
     Args:
         plan: the network plan.
-        x: ``[T, B, *input_shape]`` spikes.
+        x: ``[T, B, *input_shape]`` spikes, or an analog Input's integer payloads (graded spikes).
         select_tag: ``"fixed_pt"`` or ``"floating_pt"``.
         record: record per-population spikes.
         chunk: samples per Lava run within a worker (None: all of the worker's samples in one run).

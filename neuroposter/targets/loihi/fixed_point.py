@@ -15,8 +15,23 @@ The integer graph
 dotted paths ``"blocks.0.attn.and_kv"``; the sub-graph metadata, e.g. the SDSA tags, is kept in
 ``graph.metadata["loihi_groups"]``). Chains of dense connection nodes (``Affine``/``Linear``) without a
 neuron in between are composed into one node (named after the last one), because every Lava synapse
-is one connection. ``Flatten`` nodes are kept (a free reshape). Every node that computes carries
-``metadata["loihi"]``:
+is one connection. A pool (``SumPool2d``/``AvgPool2d``) and the connection after it are one synapse too: they are
+composed first (:func:`neuroposter.targets.loihi.compose.compose_pools`: a 2x2 pool then a 3x3 ``Conv2d`` is one
+6x6 ``Conv2d`` of stride 2; a 2x2 pool then a ``Flatten`` into tokens then a token-wise ``Conv1d`` is one 2x2
+``Conv2d`` of stride 2 then a ``Flatten`` named ``"<conv>.flatten"``). ``Flatten`` nodes are kept (a free
+reshape). Every node that computes carries ``metadata["loihi"]``:
+
+Input node -- binary spikes need nothing. A **direct-encoded (analog) input** (``graph.metadata["encoding"] ==
+"direct"``, e.g. the pixel SDT's image) travels as **graded spikes**: signed integer payloads of ``message_bits``
+bits (default :data:`INPUT_BITS`, at most the profile's ``fixed_point.graded_spike_bits``)::
+
+    x_int = clip(rint(x * 2**k), -(2**(message_bits-1) - 1), 2**(message_bits-1) - 1)
+
+with ``2**k`` (``scale``) the largest power of two that keeps ``input_amax`` (the input range the caller gives)
+in range. ``metadata["loihi"]`` = ``{"message_bits", "scale", "exp": k, "amax"}``; :func:`quantize_input` makes
+the payloads, the same integers for the reference simulator and for Lava (whose synapses from the input get
+``num_message_bits = message_bits``). ``2**-k`` is folded into the weights of every synapse from the input, so
+``a = shift(W x_int, weight_exp)`` is the float current in the destination's integer units.
 
 Connection node (``Affine``, ``Linear``, ``Conv1d``, ``Conv2d``) -- one Lava ``Dense``/``Sparse``
 synapse. ``weight`` holds the integer values handed to Lava (``int32``, even numbers in
@@ -87,9 +102,11 @@ from neuroposter.ir.graph import Graph, GraphError, Projection
 from neuroposter.ir.int_neuron import IntFormat
 from neuroposter.ir.nodes import classes
 from neuroposter.ir.quantize import LayerError, QuantizationError, QuantReport, flat_for_quantisation, pow2_exponent
+from neuroposter.targets.loihi.compose import POOLS, compose_pools
 
 __all__ = ["QuantizationError", "QuantizedWeights", "quantize_weights", "LOIHI_NEURONS", "quantize_loihi", "shift",
-           "loihi_params", "int_format"]
+           "loihi_params", "int_format", "INPUT_BITS", "graded_input", "quantize_input", "input_error",
+           "supported_types"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +118,7 @@ _LOIHI_CONNECTIONS: tuple[type[nir.NIRNode], ...] = classes("Affine", "Linear", 
 VTH_TARGET_BITS = 10           # significant bits the quantiser aims at for each threshold (a choice, not a chip fact)
 TINY = 1e-30                   # weights below this magnitude quantise to 0
 NETX_BIAS_EXP = 6              # lava-dl netx stores every bias with this exponent (a netx file convention)
+INPUT_BITS = 8                 # payload bits of an analog input's graded spikes (a choice; the profile bounds it)
 
 
 def _fixed_point(profile_or_fp: Any) -> Any:
@@ -215,14 +233,22 @@ def _projections(fg: Graph) -> list[Projection]:
         raise QuantizationError(exc.node or "<graph>", exc.node_type or "?", exc.reason) from None
 
 
+def supported_types() -> str:
+    """The NIR node types the Loihi fixed point takes, as one line for error messages."""
+    names = lambda ts: ", ".join(t.__name__ for t in ts)  # noqa: E731
+    return (f"neurons {names(LOIHI_NEURONS)}; synapses {names(_LOIHI_CONNECTIONS)}; pools {names(POOLS)} "
+            "composed into the next synapse; Flatten; Input, Output")
+
+
 def _check_loihi_types(fg: Graph) -> None:
-    """Every node must be an Input/Output, a Flatten, a Loihi synapse or a Loihi neuron."""
+    """Every node must be an Input/Output, a Flatten, a Loihi synapse or a Loihi neuron (pools are composed)."""
     for name, nd in fg.nodes.items():
         node = nd.nir
         if nd.role == "neuron" and not isinstance(node, LOIHI_NEURONS):
-            raise QuantizationError(name, nd.type.name, "not a neuron type the Loihi LIF can host")
+            raise QuantizationError(name, nd.type.name, "not a neuron type the Loihi LIF can host "
+                                    f"(supported: {supported_types()})")
         if not (nd.role in ("input", "output", "reshape", "neuron") or isinstance(node, _LOIHI_CONNECTIONS)):
-            raise QuantizationError(name, nd.type.name, "node type is not supported")
+            raise QuantizationError(name, nd.type.name, f"node type is not supported (supported: {supported_types()})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,13 +405,90 @@ def _compose(fg: Graph, proj: Projection) -> tuple[np.ndarray | None, np.ndarray
     return w_tot, b_tot, conns[-1]
 
 
+# ---------------------------------------------------------------------------------------------
+# analog inputs: graded spikes
+# ---------------------------------------------------------------------------------------------
+
+
+def _graded_inputs(fg: Graph, fp: Any, bits: int | None, amax: float | None) -> dict[str, dict[str, Any]]:
+    """``{input: metadata["loihi"]}`` of the direct-encoded inputs (none for a spiking graph)."""
+    if str((fg.metadata or {}).get("encoding", "")) != "direct":
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name in fg.inputs:
+        t = fg.nodes[name].type.name
+        limit = getattr(fp, "graded_spike_bits", None)
+        if limit is None:
+            raise QuantizationError(name, t, "a direct-encoded (analog) input needs graded spikes; the profile gives "
+                                    "no fixed_point.graded_spike_bits")
+        b = INPUT_BITS if bits is None else int(bits)
+        if not 2 <= b <= int(limit):
+            raise QuantizationError(name, t, f"input payload of {b} bits; graded spikes carry 2 to {limit} bits")
+        if amax is None or not math.isfinite(float(amax)) or float(amax) <= 0:
+            raise QuantizationError(name, t, "a direct-encoded (analog) input needs its range (input_amax > 0) to "
+                                    f"choose its scale; got {amax!r}")
+        qmax = (1 << (b - 1)) - 1
+        k = math.floor(math.log2(qmax / float(amax)))
+        out[name] = {"message_bits": b, "scale": float(2.0 ** k), "exp": int(k), "amax": float(amax)}
+    return out
+
+
+def graded_input(graph_int: nir.NIRGraph | Graph) -> dict[str, Any] | None:
+    """The graded-spike format (``metadata["loihi"]`` of the Input) of an integer graph's analog input, or None
+    when its input is spikes."""
+    nodes = graph_int.nodes
+    for node in nodes.values():
+        x = getattr(node, "nir", node)
+        if isinstance(x, nir.Input):
+            lp = loihi_params(x)
+            return lp if "message_bits" in lp else None
+    return None
+
+
+def quantize_input(x: np.ndarray, graph_int: nir.NIRGraph | Graph) -> np.ndarray:
+    """The integer graph's input of ``x``: the graded-spike payloads ``clip(rint(x 2**k), -q, q)`` (``int32``,
+    ``q = 2**(message_bits-1) - 1``) for an analog input, ``x`` unchanged for spikes.
+
+    Raises:
+        ValueError: ``x`` holds NaN or inf.
+    """
+    g = graded_input(graph_int)
+    if g is None:
+        return x
+    xf = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(xf)):
+        raise ValueError("the input holds NaN or inf")
+    q = (1 << (int(g["message_bits"]) - 1)) - 1
+    return np.clip(np.rint(xf * float(g["scale"])), -q, q).astype(np.int32)
+
+
+def input_error(x: np.ndarray, graph_int: nir.NIRGraph | Graph) -> dict[str, Any] | None:
+    """The float -> int error of an analog input on ``x`` (None for spikes): bits, scale, the largest and the
+    RMS error in input units, the relative RMS error, and the fraction of values clipped."""
+    g = graded_input(graph_int)
+    if g is None:
+        return None
+    xf = np.asarray(x, dtype=np.float64)
+    xq = quantize_input(xf, graph_int).astype(np.float64) / float(g["scale"])
+    err = xq - xf
+    q = (1 << (int(g["message_bits"]) - 1)) - 1
+    rms_x = float(np.sqrt(np.mean(xf ** 2))) if xf.size else 0.0
+    rms = float(np.sqrt(np.mean(err ** 2))) if xf.size else 0.0
+    return {"encoding": "graded spikes", "message_bits": int(g["message_bits"]), "scale": float(g["scale"]),
+            "step": 1.0 / float(g["scale"]), "amax": float(g["amax"]),
+            "max_abs_error": float(np.max(np.abs(err))) if xf.size else 0.0, "rms_error": rms,
+            "rel_rms_error": rms / rms_x if rms_x > 0 else 0.0,
+            "clipped_frac": float(np.mean(np.abs(np.rint(xf * float(g["scale"]))) > q)) if xf.size else 0.0}
+
+
 def _weight_int(qw: QuantizedWeights) -> tuple[np.ndarray, int]:
     """Lava values (``2 m``, int32) and Lava ``weight_exp`` (``e - 1``) of a quantised tensor."""
     return (qw.mantissa.astype(np.int32) * 2), qw.exp - 1
 
 
 def quantize_loihi(graph: nir.NIRGraph | Graph, profile: Any, *, vth_bits: int = VTH_TARGET_BITS,
-                   netx: bool = False) -> tuple[nir.NIRGraph, QuantReport]:
+                   netx: bool = False, input_bits: int | None = None,
+                   input_amax: float | None = None) -> tuple[nir.NIRGraph, QuantReport]:
     """The Loihi 2 integer graph of a float NIR graph (see the module docstring for its meaning).
 
     Args:
@@ -396,6 +499,10 @@ def quantize_loihi(graph: nir.NIRGraph | Graph, profile: Any, *, vth_bits: int =
             effective integer weights, ``|w| <= 254``; each population's ``s`` is the power of two that
             puts its largest incoming weight in ``(127, 254]``) and every bias ``bias_exp = 6``
             (netx's fixed bias exponent).
+        input_bits: payload bits of a direct-encoded input's graded spikes (default :data:`INPUT_BITS`; at most
+            the profile's ``graded_spike_bits``); ignored for spiking inputs.
+        input_amax: the largest ``|x|`` a direct-encoded input takes (its range; required for such an input):
+            the input scale is the largest power of two that maps it inside the payload.
 
     Returns:
         ``(graph_int, report)``.
@@ -405,8 +512,15 @@ def quantize_loihi(graph: nir.NIRGraph | Graph, profile: Any, *, vth_bits: int =
     """
     fp = _fixed_point(profile)
     act = float(1 << fp.act_shift_bits)      # the synaptic input enters u shifted left by this
-    fg = flat_for_quantisation(graph)
+    fg = compose_pools(flat_for_quantisation(graph))
     _check_loihi_types(fg)
+    graded = _graded_inputs(fg, fp, input_bits, input_amax)
+
+    def in_scale(src: str) -> float:
+        return float(graded[src]["scale"]) if src in graded else 1.0
+
+    def in_amax(src: str) -> float:
+        return float(graded[src]["amax"]) if src in graded else 1.0
     dt = fg.dt
     projs = _projections(fg)
     report = QuantReport()
@@ -426,10 +540,10 @@ def quantize_loihi(graph: nir.NIRGraph | Graph, profile: Any, *, vth_bits: int =
 
     def drive(p: Projection) -> float:
         if p.conn is None:
-            return 1.0
+            return in_amax(p.src)
         if p.conn in composed:
-            return float(np.abs(composed[p.conn][0]).sum(axis=1).max())
-        return _abs_rowsum(fg.nodes[p.conn].nir)
+            return float(np.abs(composed[p.conn][0]).sum(axis=1).max()) * in_amax(p.src)
+        return _abs_rowsum(fg.nodes[p.conn].nir) * in_amax(p.src)
 
     def _peak(p: Projection) -> float:
         if p.conn is None:
@@ -488,7 +602,7 @@ def quantize_loihi(graph: nir.NIRGraph | Graph, profile: Any, *, vth_bits: int =
     for p in projs:
         if p.conn is None:
             continue
-        gs = gain_scale(p.dst)
+        gs = gain_scale(p.dst) / in_scale(p.src)     # an analog input's scale is folded into its synapses
         if p.conn in conn_scale:
             if not math.isclose(conn_scale[p.conn], gs, rel_tol=1e-12):
                 raise QuantizationError(p.conn, type(fg.nodes[p.conn].nir).__name__,
@@ -565,12 +679,13 @@ def quantize_loihi(graph: nir.NIRGraph | Graph, profile: Any, *, vth_bits: int =
             direct = [p for p in by_dst.get(name, []) if p.conn is None]
             if direct:
                 # every neuron -> neuron edge becomes an explicit identity synapse (a Scale node)
-                qd = quantize_weights(np.array([nm.gain * s]), bits=fp.weight_bits)
-                dw, de = _weight_int(qd)
                 for i, p in enumerate(direct):
+                    qd = quantize_weights(np.array([nm.gain * s / in_scale(p.src)]), bits=fp.weight_bits)
+                    dw, de = _weight_int(qd)
                     sname = f"{name}.identity{i}"
                     sc = nir.Scale(scale=np.full(shape, int(dw[0]), dtype=np.int32))
-                    sc.metadata = {"loihi": {"weight_exp": int(de), "num_weight_bits": fp.weight_bits, "scale": float(nm.gain * s),
+                    sc.metadata = {"loihi": {"weight_exp": int(de), "num_weight_bits": fp.weight_bits,
+                                             "scale": float(nm.gain * s / in_scale(p.src)),
                                              "mantissa_exp": int(qd.exp), "rel_error": 0.0}, "identity_of": p.src}
                     new_nodes[sname] = sc
                     identity[(p.src, p.path, name)] = sname
@@ -598,6 +713,10 @@ def quantize_loihi(graph: nir.NIRGraph | Graph, profile: Any, *, vth_bits: int =
             new.metadata = {"loihi": {"scale": float(s), "bias": np.rint(b * s).astype(np.int64).reshape(shape)}}
             new_nodes[name] = new
             report.layers.append(LayerError(name, "output", scale=float(s)))
+        elif name in graded:
+            new = copy.copy(node)
+            new.metadata = {**dict(node.metadata or {}), "loihi": dict(graded[name])}
+            new_nodes[name] = new
         elif nd.role in ("input", "reshape"):
             new_nodes[name] = node
 

@@ -6,7 +6,11 @@ Stages:
 1. lower: the run's model to NIR (:func:`neuroposter.ir.lower.lower_model`);
 2. quantise: Loihi 2 fixed point for the ``loihi2`` profile
    (:func:`neuroposter.targets.loihi.fixed_point.quantize_loihi`), the error per layer reported; a node the
-   Loihi neuron or synapses cannot express is a refusal verdict;
+   Loihi neuron or synapses cannot express is a refusal verdict (naming what is supported). Pools are composed
+   into the synapse after them; a direct-encoded (analog) input, e.g. the pixel SDT's image, travels as 8-bit
+   graded spikes whose power-of-two scale covers the largest ``|x|`` of the evaluated samples, and Lava and the
+   integer reference consume the same integers (``summary["input_quantization"]``: bits, scale, float -> int
+   error);
 3. build: the Lava network plan (:mod:`.builder`: stock ``LIFReset``/``Sparse``/``Dense``/``DelaySparse``
    processes, re-timed, delays bounded by the profile's ``max_delay``);
 4. run: the trained model and the **integer reference simulation** of the integer graph
@@ -154,14 +158,31 @@ class LoihiTarget(Target):
 
     def quantise(self, ctx: ExportContext, graph: Any) -> _Quantised:
         from neuroposter.ir.graph import GraphError, flatten
-        from neuroposter.targets.loihi.fixed_point import QuantizationError, quantize_loihi
+        from neuroposter.targets.loihi.fixed_point import QuantizationError, input_error, quantize_input, quantize_loihi
 
+        # a direct-encoded (analog) input travels as graded spikes; its scale covers the largest |x| of the
+        # evaluated samples (the graph's metadata["input_amax"] when the lowering records a range)
+        meta = dict(getattr(graph, "metadata", None) or {})
+        amax, amax_source = None, None
+        if str(meta.get("encoding", "")) == "direct":
+            if meta.get("input_amax") is not None:
+                amax, amax_source = float(meta["input_amax"]), "graph metadata input_amax"
+            else:
+                amax = float(np.max(np.abs(self.x_all))) if self.x_all.size else 1.0
+                amax, amax_source = (amax if amax > 0 else 1.0), "largest |input| of the evaluated samples"
         try:
             flat = flatten(graph, strict=True)
-            graph_int, report = quantize_loihi(flat, ctx.profile)
+            graph_int, report = quantize_loihi(flat, ctx.profile, input_amax=amax)
             flat_int = flatten(graph_int, strict=True)
         except (QuantizationError, GraphError) as exc:
             raise Refusal(str(exc), [f"  refused: {exc}"]) from None
+        # the integers the deployed network consumes (spikes pass unchanged): the same for Lava and the reference
+        self.x_int = quantize_input(self.x, graph_int)
+        self.x_all_int = quantize_input(self.x_all, graph_int)
+        err = input_error(self.x_all, graph_int)
+        if err is not None:
+            err["amax_source"] = amax_source
+            ctx.summary["input_quantization"] = err
         return _Quantised(graph, graph_int, report, flat, flat_int)
 
     def build(self, ctx: ExportContext, q: _Quantised) -> Any:
@@ -187,14 +208,14 @@ class LoihiTarget(Target):
         from neuroposter.targets.verify import float_model_logits, mean_logits
 
         tag = str(ctx.options["select_tag"])
-        lava = run_lava(plan, self.x, select_tag=tag, record=bool(ctx.options["record"]),
+        lava = run_lava(plan, self.x_int, select_tag=tag, record=bool(ctx.options["record"]),
                         chunk=ctx.options.get("chunk"), progress_desc=f"lava {tag}")
         ctx.timings["lava_build_s"], ctx.timings["lava_run_s"] = lava.build_s, lava.run_s
         t0 = time.perf_counter()
         rt = retime(self.q.flat_int)
-        deployed = reference_mean_logits(plan, self.q.flat_int, self.x_all, rt.delays)
+        deployed = reference_mean_logits(plan, self.q.flat_int, self.x_all_int, rt.delays)
         ctx.timings["reference_int_s"] = time.perf_counter() - t0
-        ref = simulate(self.q.flat_int, self.x, mode="per_hop", arithmetic="int", delays=rt.delays)
+        ref = simulate(self.q.flat_int, self.x_int, mode="per_hop", arithmetic="int", delays=rt.delays)
         ref_float = simulate(self.q.flat, self.x, mode="same_step", arithmetic="float")
         t0 = time.perf_counter()
         trained = float_model_logits(ctx.run.model, ctx.inputs.x)
@@ -205,6 +226,7 @@ class LoihiTarget(Target):
 
     def verify(self, ctx: ExportContext, o: _Outputs) -> Verdict:
         from neuroposter.errors import ResourceError
+        from neuroposter.targets.loihi.compose import compose_pools
         from neuroposter.targets.loihi.netx_export import export_and_check, is_chain
         from neuroposter.targets.mapping import map_graph
         from neuroposter.targets.verify import RESAMPLES, compare, spike_agreement
@@ -234,13 +256,14 @@ class LoihiTarget(Target):
         })
         verdict = gate_verdict(ctx, [
             trained_gate(ctx, trained, "the deployed network (integer reference of the Loihi 2 graph)",
-                         "train with Loihi 2's arithmetic in the loop: `neuroposter train --target loihi`"),
+                         _retrain_hint(ctx.run.model)),
             Gate("simulator_vs_reference", "prediction_agreement", float(sim["prediction_agreement"]), min_agree,
                  "--min-agreement", f"Lava's prediction agreement with the integer reference "
                                     f"{sim['prediction_agreement']:.3f} < --min-agreement {min_agree:g}")])
         ok, reason = verdict.ok, verdict.reason
         try:
-            mapping = map_graph(self.q.flat, ctx.profile, delays=o.retiming.delays).to_dict()
+            # the deployed synapses: pools composed into the next connection, as in the integer graph
+            mapping = map_graph(compose_pools(self.q.flat), ctx.profile, delays=o.retiming.delays).to_dict()
         except Exception as exc:  # noqa: BLE001 - the mapping must not hide the verification result
             mapping = {"error": f"{type(exc).__name__}: {exc}"}
         ctx.summary["mapping"] = ({k: mapping.get(k) for k in ("fits", "violations", "totals")}
@@ -266,7 +289,7 @@ class LoihiTarget(Target):
         from neuroposter.targets._bundle import store_chip_counts
         from neuroposter.targets.verify import agreement_line
 
-        o, q, x = self.outputs, self.q, self.x
+        o, q, x = self.outputs, self.q, self.x_int
         out_name = next(iter(o.plan.outputs))
         ref_out = self.ref_out
         netx_bytes = self.netx.get("file_bytes") if self.netx else None
@@ -278,7 +301,7 @@ class LoihiTarget(Target):
         ctx.files["graph.nir"] = lambda p: write_graph(p, q.graph, verify=False)
         sim_rows = np.asarray(self.sim)
         ctx.files["inputs.npz"] = lambda p: np.savez_compressed(
-            p, x=x.astype(np.uint8), labels=ctx.inputs.labels[sim_rows],
+            p, x=x.astype(np.int32 if "input_quantization" in ctx.summary else np.uint8), labels=ctx.inputs.labels[sim_rows],
             indices=np.asarray(ctx.inputs.indices)[sim_rows], reference_output=ref_out,
             lava_output=o.lava.output[out_name], float_model_logits=o.float_logits,
             split_indices=np.asarray(ctx.inputs.indices), split_labels=ctx.inputs.labels,
@@ -302,11 +325,29 @@ class LoihiTarget(Target):
             agreement_line(vt, f"deployed (integer reference) vs trained model, {vt['split']} split"),
             _mapping_line(self.mapping),
         ]
+        iq = ctx.summary.get("input_quantization")
+        if iq:
+            ctx.lines.insert(len(ctx.lines) - 4, f"  analog input as {iq['message_bits']}-bit graded spikes, scale "
+                             f"{iq['scale']:g} ({iq['amax_source']}): max |error| {iq['max_abs_error']:.4f}, relative "
+                             f"RMS error {iq['rel_rms_error']:.4f}, clipped {iq['clipped_frac']:.4f}")
         if self.netx is not None:
             ctx.lines.append(f"  netx: ok={self.netx.get('ok')} prediction agreement "
                              f"{self.netx.get('prediction_agreement', 'n/a')}")
         if not verdict.ok:
             ctx.lines.append(f"  FAILED: {verdict.reason}")
+
+
+def _retrain_hint(model: Any) -> str:
+    """What to do when the deployed network drifts from the trained model: quantisation-aware training where
+    it covers the model (:func:`neuroposter.ir.qat.connections`), else say that it does not."""
+    from neuroposter.ir.qat import QATError, connections
+
+    try:
+        connections(model)
+    except QATError as exc:
+        return (f"quantisation-aware training does not cover this model yet ({exc}); the gap is the float-trained "
+                "model's sensitivity to Loihi 2's fixed point")
+    return "train with Loihi 2's arithmetic in the loop: `neuroposter train --target loihi`"
 
 
 def _mapping_line(mapping: Mapping[str, Any]) -> str:
@@ -355,7 +396,7 @@ network is in this folder:
 |---|---|
 | `graph_int.nir` | the integer NIR graph (Loihi 2 fixed point in every node's `metadata["loihi"]`; equations in `neuroposter/targets/loihi/fixed_point.py`) |
 | `graph.nir` | the float NIR graph it was quantised from |
-| `inputs.npz` | the {ver['samples']} samples run in Lava: `x` (`[T, B, ...]`), `labels`, `indices`, `reference_output` (integer read-out `a + bias` of the reference simulator, per_hop/int, latency removed, `[T, B, C]`; divide by the Output's `scale` for logits), `lava_output`, `float_model_logits`; and the {vt['samples']} samples of the deployed-vs-trained comparison: `split_indices`, `split_labels`, `deployed_mean_logits`, `trained_mean_logits` (`[N, C]`) |
+| `inputs.npz` | the {ver['samples']} samples run in Lava: `x` (`[T, B, ...]`: spikes, or an analog input's graded-spike payloads, `summary.json` `input_quantization`), `labels`, `indices`, `reference_output` (integer read-out `a + bias` of the reference simulator, per_hop/int, latency removed, `[T, B, C]`; divide by the Output's `scale` for logits), `lava_output`, `float_model_logits`; and the {vt['samples']} samples of the deployed-vs-trained comparison: `split_indices`, `split_labels`, `deployed_mean_logits`, `trained_mean_logits` (`[N, C]`) |
 | `mapping.json` | resources on the `loihi2` profile and the fit verdict |
 | `summary.json` | verification (`deployed_vs_trained`: the integer network vs the trained model on the whole split; `simulator_vs_reference`: Lava vs the integer reference), quantisation error per layer, timings |
 {"| `network.net` | lava-dl netx HDF5 of the spiking chain (hidden layers; read-out on the host) |" if has_netx else ""}
