@@ -587,6 +587,8 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
                      "input": "the image [3, S, S] (ImageNet-normalised) is the input current at every step",
                      "pooling": "SumPool2d; the model's AvgPool2d 1/4 is folded into the next weights "
                                 "(stem.conv2, embed)"})
+        from neuroposter.ir.qat import input_amax_of   # the input range trained with (QAT): the export's too
+        meta.update({} if input_amax_of(model) is None else {"input_amax": input_amax_of(model)})
     for sub in nodes.values():   # each sub-graph states the time convention too (readers may load it alone)
         if isinstance(sub, nir.NIRGraph):
             sub.metadata = {**dict(sub.metadata or {}),

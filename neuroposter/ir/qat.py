@@ -62,7 +62,7 @@ from neuroposter.ir.quantize import pow2_exponent
 
 __all__ = ["WEIGHT_SCHEMES", "Arithmetic", "Connection", "QATError", "connections", "quantize_tensor",
            "fake_quant", "enable", "disable", "arithmetic_of", "deployed_weights", "round_ste", "IntegerPlan", "IntLIFFunction",
-           "integer_plan", "deployed_connection"]
+           "integer_plan", "deployed_connection", "graded_input", "input_amax_of"]
 
 #: Weight grids: ``pow2`` (mantissa x shared power-of-two exponent: Loihi 2) and ``grid`` (symmetric linear grid
 #: over the connection's largest weight; 1 bit: sign x mean magnitude: the simulated chips).
@@ -83,22 +83,32 @@ class Arithmetic:
         profile: the hardware profile the widths come from.
         weights: the weight scheme (:data:`WEIGHT_SCHEMES`).
         weight_bits: weight precision in bits (including the sign).
+        input_amax: a direct-encoded (analog) input's range, the largest ``|x|`` it takes (the pixel SDT's image:
+            the training split's largest ``|x|``); the lowering records it (``graph.metadata["input_amax"]``) and
+            the Loihi target's graded input takes its scale from it, so training and export agree by
+            construction. None: a spiking input.
     """
 
     target: str
     profile: str
     weights: str
     weight_bits: int
+    input_amax: float | None = None
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHT_SCHEMES:
             raise QATError(f"unknown weight scheme {self.weights!r}; valid: {', '.join(WEIGHT_SCHEMES)}")
         if int(self.weight_bits) < 1 or (self.weights == "pow2" and int(self.weight_bits) < 2):
             raise QATError(f"weight_bits={self.weight_bits} is too small for the {self.weights} scheme")
+        if self.input_amax is not None and not (math.isfinite(float(self.input_amax)) and float(self.input_amax) > 0):
+            raise QATError(f"input_amax={self.input_amax} must be a positive finite number")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON values."""
-        return asdict(self)
+        """Plain JSON values (``input_amax`` only when set, so a spiking model's record is as before)."""
+        d = asdict(self)
+        if d["input_amax"] is None:
+            del d["input_amax"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Arithmetic:
@@ -108,7 +118,9 @@ class Arithmetic:
             QATError: a field is missing or invalid.
         """
         try:
-            return cls(str(d["target"]), str(d["profile"]), str(d["weights"]), int(d["weight_bits"]))
+            amax = d.get("input_amax")
+            return cls(str(d["target"]), str(d["profile"]), str(d["weights"]), int(d["weight_bits"]),
+                       None if amax is None else float(amax))
         except (KeyError, TypeError, ValueError) as exc:
             raise QATError(f"invalid deploy arithmetic {dict(d)!r}: {exc}") from None
 
@@ -117,7 +129,8 @@ class Arithmetic:
         grid = ("mantissa x power-of-two exponent per connection" if self.weights == "pow2"
                 else ("sign x mean magnitude per connection" if self.weight_bits == 1
                       else "levels over each connection's largest weight"))
-        return f"{self.target} ({self.profile} profile): {self.weight_bits}-bit {grid}"
+        graded = "" if self.input_amax is None else f", graded input over |x| <= {self.input_amax:g}"
+        return f"{self.target} ({self.profile} profile): {self.weight_bits}-bit {grid}{graded}"
 
 
 @dataclass(frozen=True)
@@ -126,9 +139,10 @@ class Connection:
 
     Attributes:
         path: the graph node (and Linear module) path, e.g. ``"blocks.0.attn.q"``.
-        linear: module path of the ``nn.Linear``.
+        linear: module path of the ``nn.Linear`` (or ``nn.Conv2d``: the pixel SDT's stem).
         bn: module path of the BatchNorm folded into it (None: none).
-        div: the lowering divides the folded weight by this (the read-out's mean over ``N`` tokens).
+        div: the lowering divides the folded weight by this (the read-out's mean over ``N`` tokens; a 2x2 average
+            pool's 4 before the pixel SDT's ``stem.conv2`` and ``embed``, whose graph input is the pool's sum).
     """
 
     path: str
@@ -145,8 +159,13 @@ def connections(model: nn.Module) -> list[Connection]:
         QATError: a model without a deployed graph (the message lists the supported ones).
     """
     name = type(model).__name__
-    if name == "SpikeDrivenTransformer":
-        out = [Connection("embed", "embed", "embed_bn")]
+    if name in ("SpikeDrivenTransformer", "PixelSDT"):
+        # the pixel SDT: its stem's convolutions first; each 2x2 average pool's 1/4 is in the next weights
+        # (neuroposter.ir.lower: the graph sums the pool), so stem.conv2 and embed divide by 4
+        pixels = name == "PixelSDT"
+        out = ([Connection("stem.conv1", "stem.conv1", "stem.bn1"), Connection("stem.conv2", "stem.conv2",
+                                                                               "stem.bn2", 4)] if pixels else [])
+        out.append(Connection("embed", "embed", "embed_bn", 4 if pixels else 1))
         for i in range(len(model.blocks)):
             a, m = f"blocks.{i}.attn", f"blocks.{i}.mlp"
             out += [Connection(f"{a}.{x}", f"{a}.{x}", f"{a}.{x}_bn") for x in ("q", "k", "v", "proj")]
@@ -158,7 +177,7 @@ def connections(model: nn.Module) -> list[Connection]:
         out = [Connection(f"layers.{i}.fc", f"layers.{i}.fc", f"layers.{i}.bn") for i in range(len(model.layers))]
         return out + [Connection("head", "head")]
     raise QATError(f"no quantisation-aware training for a {name}; supported: SpikeDrivenTransformer (sdt), "
-                   "SpikingMLPNet (snn-mlp), ChipSNN (chip-snn)")
+                   "PixelSDT (sdt-pixels), SpikingMLPNet (snn-mlp), ChipSNN (chip-snn)")
 
 
 def quantize_tensor(w: Tensor, scheme: str, bits: int) -> Tensor:
@@ -196,7 +215,7 @@ def fake_quant(w: Tensor, scheme: str, bits: int) -> Tensor:
     return w + (quantize_tensor(w, scheme, bits) - w).detach()
 
 
-def _folded(lin: nn.Linear, bn: nn.BatchNorm1d | None) -> tuple[Tensor, Tensor]:
+def _folded(lin: nn.Module, bn: nn.Module | None) -> tuple[Tensor, Tensor]:
     """``(W', b')`` in float64, differentiable: the lowering's own fold."""
     return fold_bn_tensors(lin.weight, lin.bias, bn)
 
@@ -210,6 +229,8 @@ def round_ste(x: Tensor, fn: Callable[[Tensor], Tensor] = torch.round) -> Tensor
 class _ConnPlan:
     gain_scale: float        # integer synaptic units per float current unit (g * s of the destination)
     to_output: bool          # feeds the read-out (bias rounded to its scale) rather than a neuron population
+    in_scale: float = 0.0    # from a graded (analog) input: its payload scale 2**k (0: spikes)
+    in_qmax: float = 0.0     # ... and its largest payload 2**(message_bits-1) - 1
 
 
 @dataclass(frozen=True)
@@ -245,21 +266,37 @@ def integer_plan(flat_int: Any) -> IntegerPlan:
     fmt = IntFormat.from_mapping(flat_int.metadata["int_format"])
     conns: dict[str, _ConnPlan] = {}
     neurons: dict[str, _NeuronPlan] = {}
+
+    def graded(conn: str) -> dict[str, Any]:
+        """The graded-input format of a connection's source (empty: spikes)."""
+        for p in flat_int.preds(conn):
+            g = (flat_int.nodes[p].nir.metadata or {}).get("loihi") or {}
+            if flat_int.nodes[p].role == "input" and "message_bits" in g:
+                return g
+        return {}
+
+    def gain(conn: str) -> float:
+        # a synapse from a graded input has the payload scale 2**-k folded in (its weights act on x 2**k):
+        # per float current unit it is scale * 2**k
+        return float(flat_int.nodes[conn].nir.metadata["loihi"]["scale"]) * float(graded(conn).get("scale", 1.0))
+
     for path, nd in flat_int.nodes.items():
         meta = (nd.nir.metadata or {}).get("loihi") or {}
         if nd.role == "conn" and "scale" in meta:
-            conns[path] = _ConnPlan(float(meta["scale"]),
-                                    all(flat_int.nodes[d].role == "output" for d in flat_int.succs(path)))
+            g = graded(path)
+            conns[path] = _ConnPlan(gain(path), all(flat_int.nodes[d].role == "output" for d in flat_int.succs(path)),
+                                    float(g.get("scale", 0.0)),
+                                    float((1 << (int(g["message_bits"]) - 1)) - 1) if g else 0.0)
         elif nd.role == "neuron" and "dv" in meta:
             if int(meta["du"]) + fmt.decay_u_offset != fmt.decay_unity:
                 raise QATError(f"{path}: a neuron with a current decay (du={meta['du']}) is not emulated; the "
                                "project's LIF has none")
-            gs = [float(flat_int.nodes[p].nir.metadata["loihi"]["scale"]) for p in flat_int.preds(path)
-                  if flat_int.nodes[p].role == "conn"]
+            gs = [gain(p) for p in flat_int.preds(path) if flat_int.nodes[p].role == "conn"]
             if not gs:
                 continue
             rnd = np.asarray(meta.get("bias_rounding", np.zeros(nd.out_shape)), dtype=np.float64)
             rnd = rnd.T if rnd.ndim == 2 else rnd         # graph [d, N] channels first -> model [N, d]
+            #                                               (a stem's [C, H, W] is the model's layout already)
             neurons[path] = _NeuronPlan(
                 gain_scale=gs[0], unit=float(meta["scale"]) * float(1 << fmt.act_shift),
                 decay=(fmt.decay_unity - int(meta["dv"]) - fmt.decay_v_offset) / fmt.decay_unity,
@@ -300,18 +337,39 @@ class _QATState:
         self.version = version
 
 
-def _deployed(lin: nn.Linear, bn: nn.BatchNorm1d | None, div: int, arith: Arithmetic) -> tuple[Tensor, Tensor]:
+def _deployed(lin: nn.Module, bn: nn.Module | None, div: int, arith: Arithmetic) -> tuple[Tensor, Tensor]:
     w, b = _folded(lin, bn)
     return fake_quant(w / div, arith.weights, arith.weight_bits) * div, b
 
 
-def _qat_forward(self: nn.Linear, x: Tensor) -> Tensor:
+def _apply(mod: nn.Module, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """The module's own operation with weights ``w``, bias ``b``: a Linear's or a Conv2d's."""
+    if isinstance(mod, nn.Conv2d):
+        if mod.padding_mode != "zeros":
+            raise QATError(f"{mod}: only zero padding is deployed")
+        return nn.functional.conv2d(x, w, b, mod.stride, mod.padding, mod.dilation, mod.groups)
+    return nn.functional.linear(x, w, b)
+
+
+def graded_input(x: Tensor, scale: float, qmax: float) -> Tensor:
+    """An analog input as the target sends it, ``clip(rint(x scale), -qmax, qmax) / scale`` (the Loihi target's
+    graded spikes, :func:`neuroposter.targets.loihi.fixed_point.quantize_input`, in input units), float64;
+    straight-through inside the range (the data has no gradient to give; the straight-through keeps any
+    input-gradient use well defined)."""
+    xs = x.to(torch.float64) * scale
+    return torch.clamp(round_ste(xs), -qmax, qmax) / scale
+
+
+def _qat_forward(self: nn.Module, x: Tensor) -> Tensor:
     st: _QATState = self._qat_state
     w, b = _deployed(self, self._qat_bn, self._qat_div, st.arithmetic)
     plan = st.plan.conns.get(self._qat_path) if st.plan is not None else None
     if plan is None:
-        return nn.functional.linear(x, w.to(x.dtype), b.to(x.dtype))
-    y = nn.functional.linear(x.to(torch.float64), w) * plan.gain_scale
+        return _apply(self, x, w.to(x.dtype), b.to(x.dtype))
+    x = graded_input(x, plan.in_scale, plan.in_qmax) if plan.in_scale else x.to(torch.float64)
+    y = _apply(self, x, w, None) * plan.gain_scale
+    if isinstance(self, nn.Conv2d):
+        b = b.reshape(-1, 1, 1)             # per output channel
     if plan.to_output:    # the read-out: the host adds the bias rounded to the Output's scale
         return (y + round_ste(b * plan.gain_scale)) / plan.gain_scale
     return round_ste(y, torch.floor) / plan.gain_scale + b      # Lava's flooring exponent shift
@@ -469,6 +527,13 @@ def arithmetic_of(model: nn.Module) -> Arithmetic | None:
     """The arithmetic :func:`enable` set on ``model`` (None: the float forward)."""
     state = getattr(model, "_qat_state", None)
     return None if state is None else state.arithmetic
+
+
+def input_amax_of(model: nn.Module) -> float | None:
+    """The analog input range ``model`` was trained with (:attr:`Arithmetic.input_amax`; None: none recorded).
+    The lowering writes it into ``graph.metadata["input_amax"]``, which the Loihi target's graded input uses."""
+    arith = arithmetic_of(model)
+    return None if arith is None or arith.input_amax is None else float(arith.input_amax)
 
 
 def _on_grid(lin: nn.Linear, bn: nn.BatchNorm1d | None, div: int, arith: Arithmetic) -> tuple[np.ndarray, np.ndarray]:

@@ -102,7 +102,9 @@ def training_arithmetic(name: str, profile: str | None = None) -> Any:
 def training_quantiser(arithmetic: Any) -> Callable[[Any], Any] | None:
     """The model -> flattened deployed integer graph of a target whose network is integer (Loihi 2), for the
     integer neurons of quantisation-aware training (:func:`neuroposter.ir.qat.enable`); None for targets whose
-    deployed network stays float (the simulated chips: weights on their grid only)."""
+    deployed network stays float (the simulated chips: weights on their grid only). A model with an analog input
+    (the pixel SDT) needs the arithmetic's ``input_amax`` (:class:`neuroposter.ir.qat.Arithmetic`): its graded
+    input's scale, the same the export uses."""
     if arithmetic.target != "loihi":
         return None
     from neuroposter.profiling.profiles import load_profile
@@ -112,9 +114,19 @@ def training_quantiser(arithmetic: Any) -> Callable[[Any], Any] | None:
     def integer_graph(model: Any) -> Any:
         from neuroposter.ir.graph import flatten
         from neuroposter.ir.lower import lower_model
+        from neuroposter.ir.qat import QATError
+        from neuroposter.ir.quantize import QuantizationError
         from neuroposter.targets.loihi.fixed_point import quantize_loihi
 
-        graph_int, _ = quantize_loihi(flatten(lower_model(model, T=1), strict=True), profile)
+        graph = lower_model(model, T=1)
+        # a direct-encoded (analog) input: the range the export's graded input uses too (the Loihi target reads
+        # graph.metadata["input_amax"], which the lowering records from the arithmetic's input_amax)
+        amax = (graph.metadata or {}).get("input_amax")
+        try:
+            graph_int, _ = quantize_loihi(flatten(graph, strict=True), profile,
+                                          input_amax=None if amax is None else float(amax))
+        except QuantizationError as exc:
+            raise QATError(f"the deployed integer graph cannot be built: {exc}") from None
         return flatten(graph_int, strict=True)
 
     return integer_graph
