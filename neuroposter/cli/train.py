@@ -171,12 +171,14 @@ def _check_qat_args(args: argparse.Namespace) -> object:
 
         raise UsageError(f"--target trains a spiking model with the target's arithmetic; {args.model} is not one "
                          f"(spiking models: {', '.join(names(kind='snn'))})")
-    if MODELS.get(args.model).inputs == "images":
-        raise UsageError(f"--target: no quantisation-aware training for {args.model} yet (its convolutional stem has "
-                         "no target arithmetic); train it without --target")
-    from neuroposter.targets import training_arithmetic
+    from neuroposter.targets import training_arithmetic, training_quantiser
 
-    return training_arithmetic(args.target)
+    arith = training_arithmetic(args.target)
+    if MODELS.get(args.model).inputs == "images" and training_quantiser(arith) is None:
+        raise UsageError(f"--target {args.target}: no quantisation-aware training of {args.model} for it (its analog "
+                         "image input is only deployed as graded spikes, by --target loihi); use --target loihi or "
+                         "train without --target")
+    return arith
 
 
 def _qat_plan(args: argparse.Namespace, ws: object, arith: object, cfg: object, task: object) -> object:

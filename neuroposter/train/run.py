@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -343,6 +344,7 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
     device = torch.device(device)
     kwargs = {**default_model_kwargs(model, task), **dict(model_kwargs or {})}
     partial = partial_run_dir(run_dir)
+    qat = _with_input_range(qat, task)
     identity = to_jsonable({"model": model, "model_kwargs": kwargs,
                             "inputs": {k: v.get("key") for k, v in task.inputs_manifest.items()},
                             **({"qat": qat.record()} if qat else {})})
@@ -472,6 +474,21 @@ def _time_first(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 4 and hasattr(model, "stem"):
         return x.unsqueeze(0).expand(int(model.T), *x.shape)
     return x
+
+
+def _with_input_range(qat: QATPlan | None, task: TaskData) -> QATPlan | None:
+    """``qat`` with the analog input's range for a model fed images (the pixel SDT, direct encoding): the training
+    split's largest ``|x|`` (``Arithmetic.input_amax``). The run records it (``model.json`` ``"deploy"``), the lowering
+    writes it into the graph and the Loihi target's graded input takes its scale from it: training and export
+    quantise the image alike. Spiking inputs: ``qat`` unchanged."""
+    if qat is None or task.layout != "images" or qat.arithmetic.input_amax is not None:
+        return qat
+    x = task.train.inputs
+    amax = float(x.abs().max()) if x.numel() else 0.0
+    if not math.isfinite(amax) or amax <= 0:
+        raise DataError(f"the training images' largest |x| is {amax}: no input range for the graded input; "
+                        "check the image dataset")
+    return replace(qat, arithmetic=replace(qat.arithmetic, input_amax=amax))
 
 
 def _fit_qat(model: nn.Module, task: TaskData, cfg: TrainConfig, qat: QATPlan, *, device: torch.device,

@@ -122,7 +122,7 @@ def test_gradients_reach_the_first_convolution() -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "sdt-pixels", "--target", "loihi"], "no quantisation-aware training for sdt-pixels"),
+    (["--model", "sdt-pixels", "--target", "spinnaker2"], "no quantisation-aware training of sdt-pixels for it"),
     (["--model", "sdt", "--T", "3"], "--T sets the time steps of sdt-pixels"),
 ])
 def test_train_cli_refuses_flags_that_do_not_apply(tmp_path, capsys, argv: list[str], message: str) -> None:
