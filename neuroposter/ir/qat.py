@@ -280,6 +280,14 @@ def integer_plan(flat_int: Any) -> IntegerPlan:
         # per float current unit it is scale * 2**k
         return float(flat_int.nodes[conn].nir.metadata["loihi"]["scale"]) * float(graded(conn).get("scale", 1.0))
 
+    def conn_preds(node: str) -> list[str]:
+        """The connections into ``node``, through reshapes (a composed pool's ``"<conv>.flatten"``)."""
+        out: list[str] = []
+        for p in flat_int.preds(node):
+            role = flat_int.nodes[p].role
+            out += [p] if role == "conn" else (conn_preds(p) if role == "reshape" else [])
+        return out
+
     for path, nd in flat_int.nodes.items():
         meta = (nd.nir.metadata or {}).get("loihi") or {}
         if nd.role == "conn" and "scale" in meta:
@@ -291,7 +299,7 @@ def integer_plan(flat_int: Any) -> IntegerPlan:
             if int(meta["du"]) + fmt.decay_u_offset != fmt.decay_unity:
                 raise QATError(f"{path}: a neuron with a current decay (du={meta['du']}) is not emulated; the "
                                "project's LIF has none")
-            gs = [gain(p) for p in flat_int.preds(path) if flat_int.nodes[p].role == "conn"]
+            gs = [gain(p) for p in conn_preds(path)]
             if not gs:
                 continue
             rnd = np.asarray(meta.get("bias_rounding", np.zeros(nd.out_shape)), dtype=np.float64)

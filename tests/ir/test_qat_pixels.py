@@ -90,6 +90,9 @@ def test_integer_forward_is_the_integer_reference_bit_for_bit() -> None:
         if isinstance(mod, LIF):
             mod.record_spikes = True
     logits = model(x).detach().numpy()
+    lifs = {name for name, mod in model.named_modules() if isinstance(mod, LIF)}
+    assert set(model._qat_state.plan.neurons) >= lifs      # every population runs the integer neuron (none falls
+    #                                                        back to the float LIF, e.g. behind embed.flatten)
     graph = lower_model(model, T=T)
     assert graph.metadata["input_amax"] == AMAX                # the export's graded input takes this range
     flat_int = builder(model)
