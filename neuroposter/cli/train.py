@@ -27,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="run name (default: the model name; with --target: MODEL-TARGET)")
     p.add_argument("--target", choices=training_targets(), default=None,
                    help="quantisation-aware training: the target's integer weight arithmetic (from its hardware "
-                        "profile) in the forward pass, so the deployed network is the trained one; spiking models")
+                        "profile) in the forward pass, so the deployed network is the trained one; spiking models "
+                        "(sdt-pixels: loihi only; its image goes as 8-bit graded spikes over the training images' "
+                        "range)")
     p.add_argument("--init-from", metavar="RUN", default=None,
                    help="with --target: fine-tune this float run (name or path) instead of training a float phase "
                         "first")

@@ -33,6 +33,18 @@ integer values:
   on ``v > vth << threshold_shift`` and resets to 0;
 * the read-out bias is rounded to the Output's integer scale.
 
+The pixel SDT
+=============
+:class:`~neuroposter.models.sdt_pixels.PixelSDT` adds its stem: ``stem.conv1`` and ``stem.conv2`` are connections
+(``nn.Conv2d`` with its ``BatchNorm2d`` folded), and each 2x2 average pool's 1/4 sits in the next connection's weights
+(``stem.conv2``, ``embed``: ``div = 4``), as the lowering writes it (the graph sums the pool; the integer graph composes
+pool and connection into one synapse whose every weight is one of those). Its analog image is the Loihi target's
+**graded input**: the first synapse sees ``clip(rint(x 2**k), -q, q) / 2**k`` (:func:`graded_input`, straight-through;
+``2**k`` from the arithmetic's ``input_amax``, the training split's largest ``|x|``, and the payload bits of the
+integer graph's Input), and its integer units fold the ``2**-k`` back in. The lowering of a quantisation-aware model
+records ``input_amax`` in ``graph.metadata``, where the Loihi target takes its input scale from: training and export
+quantise the image alike by construction.
+
 Gradients: straight-through for every rounding, the model's own surrogate on the threshold (applied in float
 units, ``v / (s 2**act_shift)``, so the gradient scale is the float model's). The integer graph is rebuilt from
 the current weights whenever they change (a lowering and a quantisation, tens of milliseconds), so scales and
