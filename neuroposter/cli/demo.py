@@ -27,7 +27,7 @@ __all__ = ["add_parser", "run", "SIZES", "stages"]
 # intervals over the test posters). ``lava_samples``: samples Lava runs against the integer reference in the
 # Loihi exports (the deployed network is compared with the trained model on the whole test split either way).
 # ``pixels``: also train the pixel-input SDT (``sdt-pixels``, a spiking convolutional stem on 32x32 posters, no
-# DenseNet front end) and export its NIR graph. ``default`` is sized to finish within 6 minutes on 2 CPU cores;
+# DenseNet front end), fine-tune it with Loihi 2's arithmetic (graded 8-bit input) and export both. ``default`` is sized to finish within 6 minutes on 2 CPU cores;
 # ``full`` adds seeds, patience and the pixel SDT.
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"posters": 48, "epochs": 20, "patience": 2, "qat_patience": 2, "samples": 8, "seeds": 1,
@@ -153,6 +153,9 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
         out.append(Stage(f"train {_PIXEL_MODEL}", "train", lambda a, s: [
             "train", "--model", _PIXEL_MODEL, "--epochs", str(s["epochs"]), "--patience", str(s["patience"]),
             "--seed", str(a.seed), *_common(a)]))
+        out.append(Stage(f"train {_PIXEL_MODEL}-{_QAT_TARGET} (quantisation-aware fine-tune)", "train", lambda a, s: [
+            "train", "--model", _PIXEL_MODEL, "--target", _QAT_TARGET, "--init-from", _PIXEL_MODEL, "--qat-epochs",
+            str(s["qat_epochs"]), "--patience", str(s["qat_patience"]), "--seed", str(a.seed), *_common(a)]))
     for model, encoded in _QAT_MODELS:
         def qat_argv(a: argparse.Namespace, s: dict[str, int], model: str = model, encoded: str = encoded) -> list[str]:
             return ["train", "--model", model, "--encoded", encoded, "--target", _QAT_TARGET, "--init-from", model,
@@ -170,7 +173,10 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
     out += [
         Stage("export nir sdt", "export", _export("nir", "sdt")),
         Stage("export nir snn-mlp", "export", _export("nir", "snn-mlp")),
-        *([Stage(f"export nir {_PIXEL_MODEL}", "export", _export("nir", _PIXEL_MODEL))] if preset.get("pixels") else []),
+        *([Stage(f"export nir {_PIXEL_MODEL}", "export", _export("nir", _PIXEL_MODEL)),
+           Stage(f"export nir {_PIXEL_MODEL}-{_QAT_TARGET}", "export", _export("nir", f"{_PIXEL_MODEL}-{_QAT_TARGET}")),
+           Stage(f"export loihi {_PIXEL_MODEL}-{_QAT_TARGET}", "export",
+                 _export("loihi", f"{_PIXEL_MODEL}-{_QAT_TARGET}"), verdict=True)] if preset.get("pixels") else []),
         *(Stage(f"export onnx {m}", "export", _export("onnx", m)) for m in ("cnn", "vit", "ann-transformer")),
         # the extra seeds' bundles hold their op counts for the report
         *(Stage(f"export {t} {m}-seed{k}", "export", _export(t, f"{m}-seed{k}"))
@@ -234,7 +240,7 @@ def _comparison(workspace: Path) -> tuple[list[str], dict[str, dict]]:
     seeded = sorted(p.name for p in (workspace / "runs").glob("*-seed*") if p.is_dir())
     from neuroposter.targets import chip_targets
 
-    qat = [f"{m}-{_QAT_TARGET}" for m, _ in _QAT_MODELS]
+    qat = [f"{m}-{_QAT_TARGET}" for m, _ in (*_QAT_MODELS, (_PIXEL_MODEL, None))]
     chips = [f"{kind}-{chip}" if kind == "sdt" else f"fit-{chip}" for chip in chip_targets() for kind in ("sdt", "fit")]
     for model in [m for m, _ in _MODELS] + [_PIXEL_MODEL] + qat + chips + seeded:
         path = workspace / "runs" / model / "metrics.json"

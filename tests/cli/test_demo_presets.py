@@ -29,6 +29,10 @@ def test_default_is_one_seed_and_full_adds_seeds_and_the_pixel_sdt() -> None:
     # the pixel model is trained before it is exported, and to the same early-stopping budget as the others
     names = list(full)
     assert names.index("train sdt-pixels") < names.index("export nir sdt-pixels")
+    qat = full["train sdt-pixels-loihi (quantisation-aware fine-tune)"]
+    assert qat[qat.index("--init-from") + 1] == "sdt-pixels" and qat[qat.index("--target") + 1] == "loihi"
+    assert names.index("train sdt-pixels") < names.index("train sdt-pixels-loihi (quantisation-aware fine-tune)") \
+        < names.index("export loihi sdt-pixels-loihi")
     argv = full["train sdt-pixels"]
     assert argv[argv.index("--patience") + 1] == str(SIZES["full"]["patience"])
 
