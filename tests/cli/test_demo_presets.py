@@ -42,3 +42,12 @@ def test_chip_fine_tunes_use_the_qat_patience(size: str) -> None:
     lines = _lines(size)
     qat = [v for n, v in lines.items() if "fine-tune" in n]
     assert qat and all(v[v.index("--patience") + 1] == str(SIZES[size]["qat_patience"]) for v in qat)
+
+
+def test_the_comparison_bundles_run_fewer_lava_samples_and_fine_tunes_fewer_consumers() -> None:
+    lines = _lines("default")
+    cmp = lines["export loihi sdt (float-trained, for comparison)"]
+    assert cmp.count("--samples") == 1 and cmp[cmp.index("--samples") + 1] == "4"
+    assert lines["export loihi sdt-loihi"][lines["export loihi sdt-loihi"].index("--samples") + 1] == \
+        str(SIZES["default"]["lava_samples"])
+    assert "consumer_samples=2" in lines["export nir sdt-loihi"] and "consumer_samples=2" not in lines["export nir sdt"]
