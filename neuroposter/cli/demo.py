@@ -183,8 +183,10 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
     out += [
         Stage("export nir sdt", "export", _export("nir", "sdt")),
         Stage("export nir snn-mlp", "export", _export("nir", "snn-mlp")),
+        # (no NIR bundle of the pixel SDT's Loihi fine-tune: its graph.nir would hold the stem's float weights and
+        # no input quantisation, so it fails its own verification against the fine-tuned model; the Loihi bundle
+        # lowers and verifies the deployed network itself)
         *([Stage(f"export nir {_PIXEL_MODEL}", "export", _export("nir", _PIXEL_MODEL)),
-           Stage(f"export nir {_PIXEL_MODEL}-{_QAT_TARGET}", "export", _export("nir", f"{_PIXEL_MODEL}-{_QAT_TARGET}")),
            Stage(f"export loihi {_PIXEL_MODEL}-{_QAT_TARGET}", "export",
                  _export("loihi", f"{_PIXEL_MODEL}-{_QAT_TARGET}"), verdict=True)] if preset.get("pixels") else []),
         *(Stage(f"export onnx {m}", "export", _export("onnx", m)) for m in ("cnn", "vit", "ann-transformer")),
