@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["spiking_random_init", "demo_sized_sdt"]
+__all__ = ["spiking_random_init", "demo_sized_sdt", "spiking_pixel_sdt"]
 
 
 def spiking_random_init(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
@@ -31,3 +31,25 @@ def demo_sized_sdt(seed: int = 0) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     return spiking_random_init(SpikeDrivenTransformer(SDTConfig()), seed + 1)
+
+
+def spiking_pixel_sdt(*, image_size: int, T: int, c1: int, d_model: int, depth: int, mlp_hidden: int,
+                      n_classes: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.nn.Module:
+    """A small random pixel SDT whose layers all fire: every BatchNorm (1d and 2d) holds the statistics of one random
+    batch of 32 images, with its scale doubled and its shift drawn from [-0.2, 0.5]; returned in eval mode."""
+    from neuroposter.models.sdt_pixels import PixelSDT
+
+    torch.manual_seed(seed)
+    m = PixelSDT(n_classes=n_classes, image_size=image_size, T=T, c1=c1, d_model=d_model, depth=depth, heads=2,
+                 mlp_hidden=mlp_hidden).to(dtype)
+    for bn in m.modules():
+        if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
+            bn.reset_running_stats()
+            bn.momentum = None
+            with torch.no_grad():
+                bn.weight.mul_(2.0)
+                bn.bias.uniform_(-0.2, 0.5)
+    m.train()
+    with torch.no_grad():
+        m(torch.randn(32, 3, image_size, image_size, dtype=dtype))
+    return m.eval()

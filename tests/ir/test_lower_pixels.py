@@ -15,6 +15,7 @@ from neuroposter.ir import lower_model, retime, simulate
 from neuroposter.ir.graph import flatten
 from neuroposter.ir.lower import to_graph_input
 from neuroposter.models.sdt_pixels import PixelSDT
+from neuroposter.testing.active_init import spiking_pixel_sdt
 from neuroposter.profiling.counts import count_snn
 from neuroposter.targets.nir_target import norse_reference
 
@@ -24,19 +25,7 @@ S, T, C1, D, CLASSES, B = 16, 3, 8, 16, 5, 6
 @pytest.fixture(scope="module")
 def model() -> PixelSDT:
     """A small pixel SDT whose BatchNorms hold the statistics of real batches (every layer active)."""
-    torch.manual_seed(0)
-    m = PixelSDT(n_classes=CLASSES, image_size=S, T=T, c1=C1, d_model=D, depth=2, heads=2, mlp_hidden=32).double()
-    for bn in m.modules():
-        if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
-            bn.reset_running_stats()
-            bn.momentum = None
-            with torch.no_grad():
-                bn.weight.mul_(2.0)
-                bn.bias.uniform_(-0.2, 0.5)
-    m.train()
-    with torch.no_grad():
-        m(torch.randn(32, 3, S, S, dtype=torch.float64))
-    return m.eval()
+    return spiking_pixel_sdt(image_size=S, T=T, c1=C1, d_model=D, depth=2, mlp_hidden=32, n_classes=CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from neuroposter.ir.qat import Arithmetic, QATError, connections, deployed_weigh
 from neuroposter.ir.simulate import simulate
 from neuroposter.models.lif import LIF
 from neuroposter.models.sdt_pixels import PixelSDT
+from neuroposter.testing.active_init import spiking_pixel_sdt
 from neuroposter.profiling.profiles import load_profile
 from neuroposter.targets import training_quantiser
 from neuroposter.targets.loihi.fixed_point import quantize_input, quantize_loihi
@@ -26,19 +27,8 @@ LOIHI = Arithmetic("loihi", "loihi2", "pow2", 8, input_amax=AMAX)
 
 def _model() -> PixelSDT:
     """A tiny pixel SDT whose layers all fire (BatchNorm statistics of real batches, widened)."""
-    torch.manual_seed(0)
-    m = PixelSDT(n_classes=CLASSES, image_size=S, T=T, c1=C1, d_model=D, depth=1, heads=2, mlp_hidden=16)
-    for bn in m.modules():
-        if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
-            bn.reset_running_stats()
-            bn.momentum = None
-            with torch.no_grad():
-                bn.weight.mul_(2.0)
-                bn.bias.uniform_(-0.2, 0.5)
-    m.train()
-    with torch.no_grad():
-        m(torch.randn(32, 3, S, S))
-    return m.eval()
+    return spiking_pixel_sdt(image_size=S, T=T, c1=C1, d_model=D, depth=1, mlp_hidden=16, n_classes=CLASSES,
+                             dtype=torch.float32)
 
 
 def _images(b: int = B) -> torch.Tensor:

@@ -16,6 +16,7 @@ from neuroposter.ir.graph import flatten
 from neuroposter.ir.lower import to_graph_input
 from neuroposter.ir.quantize import QuantizationError
 from neuroposter.models.sdt_pixels import PixelSDT
+from neuroposter.testing.active_init import spiking_pixel_sdt
 from neuroposter.profiling.profiles import load_profile
 from neuroposter.targets.loihi.builder import plan_network
 from neuroposter.targets.loihi.compose import compose_pools
@@ -33,19 +34,7 @@ S, T, C1, D, CLASSES, B = 8, 3, 4, 8, 3, 4
 
 @pytest.fixture(scope="module")
 def model() -> PixelSDT:
-    torch.manual_seed(0)
-    m = PixelSDT(n_classes=CLASSES, image_size=S, T=T, c1=C1, d_model=D, depth=1, heads=2, mlp_hidden=16).double()
-    for bn in m.modules():   # BatchNorm statistics of real batches, widened so that every layer is active
-        if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
-            bn.reset_running_stats()
-            bn.momentum = None
-            with torch.no_grad():
-                bn.weight.mul_(2.0)
-                bn.bias.uniform_(-0.2, 0.5)
-    m.train()
-    with torch.no_grad():
-        m(torch.randn(32, 3, S, S, dtype=torch.float64))
-    return m.eval()
+    return spiking_pixel_sdt(image_size=S, T=T, c1=C1, d_model=D, depth=1, mlp_hidden=16, n_classes=CLASSES)
 
 
 @pytest.fixture(scope="module")
