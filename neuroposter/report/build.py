@@ -259,7 +259,7 @@ def _write_tables(data: ReportData, tmp: Path) -> list[str]:
     """The CSV tables (each with the data provenance columns) and ``counts.json``; returns the file names."""
     tabs = {"energy.csv": data.energy, "accuracy.csv": data.accuracy, "accuracy_ci.csv": data.ci,
             "layers.csv": data.layers, "headline.csv": data.headline, "models.csv": data.models,
-            "break_even.csv": data.break_even, "seeds.csv": data.seeds}
+            "pipelines.csv": data.pipelines, "break_even.csv": data.break_even, "seeds.csv": data.seeds}
     for name, df in (("deployed.csv", data.deployed), ("chips.csv", data.chips), ("latency.csv", data.latency)):
         if not df.empty:
             tabs[name] = df

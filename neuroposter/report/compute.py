@@ -19,7 +19,8 @@ import pandas as pd
 from neuroposter.errors import DataError, ManifestError, UsageError
 from neuroposter.profiling.counts import OpCounts
 from neuroposter.profiling.profiles import HardwareProfile, list_profiles, load_profile
-from neuroposter.report import banner, chips, collect, deployed, headline, seeds, tables, uncertainty, verdict
+from neuroposter.report import (banner, chips, collect, deployed, headline, pipelines, seeds, tables, uncertainty,
+                               verdict)
 
 __all__ = ["ReportData", "compute_report"]
 
@@ -66,6 +67,8 @@ class ReportData:
             (:mod:`neuroposter.report.seeds`).
         models: one row per model (representative run): the compact table's and the verdict's numbers
             (:func:`neuroposter.report.verdict.model_table`).
+        pipelines: one row per image-to-genres pipeline, as deployed, front end included
+            (:func:`neuroposter.report.pipelines.pipeline_rows`).
         break_even: per headline view, the spiking pipeline against the cheapest ANN of similar accuracy and the
             break-even firing rate / front-end cost (:func:`neuroposter.report.verdict.break_even_table`).
         verdict: the verdict's sentences.
@@ -97,6 +100,7 @@ class ReportData:
     data: banner.DataProvenance = field(default_factory=banner.DataProvenance)
     seeds: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=seeds.SEED_COLUMNS))
     models: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pipelines: pd.DataFrame = field(default_factory=pd.DataFrame)
     break_even: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=verdict.BREAK_EVEN_COLUMNS))
     verdict: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -131,6 +135,10 @@ def compute_report(ws: Path, *, runs: Sequence[str] | None, profiles: Sequence[s
     be = verdict.break_even_table(models, run_infos, views, all_profiles, headline.SNN_MODEL)
     text = verdict.verdict_text(models, be, chip_rows, snn=headline.SNN_MODEL, frontend_counted=fe_counts is not None,
                                 frontend_is_cnn_backbone=fe_counts is not None and frontend == "auto", views=views)
+    pipe = pipelines.pipeline_rows(bundles, run_infos, head, ci, views)
+    pipe_text = pipelines.pipelines_text(pipe, views) if len(pipe) >= 2 else None
+    if pipe_text:   # right after the answer and the per-model winners
+        text.insert(min(2, len(text)), pipe_text)
     return ReportData(
         runs=run_infos, bundles=bundles, roots=exports, device_profiles=device_profiles, profiles=all_profiles,
         frontend=fe_counts, frontend_source=fe_source, frontend_profile=frontend_profile, samples=samples,
@@ -139,7 +147,7 @@ def compute_report(ws: Path, *, runs: Sequence[str] | None, profiles: Sequence[s
         latency=_latency(onnx_paths, warnings) if latency else pd.DataFrame(), views=views, headline=head,
         summary=headline.headline_text(head, views, run_infos, ci=ci) + deployed.deployed_text(deployed_rows),
         deployed=deployed_rows, chips=chip_rows, data=banner.data_provenance(run_infos), seeds=groups, models=models,
-        break_even=be, verdict=text, warnings=warnings)
+        pipelines=pipe, break_even=be, verdict=text, warnings=warnings)
 
 
 def _inputs(ws: Path, runs: Sequence[str] | None, roots: list[Path], warnings: list[str]

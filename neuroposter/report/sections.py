@@ -14,6 +14,7 @@ import pandas as pd
 from neuroposter._io import sha256_file
 from neuroposter.profiling.profiles import HardwareProfile
 from neuroposter.report import headline, tables, uncertainty, verdict
+from neuroposter.report.pipelines import pipelines_display
 from neuroposter.report.compute import ReportData
 from neuroposter.report.writers import Section
 
@@ -121,6 +122,15 @@ def _verdict(data: ReportData, figs: Figures) -> Section:
            + "; '>=': a lower bound. 'runs on': chips with a verified deployment of the model (full model, its "
            "quantisation-aware run) or, for an ANN, the device-view profile. Exact numbers: models.csv, "
            "break_even.csv, headline.csv.")
+    if data.pipelines is not None and len(data.pipelines) >= 2:
+        s.table(pipelines_display(data.pipelines, views))
+        s.note("The poster pipelines side by side, image to genres, as deployed: test mAP of the deployed network "
+               "(the chip's integer network, the ONNX model in onnxruntime, or the NIR graph, which equals the model "
+               "spike for spike) with its 95 % bootstrap interval over the test posters; 'constant': the best "
+               "constant predictor; energy per inference of the deployed run with its front end (DenseNet-169 where "
+               "the model reads its features); the spiking front end's and stems' every layer is counted from the "
+               "model's own activity. Where several bundles exist, a Loihi 2 bundle that passed its "
+               "deployed-vs-trained bound stands for the pipeline. Exact numbers: pipelines.csv.")
     left = data.seeds[~data.seeds["pooled"].astype(bool)] if not data.seeds.empty else data.seeds
     cap = ("Test mAP vs energy per inference, one marker per model (error bar: seed sd when several same-budget "
            "seeds are pooled, else the 95 % bootstrap interval); filled: pipeline with the front end, hollow: the "
