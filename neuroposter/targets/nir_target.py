@@ -141,11 +141,12 @@ def _readme(consumers: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     ]
     iq = meta.get("input_quantization")
     if iq:
-        lines += ["", f"**Input contract: quantise the image before the graph.** The run was trained to see its image as "
-                  f"{iq['bits']}-bit graded values: feed `x_graph = clip(rint(x * {iq['scale']:g}), -{iq['qmax']}, "
-                  f"{iq['qmax']}) / {iq['scale']:g}` (step {iq['step']:g}, range +-{iq['range']:g}; chosen for "
-                  f"|x| <= {iq['amax']:g}), not the float image (that would be another network than the one "
-                  f"trained and verified). Recorded in `metadata['input_quantization']` of the graph (and of `graph_flat.nir` when written); "
+        rule = f"clip(rint(x * {iq['scale']:g}), -{iq['qmax']}, {iq['qmax']}) / {iq['scale']:g}"
+        lines += ["", f"**Input contract: quantise the image before the graph.** The run was trained to see its "
+                  f"image as {iq['bits']}-bit graded values: feed `x_graph = {rule}` (step {iq['step']:g}, range "
+                  f"+-{iq['range']:g}; chosen for |x| <= {iq['amax']:g}), not the float image (that would be "
+                  "another network than the one trained and verified). Recorded in "
+                  "`metadata['input_quantization']` of the graph (and of `graph_flat.nir` when written); "
                   "`neuroposter.ir.lower.to_graph_input(images, graph)` applies it."]
     if any(c.get("file") == "graph_flat.nir" for c in consumers.values()):
         lines.append("`graph_flat.nir`: the same network flattened into the nodes Norse, snnTorch and nirtorch map "
