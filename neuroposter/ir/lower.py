@@ -25,7 +25,10 @@ whose ``forward(input, state=None) -> (output, state)`` is one time step. The vi
   ``AvgPool2d(2)``; its 1/4 is folded into the next weights, ``stem.conv2`` and ``embed``: a power of two, so the
   fold is exact), ``_MapFlatten`` -> ``nir.Flatten`` of ``[d, H/4, W/4]`` into the channels-first tokens ``[d, N]``
   the SDT's layers consume. Its graph input is the image ``[3, S, S]``, the same current at every step (direct
-  encoding; ``metadata["layout"] = "images"``, :func:`to_graph_input`).
+  encoding; ``metadata["layout"] = "images"``, :func:`to_graph_input`). A quantisation-aware pixel SDT's stem
+  connections hold its on-grid weights like every other connection (:func:`_fold`); an image it was trained to
+  see quantised is the graph's input contract (``metadata["input_quantization"]``, set by the exporting target,
+  applied by :func:`to_graph_input`).
 
 ``stateful_modules`` covers the two stateful leaves (index 0 of their output is the signal, index 1
 the ignored state) and ``concrete_args={"state": None}``. Residual ``u = u + x`` becomes fan-in
@@ -111,10 +114,11 @@ def fold_bn_tensors(weight: Tensor, bias: Tensor | None, bn: nn.modules.batchnor
     return g.reshape(-1, *([1] * (w.dim() - 1))) * w, beta - g * bn.running_mean.detach().to(torch.float64) + g * b
 
 
-def _fold(linear: nn.Linear, bn: nn.BatchNorm1d | None, div: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """The deployed ``(W' / div, b')`` of a connection: :func:`fold_bn`, or -- for a model trained with a target's
-    arithmetic (:func:`neuroposter.ir.qat.enable`) -- the weights on that target's grid the model computes with,
-    so the graph holds what was trained."""
+def _fold(linear: nn.Linear | nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm | None, div: int = 1
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The deployed ``(W' / div, b')`` of a connection (a Linear, or a Conv2d of the pixel SDT's stem):
+    :func:`fold_bn`, or -- for a model trained with a target's arithmetic (:func:`neuroposter.ir.qat.enable`) --
+    the weights on that target's grid the model computes with, ``Q(W'/div)``, so the graph holds what was trained."""
     from neuroposter.ir.qat import deployed_connection
 
     qat = deployed_connection(linear, bn, div)
@@ -340,11 +344,12 @@ class _StepStem(nn.Module):
             k = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
             if not isinstance(pool, nn.AvgPool2d) or k != 2 or (pool.stride or k) not in (2, (2, 2)) or pool.padding:
                 raise LoweringError(f"the stem's poolings must be AvgPool2d(2); got {pool}")
-        self.conv1 = _StepConv2d(*fold_bn(stem.conv1.weight, stem.conv1.bias, stem.bn1), (S, S), 1)
+        # _fold: BatchNorm2d folded, or for a quantisation-aware model the on-grid weights its forward computes with
+        # (pool1's 1/4 inside the grid, Q(W'/4), as the model's stem.conv2 connection has div = 4)
+        self.conv1 = _StepConv2d(*_fold(stem.conv1, stem.bn1), (S, S), 1)
         self.sn1 = _StepLIF((c1, S, S), tau, v_th)
         self.pool1 = _SumPool2d(2)
-        w2, b2 = fold_bn(stem.conv2.weight, stem.conv2.bias, stem.bn2)
-        self.conv2 = _StepConv2d(w2 / 4.0, b2, (S // 2, S // 2), 1)      # AvgPool's 1/4: a power of two, exact
+        self.conv2 = _StepConv2d(*_fold(stem.conv2, stem.bn2, div=4), (S // 2, S // 2), 1)   # AvgPool's 1/4: exact
         self.sn2 = _StepLIF((d, S // 2, S // 2), tau, v_th)
         self.pool2 = _SumPool2d(2)
         self.flatten = _MapFlatten(d, (S // 4, S // 4))
@@ -360,8 +365,8 @@ class PixelSDTStepView(SDTStepView):
         super().__init__(model)
         cfg = model.cfg
         self.stem = _StepStem(model.stem, tau=cfg.tau, v_th=cfg.v_th)
-        w, b = _fold(model.embed, model.embed_bn)
-        self.embed = _TokenConv(w / 4.0, b, int(cfg.n_tokens))               # AvgPool's 1/4, exact
+        # AvgPool's 1/4 (exact): Q(W'/4) on a quantisation-aware model, as its embed connection (div = 4) computes
+        self.embed = _TokenConv(*_fold(model.embed, model.embed_bn, div=4), int(cfg.n_tokens))
 
     def forward(self, input: Tensor, state: dict[str, Any] | None = None) -> tuple[Tensor, dict[str, Any]]:  # noqa: A002
         prev = {} if state is None else state
@@ -632,8 +637,12 @@ def to_graph_input(spikes: Tensor | np.ndarray, graph: nir.NIRGraph) -> np.ndarr
 
     ``channels_first_tokens``: ``[T, B, D, N]``; ``flat`` (pooled, N = 1): ``[T, B, D]``; ``images`` (the pixel
     SDT): time-first currents ``[T, B, 3, S, S]`` as they are, or images ``[B, 3, S, S]`` repeated over the
-    graph's ``T`` steps (direct encoding).
+    graph's ``T`` steps (direct encoding). A graph with an input contract (``metadata["input_quantization"]``,
+    :func:`neuroposter.ir.quantize.graded_input_contract`: a run trained to see its image as graded values) gets
+    the images quantised as it states (float64).
     """
+    from neuroposter.ir.quantize import INPUT_QUANTIZATION, apply_input_quantization
+
     x = spikes.detach().cpu().numpy() if isinstance(spikes, Tensor) else np.asarray(spikes)
     layout = str((graph.metadata or {}).get("layout", "channels_first_tokens"))
     if layout == "images":
@@ -641,6 +650,12 @@ def to_graph_input(spikes: Tensor | np.ndarray, graph: nir.NIRGraph) -> np.ndarr
             x = np.broadcast_to(x[None], (int(graph.metadata["T"]), *x.shape))
         if x.ndim != 5:
             raise LoweringError(f"expected images [B, C, S, S] or currents [T, B, C, S, S], got shape {x.shape}")
+        contract = (graph.metadata or {}).get(INPUT_QUANTIZATION)
+        if contract:
+            try:
+                return np.ascontiguousarray(apply_input_quantization(x, contract))
+            except ValueError as exc:
+                raise LoweringError(f"the graph's input contract ({INPUT_QUANTIZATION}): {exc}") from None
         return np.ascontiguousarray(x)
     if x.ndim != 4:
         raise LoweringError(f"expected spikes [T, B, N, D], got shape {x.shape}")

@@ -5,6 +5,12 @@
   on an n-bit grid), run by the reference simulator in float arithmetic.
 * :class:`QuantReport` / :class:`LayerError`: the per-layer error report every quantiser returns;
   :class:`QuantizationError` names a node a quantiser cannot express.
+* :func:`graded_input_contract` / :func:`apply_input_quantization`: a graph's **input contract** for an analog
+  (direct-encoded) input that a run was trained to see quantised (the pixel SDT fine-tuned for Loihi 2 sees its
+  image as 8-bit graded spikes). NIR has no quantiser node, so the contract travels in
+  ``graph.metadata["input_quantization"]`` (:data:`INPUT_QUANTIZATION`) and every reader applies it to the input
+  before the graph: ``x_graph = clip(rint(x * scale), -qmax, qmax) / scale``
+  (:func:`neuroposter.ir.lower.to_graph_input` does).
 
 Loihi 2 fixed point (the integer graph Lava runs) is a target's arithmetic and lives with the target:
 :mod:`neuroposter.targets.loihi.fixed_point`.
@@ -25,7 +31,11 @@ from neuroposter.errors import NeuroposterError
 from neuroposter.ir.graph import Graph, GraphError, flatten
 
 __all__ = ["QuantizationError", "LayerError", "QuantReport", "quantize_nbit", "flat_for_quantisation", "pow2_exponent",
-           "grid"]
+           "grid", "INPUT_QUANTIZATION", "graded_input_contract", "apply_input_quantization"]
+
+#: the graph metadata key of an input contract (:func:`graded_input_contract`)
+INPUT_QUANTIZATION = "input_quantization"
+_GRADED_RULE = "x_graph = clip(rint(x * scale), -qmax, qmax) / scale"
 
 log = logging.getLogger(__name__)
 
@@ -202,3 +212,47 @@ def quantize_nbit(graph: nir.NIRGraph | Graph, *, weight_bits: int | None, state
     meta["arithmetic"] = f"nbit_w{weight_bits}_s{state_bits}"
     out = nir.NIRGraph(nodes=nodes, edges=fg.unique_edges(), metadata=meta, type_check=False)
     return out, report
+
+
+def graded_input_contract(*, bits: int, scale: float, amax: float, source: str) -> dict[str, Any]:
+    """The input contract of a graph whose analog input is quantised to ``bits``-bit graded values with the
+    power-of-two ``scale`` (``graph.metadata["input_quantization"]``; plain JSON/NIR metadata values).
+
+    Args:
+        bits: payload bits including the sign (``qmax = 2**(bits-1) - 1``).
+        scale: ``2**k``, payload units per input unit.
+        amax: the input range the scale was chosen for (the largest ``|x|`` of the training split).
+        source: where the format comes from (one line).
+
+    Raises:
+        ValueError: a scale that is not a positive power of two, or fewer than 2 bits.
+    """
+    k = math.log2(float(scale)) if float(scale) > 0 else float("nan")
+    if not (math.isfinite(k) and k == int(k)):
+        raise ValueError(f"the input scale must be a power of two, got {scale!r}")
+    if int(bits) < 2:
+        raise ValueError(f"graded input needs at least 2 bits, got {bits}")
+    qmax = (1 << (int(bits) - 1)) - 1
+    return {"encoding": "graded", "bits": int(bits), "scale": float(scale), "exp": int(k), "qmax": int(qmax),
+            "amax": float(amax), "rule": _GRADED_RULE,
+            "step": 1.0 / float(scale), "range": float(qmax) / float(scale), "source": str(source)}
+
+
+def apply_input_quantization(x: np.ndarray, contract: Any) -> np.ndarray:
+    """``x`` (float64) as a graph with input contract ``contract`` (:func:`graded_input_contract`; None or empty:
+    no contract, ``x`` unchanged) takes it: ``clip(rint(x * scale), -qmax, qmax) / scale``, exact in float64
+    (``scale`` is a power of two).
+
+    Raises:
+        ValueError: an unknown encoding, or ``x`` holds NaN or inf.
+    """
+    if not contract:
+        return x
+    enc = str(contract.get("encoding", ""))
+    if enc != "graded":
+        raise ValueError(f"unknown input quantisation {enc!r}; valid: graded")
+    xf = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(xf)):
+        raise ValueError("the input holds NaN or inf")
+    scale, q = float(contract["scale"]), float(contract["qmax"])
+    return np.clip(np.rint(xf * scale), -q, q) / scale

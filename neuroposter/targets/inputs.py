@@ -16,6 +16,9 @@ images            posters ``[B, 3, H, W]``: the feature store's dataset under th
                   encoding) the posters repeated over its ``T`` steps, float32 ``[T, B, 3, S, S]``
 ================  ===========================================================================
 
+A run fine-tuned for an integer target with an analog input (the pixel SDT for Loihi 2) was trained to see its
+image quantised (graded spikes); :func:`trained_input_quantization` gives that format as a graph input contract.
+
 ``seed=None`` takes the first ``samples`` of the split; an integer seed takes a seeded random subset
 (sorted). A missing or rebuilt input is a one-line :class:`~neuroposter.errors.ManifestError` saying
 what to re-run -- never a silent fallback to other or random inputs.
@@ -32,7 +35,8 @@ import numpy as np
 
 from neuroposter.errors import DataError, ManifestError
 
-__all__ = ["EvalInputs", "evaluation_inputs", "run_input", "open_run_input", "check_input_key", "select"]
+__all__ = ["EvalInputs", "evaluation_inputs", "run_input", "open_run_input", "check_input_key", "select",
+           "trained_input_quantization"]
 
 # What re-creates each input a run's manifest can name.
 _RERUN = {"encoded": "neuroposter encode", "features": "neuroposter features", "dataset": "neuroposter data import"}
@@ -215,3 +219,42 @@ def evaluation_inputs(loaded: Any, run_dir: str | os.PathLike[str], *, samples: 
                               f"{split} posters of {path} (direct encoding, T={T})", genres)
         return EvalInputs(x, labels, rows, name, path, key, split, None, f"{split} posters of {path}", genres)
     raise DataError(f"no evaluation inputs for a {loaded.model_name!r} run (model input {spec.inputs!r})")
+
+
+def trained_input_quantization(model: Any) -> dict[str, Any] | None:
+    """The input quantisation a quantisation-aware model computes with, as a graph input contract
+    (:func:`neuroposter.ir.quantize.graded_input_contract`), or None when it sees its input as it is (a float
+    model, spikes, or a target whose deployed network takes a float input).
+
+    Read from the model's own deployed integer graph (:func:`neuroposter.targets.training_quantiser` of its
+    arithmetic, the builder ``neuroposter.train.load_run`` enables it with): the graded-spike format of its Input
+    (:func:`neuroposter.targets.loihi.fixed_point.graded_input`), i.e. the scale and bits the model's first
+    connection quantises the image with in training.
+
+    Raises:
+        DataError: the integer graph cannot be built.
+    """
+    from neuroposter.ir.qat import QATError, arithmetic_of
+    from neuroposter.ir.quantize import graded_input_contract
+
+    arith = arithmetic_of(model)
+    if arith is None or arith.input_amax is None:
+        return None
+    from neuroposter.targets import training_quantiser
+
+    builder = training_quantiser(arith)
+    if builder is None:
+        return None
+    try:
+        flat_int = builder(model)
+    except QATError as exc:
+        raise DataError(f"the input quantisation of the {arith.target} arithmetic: {exc}") from None
+    from neuroposter.targets.loihi.fixed_point import graded_input
+
+    g = graded_input(flat_int)
+    if g is None:
+        return None
+    return graded_input_contract(
+        bits=int(g["message_bits"]), scale=float(g["scale"]), amax=float(g["amax"]),
+        source=f"the {arith.describe()} arithmetic the run was trained with (model.json deploy): its first "
+               "connection sees the image as these graded values")

@@ -6,7 +6,11 @@ parameter by parameter; the verified file is the shipped file), for a nested gra
 ``graph_flat.nir`` (:func:`neuroposter.ir.interop.portable_graph`: flat, only nodes Norse/snnTorch/nirtorch map),
 ``op_counts.json``, ``README.md`` (the one-line load per NIR consumer), ``manifest.json``, ``summary.json``. Verification on real test inputs (the first ``samples`` test samples of the encoded set named in
 the run manifest; for the pixel SDT the test posters of its dataset, each repeated over the ``T`` steps: direct
-encoding), in the metrics of :mod:`neuroposter.targets.verify`:
+encoding), in the metrics of :mod:`neuroposter.targets.verify`. A run trained to see its image quantised (the
+pixel SDT fine-tuned for Loihi 2: 8-bit graded input) gets that format as the graph's **input contract**
+(``metadata["input_quantization"]``, :func:`neuroposter.targets.inputs.trained_input_quantization`; NIR has no
+quantiser node), stated in the README and ``summary.json``; the verification feeds the graph as the contract says
+(:func:`~neuroposter.ir.lower.to_graph_input`) and the model its own graded input:
 
 * ``vs_norse``: the graph run by the reference simulator (``same_step``, float64) vs every LIF and the read-out of
   the Norse model (float64): spike agreement element by element, per-label and per-sample prediction agreement,
@@ -43,15 +47,20 @@ __all__ = ["NirTarget", "norse_reference"]
 log = logging.getLogger(__name__)
 
 
-def norse_reference(model: Any, spikes: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def norse_reference(model: Any, spikes: Any, input_quantization: Mapping[str, Any] | None = None
+                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Logits ``[T, B, C]`` and spikes per LIF (graph layout) of the model run in float64.
 
     A quantisation-aware model (:mod:`neuroposter.ir.qat`) runs with its on-grid weights and float neurons: the
     semantics of its NIR graph (NIR's neurons are float; the chip's integer neuron is the chip target's business).
+    ``input_quantization`` (a graded input contract, :func:`neuroposter.targets.inputs.trained_input_quantization`):
+    the model's input is first put on the graded grid it was trained with, by the model's own
+    :func:`neuroposter.ir.qat.graded_input` (what its first connection does to the image with the integer neuron
+    on; the float-neuron reference keeps it).
     """
     import torch
 
-    from neuroposter.ir.qat import arithmetic_of, enable
+    from neuroposter.ir.qat import arithmetic_of, enable, graded_input
     from neuroposter.models.lif import LIF
 
     ref = copy.deepcopy(model).double().eval()
@@ -60,8 +69,11 @@ def norse_reference(model: Any, spikes: Any) -> tuple[np.ndarray, dict[str, np.n
     for m in ref.modules():
         if isinstance(m, LIF):
             m.record_spikes = True
+    x = torch.as_tensor(np.asarray(spikes) if not isinstance(spikes, torch.Tensor) else spikes).double()
+    if input_quantization:
+        x = graded_input(x, float(input_quantization["scale"]), float(input_quantization["qmax"]))
     with torch.no_grad():
-        logits = ref(torch.as_tensor(spikes).double()).numpy()
+        logits = ref(x).numpy()
     out: dict[str, np.ndarray] = {}
     for name, m in ref.named_modules():
         if isinstance(m, LIF) and m.last_spikes is not None:
@@ -127,6 +139,15 @@ def _readme(consumers: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         f"reset `{meta.get('reset', 'zero')}`. NIR neurons are continuous-time: give every reader dt = "
         f"{meta.get('dt', 1.0):g}.",
     ]
+    iq = meta.get("input_quantization")
+    if iq:
+        rule = f"clip(rint(x * {iq['scale']:g}), -{iq['qmax']}, {iq['qmax']}) / {iq['scale']:g}"
+        lines += ["", f"**Input contract: quantise the image before the graph.** The run was trained to see its "
+                  f"image as {iq['bits']}-bit graded values: feed `x_graph = {rule}` (step {iq['step']:g}, range "
+                  f"+-{iq['range']:g}; chosen for |x| <= {iq['amax']:g}), not the float image (that would be "
+                  "another network than the one trained and verified). Recorded in "
+                  "`metadata['input_quantization']` of the graph (and of `graph_flat.nir` when written); "
+                  "`neuroposter.ir.lower.to_graph_input(images, graph)` applies it."]
     if any(c.get("file") == "graph_flat.nir" for c in consumers.values()):
         lines.append("`graph_flat.nir`: the same network flattened into the nodes Norse, snnTorch and nirtorch map "
                      "(see `metadata['rewrites']`); its input is `[B, D_in, N, 1]`.")
@@ -163,8 +184,17 @@ class NirTarget(Target):
         from neuroposter.ir.interop import InteropError, is_nested, portable_graph
         from neuroposter.ir.lower import lower_model
 
+        from neuroposter.ir.quantize import INPUT_QUANTIZATION
+        from neuroposter.targets.inputs import trained_input_quantization
+
         graph = lower_model(ctx.run.model, T=int(ctx.inputs.T), source_run=str(ctx.request.run_dir),
                             dtype=str(ctx.options.get("dtype") or "float64"))
+        # an analog input the run was trained to see quantised (a pixel SDT fine-tuned for Loihi 2): NIR has no
+        # quantiser node, so the graph states it as its input contract, which to_graph_input (and any reader) applies
+        contract = trained_input_quantization(ctx.run.model)
+        if contract is not None:
+            graph.metadata = {**dict(graph.metadata or {}), INPUT_QUANTIZATION: contract}
+            ctx.summary["input_quantization"] = contract
         back = write_graph(ctx.scratch / "graph.nir", graph)
         ctx.copy_file("graph.nir")
         self.portable = None
@@ -188,10 +218,12 @@ class NirTarget(Target):
         from neuroposter.profiling.stored import nir_counts
         from neuroposter.targets.inputs import evaluation_inputs
 
+        from neuroposter.ir.quantize import INPUT_QUANTIZATION
+
         spikes = torch.from_numpy(ctx.inputs.x.astype(np.float32))
-        logits, norse = norse_reference(ctx.run.model, spikes)
+        logits, norse = norse_reference(ctx.run.model, spikes, (graph.metadata or {}).get(INPUT_QUANTIZATION))
         flat = flatten(graph, strict=True)
-        x = to_graph_input(spikes, graph)
+        x = to_graph_input(spikes, graph)      # as the bundle documents it: the input contract applied
         same = simulate(flat, x, mode="same_step")
         missing = sorted(set(norse) - set(same.records))
         if missing:
@@ -268,6 +300,9 @@ class NirTarget(Target):
             f"{v['vs_norse']['spike_agreement']:.4%}, per-label prediction agreement "
             f"{v['vs_norse']['label_agreement']:.4%}, per-hop+retiming agreement "
             f"{v['per_hop_vs_same_step']['spike_agreement']:.4%}",
+            *([f"  input contract: images quantised to {iq['bits']}-bit graded values, scale {iq['scale']:g} "
+               f"(metadata input_quantization; the graded input the run was trained with)"]
+              if (iq := back.metadata.get("input_quantization")) else []),
             f"  op counts (same-step, float) on {r.counts['model'].counts.samples} test samples stored in op_counts.json",
             "  NIR consumers (prediction agreement with the reference simulator): " + ", ".join(
                 f"{k} {c['prediction_agreement']:.2%}" if c["run"] else f"{k} not run" for k, c in r.consumers.items()),
