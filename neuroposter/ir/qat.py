@@ -395,6 +395,12 @@ def _qat_forward(self: nn.Module, x: Tensor) -> Tensor:
     return round_ste(y, torch.floor) / plan.gain_scale + b      # Lava's flooring exponent shift
 
 
+def _kernel_applies(*ts: Tensor) -> bool:
+    """Whether the compiled integer LIF (:mod:`neuroposter.ir.int_lif_kernel`) runs these tensors: CPU float64
+    (float32 would be computed in float64 there, not as torch computes it)."""
+    return all(t.device.type == "cpu" and t.dtype == torch.float64 for t in ts)
+
+
 def _int_lif_steps(x: Tensor, plan: _NeuronPlan, rnd: Tensor, keep: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The integer LIF's forward over ``x [T, ...]`` (float64) without a graph: spikes ``[T, ...]`` and (``keep``)
     the clamped membranes before the reset and the clamp's pass mask, which the backward pass reads. The same
@@ -402,6 +408,11 @@ def _int_lif_steps(x: Tensor, plan: _NeuronPlan, rnd: Tensor, keep: bool) -> tup
     rounding ``x + (round(x) - x)`` is exactly ``round(x)``)."""
     gain = plan.gain_scale * plan.act
     lo, hi = -plan.limit + 1, plan.limit - 1
+    if _kernel_applies(x, rnd):   # the same arithmetic compiled into one pass (bit-identical; int_lif_kernel)
+        from neuroposter.ir.int_lif_kernel import int_lif_forward
+
+        z, vc, ok = int_lif_forward(x, rnd, gain=gain, decay=plan.decay, lo=lo, hi=hi, vth=plan.vth, unit=plan.unit)
+        return (z, vc, ok) if keep else (z, None, None)
     v = torch.zeros_like(x[0])
     z_all = torch.empty_like(x)
     vc_all = torch.empty_like(x) if keep else None
@@ -447,6 +458,11 @@ class IntLIFFunction(torch.autograd.Function):
         z_all, vc_all, ok_all = ctx.saved_tensors
         plan = ctx.plan
         gain = plan.gain_scale * plan.act
+        if _kernel_applies(grad, vc_all):
+            from neuroposter.ir.int_lif_kernel import int_lif_backward
+
+            return int_lif_backward(grad, z_all, vc_all, ok_all, gain=gain, decay=plan.decay, vth=plan.vth,
+                                    unit=plan.unit), None, None
         gx = torch.empty_like(grad)
         gv: Tensor | None = None
         for t in range(grad.shape[0] - 1, -1, -1):
