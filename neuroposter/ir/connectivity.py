@@ -39,6 +39,10 @@ def _conv1d_matrix(node: nir.Conv1d, in_shape: tuple[int, ...], out_shape: tuple
     if isinstance(pad, str):
         pad = 0 if pad == "valid" else (dil * (k - 1)) // 2
     pad = int(np.asarray(pad).reshape(-1)[0])
+    if k == 1 and stride == 1 and pad == 0 and groups == 1 and lout == length:
+        # a token-wise (kernel 1) convolution: W applied at every position, i.e. W (x) I_L in this index order
+        # (row co * L + l, column ci * L + l); the general construction below gives the same matrix, slower
+        return sp.kron(sp.csr_matrix(w[:, :, 0]), sp.identity(length, dtype=w.dtype, format="csr"), format="csr")
     co, cl, kk, lo = np.meshgrid(np.arange(cout), np.arange(cin_g), np.arange(k), np.arange(lout), indexing="ij")
     ci = (co // (cout // groups)) * cin_g + cl
     li = lo * stride - pad + kk * dil

@@ -578,6 +578,28 @@ def _shards(batch: int, workers: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in pairwise(bounds) if b > a]
 
 
+def _with_models_per_process(first: Any, cfg: Any) -> Any:
+    """``cfg`` with every process of ``first``'s network mapped to its ProcessModel up front.
+
+    Lava's compiler looks a process's models up by importing and scanning the modules of its package for every
+    process *instance* (``_find_proc_models``; it skips the search only for instances listed in
+    ``exception_proc_model_map``), which takes seconds for a network of ~80 processes of a handful of types. The
+    models are found here once per process *type*, with the same search and the same selection
+    (``cfg.select``), and listed per instance, so the compiler makes the same choices without repeating the search.
+    """
+    from lava.magma.compiler.compiler_graphs import ProcGroupDiGraphs, find_processes
+
+    by_type: dict[type, Any] = {}
+    mapping = dict(cfg.exception_proc_model_map)
+    for proc in find_processes(first):
+        t = type(proc)
+        if t not in by_type:
+            by_type[t] = cfg.select(proc, ProcGroupDiGraphs._find_proc_models(proc=proc))
+        mapping[proc] = by_type[t]
+    cfg.exception_proc_model_map = mapping
+    return cfg
+
+
 def _run_shard(plan: NetworkPlan, xs: Mapping[str, np.ndarray], *, select_tag: str, record: bool, chunk: int,
                on_steps: Any = None) -> tuple[EmulationResult, float, float]:
     """Runs the samples of ``xs`` in this process, ``chunk`` samples per Lava run (one runtime at a
@@ -602,7 +624,8 @@ def _run_shard(plan: NetworkPlan, xs: Mapping[str, np.ndarray], *, select_tag: s
         data_spk = {}
         try:
             first = next(iter(net.processes.values()))
-            cfg = Loihi2SimCfg(select_tag=select_tag, exception_proc_model_map=fast_models(select_tag))
+            cfg = _with_models_per_process(first, Loihi2SimCfg(select_tag=select_tag,
+                                                               exception_proc_model_map=fast_models(select_tag)))
             warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
             try:
                 first.run(condition=RunSteps(num_steps=net.steps), run_cfg=cfg)
