@@ -100,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
         claim.enter_context(claim_run(run_dir, force=args.force, dist=info, protect=input_locations(
             args.model, ws, encoded=args.encoded, features=args.features, dataset=args.dataset)))
         model_kwargs: dict[str, object] = {}
-        image_size = args.image_size or IMAGE_SIZE_DEFAULTS.get(args.model, IMAGE_SIZE_DEFAULTS["vit"])
+        inherited = _init_run_kwargs(ws, args)   # a fine-tune keeps its float run's image side and T unless given
+        image_size = (args.image_size or inherited.get("image_size")
+                      or IMAGE_SIZE_DEFAULTS.get(args.model, IMAGE_SIZE_DEFAULTS["vit"]))
+        if args.T is None and "T" in inherited and args.model == "sdt-pixels":
+            model_kwargs["T"] = inherited["T"]
         if args.T is not None:
             if args.model != "sdt-pixels":
                 raise UsageError(f"--T sets the time steps of sdt-pixels; {args.model} takes T from its inputs "
@@ -181,6 +185,21 @@ def _check_qat_args(args: argparse.Namespace) -> object:
                          "image input is only deployed as graded spikes, by --target loihi); use --target loihi or "
                          "train without --target")
     return arith
+
+
+def _init_run_kwargs(ws: object, args: argparse.Namespace) -> dict[str, object]:
+    """The model constructor kwargs recorded by ``--init-from``'s run (``model.json``), or {} without one (a
+    missing or unreadable run is reported later, where it is loaded)."""
+    import json
+
+    if getattr(args, "init_from", None) is None:
+        return {}
+    try:
+        doc = json.loads((ws.run(args.init_from) / "model.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    kwargs = doc.get("kwargs") if isinstance(doc, dict) else None
+    return dict(kwargs) if isinstance(kwargs, dict) else {}
 
 
 def _qat_plan(args: argparse.Namespace, ws: object, arith: object, cfg: object, task: object) -> object:

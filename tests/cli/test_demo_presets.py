@@ -20,21 +20,30 @@ def test_every_preset_sets_the_same_knobs() -> None:
     assert len({frozenset(v) for v in keys.values()}) == 1, keys
 
 
-def test_default_is_one_seed_and_full_adds_seeds_and_the_pixel_sdt() -> None:
+def test_default_is_one_seed_and_full_adds_seeds() -> None:
     default, full = _lines("default"), _lines("full")
-    assert not any("seed +" in n for n in default) and not any("sdt-pixels" in n for n in default)
+    assert not any("seed +" in n for n in default)
     assert sum("seed +" in n for n in full) == 2 * (SIZES["full"]["seeds"] - 1)
-    assert full["train sdt-pixels"][:3] == ["train", "--model", "sdt-pixels"]
-    assert full["export nir sdt-pixels"][full["export nir sdt-pixels"].index("--run") + 1] == "sdt-pixels"
-    # the pixel model is trained before it is exported, and to the same early-stopping budget as the others
-    names = list(full)
-    assert names.index("train sdt-pixels") < names.index("export nir sdt-pixels")
-    qat = full["train sdt-pixels-loihi (quantisation-aware fine-tune)"]
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_every_preset_trains_fine_tunes_and_deploys_the_pixel_sdt(size: str) -> None:
+    lines = _lines(size)
+    argv = lines["train sdt-pixels"]
+    assert argv[:3] == ["train", "--model", "sdt-pixels"]
+    assert argv[argv.index("--image-size") + 1] == str(SIZES[size]["pixels"])
+    assert argv[argv.index("--patience") + 1] == str(SIZES[size]["patience"])    # the same early-stopping budget
+    assert lines["export nir sdt-pixels"][lines["export nir sdt-pixels"].index("--run") + 1] == "sdt-pixels"
+    qat = lines["train sdt-pixels-loihi (quantisation-aware fine-tune)"]
     assert qat[qat.index("--init-from") + 1] == "sdt-pixels" and qat[qat.index("--target") + 1] == "loihi"
+    names = list(lines)   # trained before fine-tuned before exported; the fine-tune's NIR graph too
     assert names.index("train sdt-pixels") < names.index("train sdt-pixels-loihi (quantisation-aware fine-tune)") \
-        < names.index("export loihi sdt-pixels-loihi")
-    argv = full["train sdt-pixels"]
-    assert argv[argv.index("--patience") + 1] == str(SIZES["full"]["patience"])
+        < names.index("export nir sdt-pixels-loihi") < names.index("export loihi sdt-pixels-loihi")
+    assert names.index("train sdt-pixels") < names.index("export nir sdt-pixels")
+
+
+def test_the_pixel_sdt_is_larger_in_full() -> None:
+    assert SIZES["full"]["pixels"] > SIZES["default"]["pixels"] >= 16
 
 
 @pytest.mark.parametrize("size", sorted(SIZES))

@@ -75,3 +75,24 @@ def test_fine_tune_for_loihi_deploys_what_it_trained(tmp_path: Path, image_task:
     thr = np.asarray(read_json(run_dir / "metrics.json")["thresholds"])
     agree = np.all((trained.mean(0) > thr) == (deployed.mean(0) > thr), axis=1).mean()
     assert agree == 1.0
+
+
+def test_a_fine_tune_keeps_its_float_runs_image_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --image-size, `--init-from` of a 16x16 run loads 16x16 images (not the model's default side)."""
+    from neuroposter._io import atomic_write_json
+    from neuroposter.errors import DataError
+
+    seen: dict = {}
+
+    def fake(model: str, ws: object, **kw: object) -> None:
+        seen.update(kw)
+        raise DataError("stop here")
+
+    monkeypatch.setattr(train_pkg, "load_task_data", fake)
+    (tmp_path / "runs" / "px").mkdir(parents=True)
+    atomic_write_json(tmp_path / "runs" / "px" / "model.json", {"model": "sdt-pixels", "kwargs": {"image_size": 16}})
+    assert _train(tmp_path, "--target", "loihi", "--init-from", "px") == 1
+    assert seen["image_size"] == 16
+    seen.clear()
+    assert _train(tmp_path, "--target", "loihi", "--init-from", "px", "--image-size", "24") == 1
+    assert seen["image_size"] == 24                                     # an explicit side wins
