@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from neuroposter.models.chip_neurons import build_chip_neuron
 from neuroposter.models.lif import lif_firing_rates
 
-__all__ = ["SumPool2d", "ChipConvBlock", "ChipCNN"]
+__all__ = ["SumPool2d", "ScaleNorm2d", "ChipConvBlock", "ChipCNN"]
 
 
 class SumPool2d(nn.Module):
@@ -45,18 +45,41 @@ class SumPool2d(nn.Module):
         return f"kernel={self.kernel}"
 
 
+class ScaleNorm2d(nn.BatchNorm2d):
+    """Per-channel scale normalisation without centring or shift, ``y = h * weight / sqrt(E[h^2] + eps)`` (the 2-d
+    :class:`~neuroposter.models.chip_snn.ScaleNorm1d`): ``running_mean`` stays 0, ``bias`` is 0 and frozen, the running
+    mean square is in ``running_var``, so the BatchNorm fold scales the weights and adds no bias."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        nn.init.zeros_(self.bias)
+        self.bias.requires_grad_(False)
+
+    def forward(self, h: Tensor) -> Tensor:
+        """Args: h ``[N, C, H, W]``. Returns: ``h`` scaled per channel."""
+        if self.training:
+            ms = h.pow(2).mean((0, 2, 3))
+            with torch.no_grad():
+                self.running_var.mul_(1.0 - float(self.momentum)).add_(float(self.momentum) * ms.detach())
+                self.num_batches_tracked += 1
+        else:
+            ms = self.running_var
+        return h * (self.weight / torch.sqrt(ms + self.eps)).reshape(1, -1, 1, 1)
+
+
 class ChipConvBlock(nn.Module):
-    """``Conv kxk + BatchNorm2d -> chip neuron -> SumPool`` on time-first maps ``[T, B, C, H, W]``."""
+    """``Conv kxk + BatchNorm2d -> chip neuron -> SumPool`` on time-first maps ``[T, B, C, H, W]``; bias-free
+    (``biased=False``: a :class:`ScaleNorm2d` instead of the BatchNorm, folding into the weights alone)."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, pool: int, neuron: str,
-                 neuron_params: dict[str, Any]) -> None:
+                 neuron_params: dict[str, Any], biased: bool = True) -> None:
         super().__init__()
         if int(kernel) < 1 or int(kernel) % 2 == 0:
             raise ValueError(f"kernel must be odd and >= 1 (same-size convolution), got {kernel}")
         if int(pool) not in (1, 2):
             raise ValueError(f"pool must be 1 (none) or 2 (2x2 sum pool), got {pool}")
         self.conv = nn.Conv2d(int(c_in), int(c_out), int(kernel), padding=int(kernel) // 2, bias=False)
-        self.bn = nn.BatchNorm2d(int(c_out))
+        self.bn = nn.BatchNorm2d(int(c_out)) if biased else ScaleNorm2d(int(c_out))
         self.sn = build_chip_neuron(neuron, **neuron_params)
         self.pool = SumPool2d(int(pool))
 
@@ -85,6 +108,8 @@ class ChipCNN(nn.Module):
         host_layers: leading layers that run on the host CPU (lowered with ``placement: host``).
         neuron: the chip neuron (:data:`~neuroposter.models.chip_neurons.CHIP_NEURONS` name).
         neuron_params: its constructor parameters.
+        conv_bias: whether the chip's convolutions have a bias (False: :class:`ScaleNorm2d`, bias-free; the host
+            layers keep their BatchNorm either way).
         chip: the profile the layers were derived for (informational).
         in_channels: image channels (3).
 
@@ -94,8 +119,8 @@ class ChipCNN(nn.Module):
 
     def __init__(self, n_classes: int = 10, image_size: int = 32, T: int = 4,
                  convs: Sequence[Sequence[int]] = ((16, 3, 2), (64, 3, 2)), host_layers: int = 0,
-                 neuron: str = "if", neuron_params: dict[str, Any] | None = None, chip: str = "",
-                 in_channels: int = 3) -> None:
+                 neuron: str = "if", neuron_params: dict[str, Any] | None = None, conv_bias: bool = True,
+                 chip: str = "", in_channels: int = 3) -> None:
         super().__init__()
         if int(T) < 1:
             raise ValueError(f"T must be >= 1, got {T}")
@@ -108,10 +133,12 @@ class ChipCNN(nn.Module):
         self.neuron_params = dict(neuron_params or {})
         self.conv_spec = [[int(c), int(k), int(p)] for c, k, p in convs]
         blocks, c_prev, side = [], self.in_channels, self.image_size
-        for c, k, p in self.conv_spec:
+        self.conv_bias = bool(conv_bias)
+        for i, (c, k, p) in enumerate(self.conv_spec):
             if p == 2 and side % 2:
                 raise ValueError(f"a 2x2 pool on an odd map side {side} (image_size {image_size})")
-            blocks.append(ChipConvBlock(c_prev, c, k, p, neuron, self.neuron_params))
+            blocks.append(ChipConvBlock(c_prev, c, k, p, neuron, self.neuron_params,
+                                        biased=self.conv_bias or i < self.host_layers))
             c_prev, side = c, side // p
         self.convs = nn.ModuleList(blocks)
         self.out_shape = (c_prev, side, side)

@@ -387,6 +387,7 @@ class ConvFitPlan:
         layers: the weighted layers in order (convolutions, then the read-out).
         neuron: the chip neuron (a CHIP_NEURONS name); neuron_params: its parameters.
         weight_bits: the chip's weight precision (None: float).
+        conv_bias: whether the chip's convolutions have a bias.
         reasons: one line per decision, naming the limit that forced it.
     """
 
@@ -398,6 +399,7 @@ class ConvFitPlan:
     neuron: str
     neuron_params: Mapping[str, Any] = field(default_factory=dict)
     weight_bits: int | None = None
+    conv_bias: bool = True
     reasons: tuple[str, ...] = ()
 
     @property
@@ -415,7 +417,7 @@ class ConvFitPlan:
         convs = [[int(lay.c_out), int(lay.kernel), int(lay.pool)] for lay in self.layers if lay.role != "readout"]
         return {"n_classes": int(self.n_classes), "image_size": int(self.image_size), "T": int(self.T),
                 "convs": convs, "host_layers": int(self.host_layers), "neuron": self.neuron,
-                "neuron_params": dict(self.neuron_params), "chip": self.profile}
+                "neuron_params": dict(self.neuron_params), "conv_bias": bool(self.conv_bias), "chip": self.profile}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON of the whole plan."""
@@ -613,7 +615,12 @@ def derive_conv_fit(profile: Any, image_size: int, n_classes: int, T: int) -> Co
     wb = _given(lim, "weight_bits")
     reasons.append(f"weights: {wb}-bit on the chip's grid: weight_bits {wb}" if wb else
                    "weights: float (the profile gives no weight_bits)")
+    sb = _given(lim, "state_bits")
+    if sb:
+        reasons.append(f"chip convolutions without bias: a deployed bias is a neuron offset on the state_bits {sb} grid, "
+                       "which quantisation-aware training (weights on the chip's grid) does not model; bias-free "
+                       "connections deploy exactly what was trained")
     if not analog:
         reasons.append("host layer: float weights (placement: host)")
     return ConvFitPlan(profile=name, image_size=S, n_classes=n_classes, T=int(T), layers=tuple(layers),
-                       neuron=neuron, neuron_params=params, weight_bits=wb, reasons=tuple(reasons))
+                       neuron=neuron, neuron_params=params, weight_bits=wb, conv_bias=not sb, reasons=tuple(reasons))
