@@ -65,7 +65,7 @@ MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 # Square image side of the models that read posters themselves (``--image-size`` overrides it).
-IMAGE_SIZE_DEFAULTS: dict[str, int] = {"vit": 96, "sdt-pixels": 32, "chip-cnn": 32}
+IMAGE_SIZE_DEFAULTS: dict[str, int] = {"vit": 96, "sdt-pixels": 32, "chip-cnn": 16}
 
 
 # Quantisation-aware phase defaults: a short fine-tune at a tenth of the float learning rate, no warm-up.
