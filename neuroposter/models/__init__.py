@@ -63,9 +63,6 @@ MODELS.add("snn-mlp", ModelSpec("neuroposter.models.snn_mlp:SpikingMLPNet", "snn
 MODELS.add("chip-snn", ModelSpec("neuroposter.models.chip_snn:ChipSNN", "snn", "spike_pooled",
                                  "spiking chain fitted to a chip's limits (host projection + chip neurons; "
                                  "`neuroposter fit`)"))
-MODELS.add("chip-cnn", ModelSpec("neuroposter.models.chip_cnn:ChipCNN", "snn", "images",
-                                 "convolutional variant of the pixel SDT fitted to a conv chip's limits (stem + conv "
-                                 "layers instead of SDSA; `neuroposter fit --input images`)"))
 MODELS.add("ann-transformer", ModelSpec("neuroposter.models.ann_transformer:ANNTransformer", "ann",
                                         "feature_tokens", "the SDT's ANN twin on float feature tokens"))
 MODELS.add("cnn", ModelSpec("neuroposter.models.cnn:CNNClassifier", "ann", "images",
@@ -74,6 +71,9 @@ MODELS.add("vit", ModelSpec("neuroposter.models.vit:ViTClassifier", "ann", "imag
                             "torchvision VisionTransformer on poster images"))
 MODELS.add("sdt-pixels", ModelSpec("neuroposter.models.sdt_pixels:PixelSDT", "snn", "images",
                                    "Spike-Driven Transformer on poster pixels (spiking conv stem, direct encoding)"))
+MODELS.add("chip-cnn", ModelSpec("neuroposter.models.chip_cnn:ChipCNN", "snn", "images",
+                                 "convolutional variant of the pixel SDT fitted to a conv chip's limits (stem + conv "
+                                 "layers instead of SDSA; `neuroposter fit --input images`)"))
 
 _LAZY = {
     "LIF": "neuroposter.models.lif",
