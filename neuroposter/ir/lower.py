@@ -543,7 +543,8 @@ def _chip_cnn_nodes(model: nn.Module, dtype: np.dtype) -> tuple[dict[str, nir.NI
     c, h, w_ = (int(v) for v in model.out_shape)
     nodes["flatten"] = nir.Flatten(input_type=np.array([c, h, w_]), start_dim=0, end_dim=-1)
     wh, bh = _fold(model.head, None)
-    nodes["head"] = nir.Affine(weight=np.ascontiguousarray(wh.astype(dtype)), bias=np.ascontiguousarray(bh.astype(dtype)))
+    nodes["head"] = nir.Affine(weight=np.ascontiguousarray(wh.astype(dtype)),
+                               bias=np.ascontiguousarray(bh.astype(dtype)))
     nodes["output"] = nir.Output(output_type=np.array([int(model.n_classes)]))
     order = list(nodes)
     return nodes, list(zip(order, order[1:]))

@@ -460,9 +460,9 @@ def derive_conv_fit(profile: Any, image_size: int, n_classes: int, T: int) -> Co
     the SDSA's token mixing, two 1x1 convolutions (``d -> mlp_hidden -> d``) for its MLP -- and reads out with a
     Linear over the flattened map. Then, layer by layer (chip layer ``i`` on core ``i``):
 
-    * **input**: direct encoding feeds the analog image as the first convolution's current; unless the profile
-      says its cores take analog input (``limits.analog_input``), that layer (convolution, neuron, pool) runs on
-      the host and the chip receives its spike events;
+    * **input**: direct encoding feeds the analog image as the first convolution's current, and a chip's cores take
+      spike events (no profile describes an analog input), so that layer (convolution, neuron, pool) runs on the
+      host, in float, and the chip receives its spike events;
     * ``max_layers`` (chip layers, read-out included): the MLP's then the SDSA's replacements are dropped from the
       last block first; the stem and the read-out always stay;
     * ``max_kernel_size``, the input side (``limits.max_input_side`` or ``facts.max_input_side_count``) and the
@@ -514,12 +514,10 @@ def derive_conv_fit(profile: Any, image_size: int, n_classes: int, T: int) -> Co
                    + (f" (at most fan_out {fo} destination {'layers' if unit == 'population' else unit + 's'})"
                       if fo is not None else "") + "; the fitted model is a plain chain")
 
-    analog = bool(getattr(lim, "analog_input", None))
-    plan: list[list[Any]] = [["stem", 3, c1, 2, "host" if not analog else "chip"], ["stem", c1, d, 2, "chip"]]
-    if not analog:
-        reasons.append("stem conv1 (with its neuron and pool) on the host: direct encoding feeds the analog image as "
-                       "its current, and the profile declares no analog input to the cores (limits.analog_input); "
-                       "the chip receives its spike events")
+    plan: list[list[Any]] = [["stem", 3, c1, 2, "host"], ["stem", c1, d, 2, "chip"]]
+    reasons.append("stem conv1 (with its neuron and pool) on the host: direct encoding feeds the analog image as its "
+                   "current, and the chip's cores take spike events (the profile describes no analog input); the "
+                   "chip receives its spike events")
     for _ in range(depth):
         plan += [["sdsa", d, d, 2, "chip"], ["mlp", d, hidden, 1, "chip"], ["mlp", hidden, d, 1, "chip"]]
 
@@ -536,7 +534,6 @@ def derive_conv_fit(profile: Any, image_size: int, n_classes: int, T: int) -> Co
             dropped.append(plan.pop()[0])
         reasons.append(f"{len(dropped)} block layers dropped ({', '.join(reversed(dropped))}): max_layers {ml} "
                        "(chip layers, read-out included)")
-    # a block's MLP returns to its input width: keep the chain's widths consistent after any drop
     mk = _given(lim, "max_kernel_size")
     mc = _given(lim, "max_channels")
     kmem = tuple(int(v) for v in (getattr(lim, "kernel_memory_per_core", None) or ()))
@@ -611,16 +608,15 @@ def derive_conv_fit(profile: Any, image_size: int, n_classes: int, T: int) -> Co
 
     neuron, given, why = chip_neuron_of(prof)
     params = _default_params(neuron, given)
-    reasons.append(why + ("; the host layer uses the same neuron" if not analog else ""))
+    reasons.append(why + "; the host layer uses the same neuron")
     wb = _given(lim, "weight_bits")
     reasons.append(f"weights: {wb}-bit on the chip's grid: weight_bits {wb}" if wb else
                    "weights: float (the profile gives no weight_bits)")
     sb = _given(lim, "state_bits")
     if sb:
-        reasons.append(f"chip convolutions without bias: a deployed bias is a neuron offset on the state_bits {sb} grid, "
-                       "which quantisation-aware training (weights on the chip's grid) does not model; bias-free "
+        reasons.append(f"chip convolutions without bias: a deployed bias is a neuron offset on the state_bits {sb} "
+                       "grid, which quantisation-aware training (weights on the chip's grid) does not model; bias-free "
                        "connections deploy exactly what was trained")
-    if not analog:
-        reasons.append("host layer: float weights (placement: host)")
+    reasons.append("host layer: float weights (placement: host)")
     return ConvFitPlan(profile=name, image_size=S, n_classes=n_classes, T=int(T), layers=tuple(layers),
                        neuron=neuron, neuron_params=params, weight_bits=wb, conv_bias=not sb, reasons=tuple(reasons))
