@@ -34,8 +34,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "/ kernel-memory / neuron limits, its neuron model and weight precision), trains it on pooled spikes with "
         "the chip's weight arithmetic in the loop (a float phase, then a quantisation-aware one), writes "
         "WORKSPACE/runs/<name>/ and exports it to the chip (EXPORT_ROOT/<target>/<name>/), printing the plan, "
-        "its reasons and the export's verdict. Exit code 3 when the chip refuses the network, 1 when its verification "
-        "fails.", epilog=EXIT_CODES_EPILOG)
+        "its reasons and the export's verdict. With --input images it fits the pixel SDT's convolutional variant "
+        "instead (chip-cnn: the spiking stem on the poster image, convolutions in place of the SDSA blocks, one chip "
+        "core per layer within its kernel and neuron memory) and writes the run fit-TARGET-pixels. Exit code 3 when "
+        "the chip refuses the network, 1 when its verification fails.", epilog=EXIT_CODES_EPILOG)
     p.add_argument("--target", required=True, choices=chip_targets(), help="the chip to fit")
     p.add_argument("--input", choices=sorted(INPUT_MODELS), default="features",
                    help="features: a chip-snn on pooled spikes of the DenseNet features (default); images: chip-cnn, "
