@@ -461,6 +461,8 @@ def _model_kind(model: nn.Module) -> str:
         return "snn-mlp"
     if name == "ChipSNN":
         return "chip-snn"
+    if name == "ChipCNN":
+        return "chip-cnn"
     raise LoweringError(f"cannot lower a {name} to NIR; supported: SpikeDrivenTransformer (sdt), "
                         "PixelSDT (sdt-pixels), SpikingMLPNet (snn-mlp), ChipSNN (chip-snn)")
 
@@ -515,6 +517,44 @@ def _chip_snn_nodes(model: nn.Module, dtype: np.dtype) -> tuple[dict[str, nir.NI
     return nodes, list(zip(order, order[1:]))
 
 
+def _chip_cnn_nodes(model: nn.Module, dtype: np.dtype) -> tuple[dict[str, nir.NIRNode], list[tuple[str, str]]]:
+    """The nodes and edges of a :class:`~neuroposter.models.chip_cnn.ChipCNN`: a chain ``input [3, S, S] ->
+    (convs.<i>.conv -> convs.<i>.sn -> [convs.<i>.pool]) * -> flatten -> head -> output``.
+
+    ``nir.Conv2d`` with BatchNorm2d folded (:func:`_fold`: the chip's grid when trained with its arithmetic), the
+    chip neuron's own ``to_nir`` on ``[C, H, W]``, ``nir.SumPool2d`` (the model sums its pools: nothing to fold),
+    ``nir.Flatten`` of the last map and the read-out ``nir.Affine``. The first ``host_layers`` layers' nodes carry
+    ``metadata["placement"] = "host"`` (:data:`HOST_METADATA`).
+    """
+    S = int(model.image_size)
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array([int(model.in_channels), S, S]))}
+    side = S
+    for i, block in enumerate(model.convs):
+        meta = dict(HOST_METADATA) if i < int(model.host_layers) else {}
+        w, b = _fold(block.conv, block.bn)
+        k = int(block.conv.kernel_size[0])
+        nodes[f"convs.{i}.conv"] = nir.Conv2d(input_shape=(side, side), weight=np.ascontiguousarray(w.astype(dtype)),
+                                              stride=1, padding=k // 2, dilation=1, groups=1,
+                                              bias=np.ascontiguousarray(b.astype(dtype)), metadata=meta)
+        c = int(block.conv.out_channels)
+        sn = _cast(block.sn.to_nir((c, side, side)), dtype)
+        sn.metadata = {**dict(sn.metadata or {}), **meta}
+        nodes[f"convs.{i}.sn"] = sn
+        if block.pool.kernel > 1:
+            kk = np.array([block.pool.kernel, block.pool.kernel])
+            nodes[f"convs.{i}.pool"] = nir.SumPool2d(kernel_size=kk, stride=kk.copy(), padding=np.array([0, 0]),
+                                                     metadata=dict(meta))
+            side //= block.pool.kernel
+    c, h, w_ = (int(v) for v in model.out_shape)
+    nodes["flatten"] = nir.Flatten(input_type=np.array([c, h, w_]), start_dim=0, end_dim=-1)
+    wh, bh = _fold(model.head, None)
+    nodes["head"] = nir.Affine(weight=np.ascontiguousarray(wh.astype(dtype)),
+                               bias=np.ascontiguousarray(bh.astype(dtype)))
+    nodes["output"] = nir.Output(output_type=np.array([int(model.n_classes)]))
+    order = list(nodes)
+    return nodes, list(zip(order, order[1:]))
+
+
 def export_view(model: nn.Module) -> nn.Module:
     """The per-step export view of ``model`` (BN folded, float64 buffers, eval semantics).
 
@@ -522,8 +562,8 @@ def export_view(model: nn.Module) -> nn.Module:
         LoweringError: a model without one (a chip-fitted chain is lowered node by node).
     """
     kind = _model_kind(model)
-    if kind == "chip-snn":
-        raise LoweringError("a chip-snn has no per-step export view: lower_model builds its graph node by node")
+    if kind in ("chip-snn", "chip-cnn"):
+        raise LoweringError(f"a {kind} has no per-step export view: lower_model builds its graph node by node")
     if model.training:
         log.warning("lowering a model in training mode: BatchNorm is folded with its running statistics")
     with torch.no_grad():
@@ -557,6 +597,11 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
             log.warning("lowering a model in training mode: BatchNorm is folded with its running statistics")
         with torch.no_grad():
             nodes, edges = _chip_snn_nodes(model, np.dtype(np_dtype))
+    elif kind == "chip-cnn":
+        if model.training:
+            log.warning("lowering a model in training mode: BatchNorm is folded with its running statistics")
+        with torch.no_grad():
+            nodes, edges = _chip_cnn_nodes(model, np.dtype(np_dtype))
     else:
         nodes, edges = _traced_nodes(model, kind, np.dtype(np_dtype))
     cfg = model.cfg
@@ -576,7 +621,7 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
         "integration": "forward_euler",
         "consumers": "give NIR readers dt = metadata['dt'] (1 step), e.g. norse.torch.from_nir(graph, dt=1.0); "
                      "see neuroposter.ir.interop",
-        "layout": {"sdt": "channels_first_tokens", "sdt-pixels": "images"}.get(kind, "flat"),
+        "layout": {"sdt": "channels_first_tokens", "sdt-pixels": "images", "chip-cnn": "images"}.get(kind, "flat"),
         "output": "readout currents (logits) per step; prediction = mean over steps",
     }
     if kind == "chip-snn":
@@ -584,6 +629,13 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
                      "widths": [int(w) for w in cfg.widths],
                      "placement": "nodes with metadata placement = host (the host projection) run on the host CPU; "
                                   "the others on the chip"})
+    if kind == "chip-cnn":
+        meta.update({"chip": str(model.chip), "neuron": str(model.neuron), "image_size": int(model.image_size),
+                     "convs": [list(c) for c in model.conv_spec], "host_layers": int(model.host_layers),
+                     "encoding": "direct", "pooling": "SumPool2d (the model sums its 2x2 windows)",
+                     "input": "the image [3, S, S] (ImageNet-normalised) is the input current at every step",
+                     "placement": "nodes with metadata placement = host (the first host_layers layers) run on the "
+                                  "host CPU; the others on the chip"})
     if kind in ("sdt", "sdt-pixels"):
         meta.update({"n_tokens": int(cfg.n_tokens), "d_model": int(cfg.d_model), "depth": int(cfg.depth),
                      "heads": int(cfg.heads), "kv_v_th": float(cfg.kv_v_th), "positional_bias": "v_leak"})

@@ -188,8 +188,12 @@ def connections(model: nn.Module) -> list[Connection]:
     if name == "ChipSNN":   # the host projection runs on the host CPU in float: not a connection of the chip
         out = [Connection(f"layers.{i}.fc", f"layers.{i}.fc", f"layers.{i}.bn") for i in range(len(model.layers))]
         return out + [Connection("head", "head")]
+    if name == "ChipCNN":   # its host layers run on the host CPU in float: not connections of the chip
+        out = [Connection(f"convs.{i}.conv", f"convs.{i}.conv", f"convs.{i}.bn")
+               for i in range(int(model.host_layers), len(model.convs))]
+        return out + [Connection("head", "head")]
     raise QATError(f"no quantisation-aware training for a {name}; supported: SpikeDrivenTransformer (sdt), "
-                   "PixelSDT (sdt-pixels), SpikingMLPNet (snn-mlp), ChipSNN (chip-snn)")
+                   "PixelSDT (sdt-pixels), SpikingMLPNet (snn-mlp), ChipSNN (chip-snn), ChipCNN (chip-cnn)")
 
 
 def quantize_tensor(w: Tensor, scheme: str, bits: int) -> Tensor:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from neuroposter.models.ann_transformer import ANNTransformer, ANNTransformerConfig
+    from neuroposter.models.chip_cnn import ChipCNN
     from neuroposter.models.chip_snn import ChipSNN, ChipSNNConfig
     from neuroposter.models.cnn import CNNClassifier
     from neuroposter.models.lif import LIF
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "MODELS", "ModelSpec", "FEATURE_INPUTS", "CHIP_FITTED_MODELS", "names", "model_class", "build_model",
     "LIF", "SDTConfig", "SpikeDrivenTransformer", "PixelSDT", "SpikingMLPConfig", "SpikingMLPNet",
-    "ChipSNNConfig", "ChipSNN", "ANNTransformerConfig", "ANNTransformer", "CNNClassifier", "ViTClassifier",
+    "ChipSNNConfig", "ChipSNN", "ChipCNN", "ANNTransformerConfig", "ANNTransformer", "CNNClassifier", "ViTClassifier",
 ]
 
 InputKind = Literal["spike_tokens", "spike_pooled", "feature_tokens", "images"]
@@ -41,7 +42,7 @@ InputKind = Literal["spike_tokens", "spike_pooled", "feature_tokens", "images"]
 FEATURE_INPUTS: tuple[InputKind, ...] = ("spike_tokens", "spike_pooled", "feature_tokens")
 #: models made for one chip by ``neuroposter fit`` (a host part + the chip's neurons): they are deployed and priced
 #: on their chip (its bundle's op counts, chip and host part), not in the chip-independent energy views.
-CHIP_FITTED_MODELS: tuple[str, ...] = ("chip-snn",)
+CHIP_FITTED_MODELS: tuple[str, ...] = ("chip-snn", "chip-cnn")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ MODELS.add("vit", ModelSpec("neuroposter.models.vit:ViTClassifier", "ann", "imag
                             "torchvision VisionTransformer on poster images"))
 MODELS.add("sdt-pixels", ModelSpec("neuroposter.models.sdt_pixels:PixelSDT", "snn", "images",
                                    "Spike-Driven Transformer on poster pixels (spiking conv stem, direct encoding)"))
+MODELS.add("chip-cnn", ModelSpec("neuroposter.models.chip_cnn:ChipCNN", "snn", "images",
+                                 "convolutional variant of the pixel SDT fitted to a conv chip's limits (stem + conv "
+                                 "layers instead of SDSA; `neuroposter fit --input images`)"))
 
 _LAZY = {
     "LIF": "neuroposter.models.lif",
@@ -80,6 +84,7 @@ _LAZY = {
     "SpikingMLPNet": "neuroposter.models.snn_mlp",
     "ChipSNNConfig": "neuroposter.models.chip_snn",
     "ChipSNN": "neuroposter.models.chip_snn",
+    "ChipCNN": "neuroposter.models.chip_cnn",
     "ANNTransformerConfig": "neuroposter.models.ann_transformer",
     "ANNTransformer": "neuroposter.models.ann_transformer",
     "CNNClassifier": "neuroposter.models.cnn",

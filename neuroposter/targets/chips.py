@@ -303,6 +303,20 @@ class ChipTarget(Target):
     def build(self, ctx: ExportContext, q: _Quantised) -> _Mapped:
         """Maps the lowered graph onto the profile's cores and chips (every violated limit, needed vs available)."""
         hostable, violations, mapping = check_chip(q.lowered.graph_l, ctx.profile, lower=False)
+        from neuroposter.targets import conv_cores
+
+        if conv_cores.applies(ctx.profile):   # one layer per core: its kernel / neuron memory and map sides
+            per_core = conv_cores.core_usage(q.lowered.graph_l, ctx.profile)
+            mapping["cores"] = per_core["cores"]
+            mapping.setdefault("checked", []).extend(per_core["checked"])
+            if per_core["violations"]:
+                hostable = False
+                violations = [*violations, *per_core["violations"]]
+                mapping["violated_limits"] = {**mapping.get("violated_limits", {}), **per_core["violated_limits"]}
+                mapping.update(fits=False, verdict="does not fit: " + "; ".join(per_core["violations"]))
+            elif hostable:
+                mapping["verdict"] = (f"{mapping['verdict']}; {len(per_core['cores'])} cores, one per layer, within "
+                                      f"their kernel and neuron memory")
         why = {r["node"]: r["reason"] for r in q.lowered.refused}
         violations = [v + (f"; not lowered to LIF(tau=dt): {why[n]}" if (n := _violation_node(v)) in why else "")
                       for v in violations]
@@ -314,6 +328,8 @@ class ChipTarget(Target):
         ctx.summary["limits"] = {"unknown": lim["unknown"], "unchecked_by_mapping": mapping.get("unchecked", []),
                                  "values": lim["values"]}
         ctx.summary["mapping"] = {k: mapping[k] for k in ("fits", "verdict", "violations", "violated_limits", "totals")}
+        if "cores" in mapping:
+            ctx.summary["mapping"]["cores"] = mapping["cores"]
         return _Mapped(q, hostable, violations, mapping)
 
     def run(self, ctx: ExportContext, m: _Mapped) -> dict[str, Any] | None:

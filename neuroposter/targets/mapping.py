@@ -211,9 +211,22 @@ class ProjectionCounts:
     structural: bool
 
 
+def _pool_matrix(node: nir.NIRNode, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Any:
+    """The 0/1 connectivity of a 2-d pool: the depthwise convolution with an all-ones window of its kernel, stride
+    and padding (sparse CSR ``(dst, src)``)."""
+    c = int(in_shape[0])
+    k = tuple(int(v) for v in np.broadcast_to(np.asarray(node.kernel_size).reshape(-1), (2,)))
+    ones = np.ones((c, 1, *k), dtype=np.int8)
+    conv = nir.Conv2d(input_shape=np.array(in_shape[1:]), weight=ones, stride=node.stride, padding=node.padding,
+                      dilation=1, groups=c, bias=np.zeros(c))
+    return SYNAPSE_MATRIX[nir.Conv2d](conv, in_shape, out_shape, ones).tocsr()
+
+
 def _matrix(fg: Graph, conn: str) -> Any:
     """Expanded 0/1 connectivity ``(dst, src)`` of one connection node (sparse CSR)."""
     node = fg.nodes[conn].nir
+    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):   # each output reads its window: a depthwise all-ones conv
+        return _pool_matrix(node, shape_of(node, "input"), shape_of(node, "output"))
     if type(node) not in SYNAPSE_MATRIX:
         raise QuantizationError(conn, type(node).__name__, "node type is not supported")
     w = np.asarray(node.scale if isinstance(node, nir.Scale) else node.weight)

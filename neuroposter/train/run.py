@@ -58,13 +58,14 @@ MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "sdt": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
     "sdt-pixels": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
     "snn-mlp": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
+    "chip-cnn": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
     "ann-transformer": {"epochs": 40, "batch_size": 32, "lr": 1e-3, "patience": 10},
     "cnn": {"epochs": 60, "batch_size": 64, "lr": 2e-3, "patience": 15},
     "vit": {"epochs": 40, "batch_size": 32, "lr": 1e-3, "patience": 10},
 }
 
 # Square image side of the models that read posters themselves (``--image-size`` overrides it).
-IMAGE_SIZE_DEFAULTS: dict[str, int] = {"vit": 96, "sdt-pixels": 32}
+IMAGE_SIZE_DEFAULTS: dict[str, int] = {"vit": 96, "sdt-pixels": 32, "chip-cnn": 16}
 
 
 # Quantisation-aware phase defaults: a short fine-tune at a tenth of the float learning rate, no warm-up.

@@ -8,10 +8,13 @@ from SynSense's own index, unreachable here. sinabs 3.1.3 itself installs with `
 pins ``nir<=1.0.4`` and ``samna``; with nir 1.0.8, torch 2.3.1 and numpy 1.26 ``sinabs.layers`` and
 ``sinabs.from_nir`` work; it imports ``pbr``). See :func:`speck_support`.
 
-What runs (:func:`check`): the deployed chip part of a Speck graph (``Affine/Linear -> IF -> ... -> Affine ->
-Output``; host nodes, ``metadata["placement"] == "host"``, run in the project's reference simulator and their
-last neuron's spikes are fed to sinabs) is loaded with ``sinabs.from_nir`` and run in sinabs' ``IAFSqueeze``
-layers next to :func:`neuroposter.ir.simulate.simulate` (``same_step``), spike for spike per IF layer.
+What runs (:func:`check`): the deployed chip part of a Speck graph -- a dense chain (``Affine/Linear -> IF -> ... ->
+Affine -> Output``, the fitted ``chip-snn``) or a convolutional one (``Conv2d -> IF [-> SumPool2d] -> ... -> Flatten
+-> Affine -> Output``, the fitted ``chip-cnn``); host nodes, ``metadata["placement"] == "host"``, run in the
+project's reference simulator and what they send to the chip's first node (the recorded input of that connection)
+is fed to sinabs -- is loaded with ``sinabs.from_nir`` (``nn.Conv2d``, ``sinabs.layers.SumPool2d``, ``nn.Flatten``,
+``nn.Linear``, ``IAFSqueeze``) and run next to :func:`neuroposter.ir.simulate.simulate` (``same_step``), spike for
+spike per IF layer.
 
 Like with like: ``from_nir`` builds IAF layers with sinabs' defaults -- ``MultiSpike`` (several spikes per step)
 and ``MembraneSubtract`` reset, ``min_v_mem = -v_threshold`` -- whereas NIR's ``IF`` (and the project's
@@ -75,7 +78,8 @@ def _chain(g: Graph) -> tuple[str | None, list[str]]:
         succ = g.succs(path, unique=True)
         if len(succ) != 1:
             raise VendorError(f"Speck check: node {path!r} has {len(succ)} successors; only a chain "
-                              "Input -> [host nodes] -> (Affine -> IF)* -> Affine -> Output is supported")
+                              "Input -> [host nodes] -> (Affine|Conv2d -> IF [-> SumPool2d])* [-> Flatten] -> Affine "
+                              "-> Output is supported")
         path = succ[0]
         if path in hosted and not isinstance(g.nodes[path].nir, nir.Output):
             if chip:
@@ -86,12 +90,26 @@ def _chain(g: Graph) -> tuple[str | None, list[str]]:
     return host_last, chip
 
 
-def _chip_graph(g: Graph, chip: list[str], n_in: int) -> nir.NIRGraph:
+def _chip_graph(g: Graph, chip: list[str], in_shape: tuple[int, ...]) -> nir.NIRGraph:
     """The chip part as its own NIR graph (Linear as Affine with zero bias, for sinabs' importer)."""
-    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(np.array([n_in]))}
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(np.array(list(in_shape)))}
     for p in chip[:-1]:
         node = g.nodes[p].nir
-        if isinstance(node, nir.Linear):
+        if isinstance(node, nir.Conv2d):   # plain ints for torch's Conv2d (sinabs passes them through)
+            w = np.asarray(node.weight, dtype=np.float64)
+            pad = node.padding
+            if isinstance(pad, str):
+                raise VendorError(f"Speck check: Conv2d {p!r} has padding {pad!r}; give it as integers")
+            b = np.zeros(w.shape[0]) if node.bias is None else np.asarray(node.bias, dtype=np.float64)
+            node = nir.Conv2d(input_shape=np.asarray(node.input_shape), weight=w,
+                              stride=tuple(int(v) for v in np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,))),
+                              padding=tuple(int(v) for v in np.broadcast_to(np.asarray(pad).reshape(-1), (2,))),
+                              dilation=tuple(int(v) for v in np.broadcast_to(np.asarray(node.dilation).reshape(-1),
+                                                                            (2,))),
+                              groups=int(node.groups), bias=b)
+        elif isinstance(node, (nir.SumPool2d, nir.Flatten)):
+            pass
+        elif isinstance(node, nir.Linear):
             w = np.asarray(node.weight, dtype=np.float64)
             node = nir.Affine(w, np.zeros(w.shape[0]))
         elif isinstance(node, nir.IF):
@@ -100,7 +118,8 @@ def _chip_graph(g: Graph, chip: list[str], n_in: int) -> nir.NIRGraph:
             if node.v_reset is not None and np.any(np.asarray(node.v_reset) != 0):
                 raise VendorError(f"Speck check: IF {p!r} resets to v_reset != 0")
         elif not isinstance(node, nir.Affine):
-            raise VendorError(f"Speck check: {type(node).__name__} {p!r} is not supported (Affine/Linear and IF only)")
+            raise VendorError(f"Speck check: {type(node).__name__} {p!r} is not supported (Affine/Linear, Conv2d, "
+                              "SumPool2d, Flatten and IF only)")
         nodes[p.replace(".", "_")] = node
     out_dim = np.asarray(g.nodes[chip[-2]].nir.weight).shape[0]
     nodes["output"] = nir.Output(np.array([out_dim]))
@@ -136,11 +155,15 @@ def check(graph_q: nir.NIRGraph, x: np.ndarray, profile: Any) -> dict[str, Any]:
     ref = simulate(graph_q, x, mode="same_step", record=True)
     T = int(np.asarray(x).shape[0])
     B = int(np.asarray(x).shape[1])
+    conv = isinstance(g.nodes[chip[0]].nir, nir.Conv2d)
     if host_last is None:
-        ev = np.asarray(x, dtype=np.float64).reshape(T, B, -1)
+        ev = np.asarray(x, dtype=np.float64)
+    elif chip[0] in ref.inputs:   # what the host sends the chip's first connection (e.g. a host pool's sums)
+        ev = np.asarray(ref.inputs[chip[0]], dtype=np.float64)
     else:
-        ev = np.asarray(ref.records[host_last], dtype=np.float64).reshape(T, B, -1)
-    sub = _chip_graph(g, chip, ev.shape[-1])
+        ev = np.asarray(ref.records[host_last], dtype=np.float64)
+    ev = ev.reshape(T, B, *ev.shape[2:]) if conv else ev.reshape(T, B, -1)
+    sub = _chip_graph(g, chip, tuple(int(v) for v in ev.shape[2:]))
     model = sinabs.from_nir(sub, batch_size=B)
     spiking = {}
     for name, mod in model.named_modules():
@@ -153,7 +176,7 @@ def check(graph_q: nir.NIRGraph, x: np.ndarray, profile: Any) -> dict[str, Any]:
     hooks = [m.register_forward_hook(lambda _m, _i, o, key=k: recorded.__setitem__(key, o.detach()))
              for k, m in spiking.items()]
     with torch.no_grad():
-        xin = torch.as_tensor(ev, dtype=torch.float32).permute(1, 0, 2).reshape(B * T, -1)
+        xin = torch.as_tensor(np.swapaxes(ev, 0, 1).copy(), dtype=torch.float32).reshape(B * T, *ev.shape[2:])
         out = model(xin)
         out = out[0] if isinstance(out, tuple) else out  # nirtorch's executor returns (output, state)
     for h in hooks:
