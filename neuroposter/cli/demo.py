@@ -109,33 +109,36 @@ def _export(target: str, run: str, *extra: str, at_most: int | None = None
     return argv
 
 
-def _chip_stages(chip: str) -> list[Stage]:
-    """Every chip runs a model: the full SDT where the chip's system hosts it (partitioned over its cores and
+def _chip_stages(chip: str, model: str = "sdt") -> list[Stage]:
+    """Every chip runs a model: the full ``model`` where the chip's system hosts it (partitioned over its cores and
     chips); fine-tuned with the chip's arithmetic in the loop where the deployed network keeps the trained
-    model's decisions too rarely; a variant fitted to the chip's limits (``neuroposter fit``) where it is refused."""
-    full = f"export {chip} sdt"
+    model's decisions too rarely; a variant fitted to the chip's limits (``neuroposter fit``: on the pooled
+    features for the SDT, a convolutional variant on the images for the pixel SDT) where it is refused."""
+    full, tuned = f"export {chip} {model}", f"{model}-{chip}"
+    pixels = model == _PIXEL_MODEL
 
     def qat_argv(a: argparse.Namespace, s: dict[str, int]) -> list[str]:
-        return ["train", "--model", "sdt", "--target", chip, "--init-from", "sdt", "--qat-epochs",
+        return ["train", "--model", model, "--target", chip, "--init-from", model, "--qat-epochs",
                 str(s["qat_epochs"]), "--patience", str(s["qat_patience"]), "--seed", str(a.seed), *_common(a)]
 
     def fit_argv(a: argparse.Namespace, s: dict[str, int]) -> list[str]:
-        samples = ["--samples", str(s["samples"])]
-        return ["fit", "--target", chip, "--encoded", "pooled", "--epochs", str(s["epochs"]), "--qat-epochs",
+        inputs = ["--input", "images", "--image-size", str(s["pixels"])] if pixels else ["--encoded", "pooled"]
+        return ["fit", "--target", chip, *inputs, "--epochs", str(s["epochs"]), "--qat-epochs",
                 str(s["qat_epochs"]), "--patience", str(s["patience"]), "--seed", str(a.seed), "--export-root",
-                str(a.export_root), *samples, *_common(a)]
+                str(a.export_root), "--samples", str(s["samples"]), *_common(a)]
 
+    what = "a convolutional variant of the pixel SDT" if pixels else "variant"
     return [
-        Stage(full, "export", _export(chip, "sdt"), verdict=True),
-        Stage(f"train sdt-{chip} ({chip} arithmetic fine-tune)", "train", qat_argv,
+        Stage(full, "export", _export(chip, model), verdict=True),
+        Stage(f"train {tuned} ({chip} arithmetic fine-tune)", "train", qat_argv,
               when=lambda o: o.get(full) == _BELOW),
         # its NIR bundle holds the fine-tuned run's op counts for the report's chip-independent views
-        Stage(f"export nir sdt-{chip}", "export", _export("nir", f"sdt-{chip}", *_FEW_CONSUMERS),
+        Stage(f"export nir {tuned}", "export", _export("nir", tuned, *_FEW_CONSUMERS),
               when=lambda o: o.get(full) == _BELOW),
-        Stage(f"export {chip} sdt-{chip}", "export", _export(chip, f"sdt-{chip}"), verdict=True,
+        Stage(f"export {chip} {tuned}", "export", _export(chip, tuned), verdict=True,
               when=lambda o: o.get(full) == _BELOW),
-        Stage(f"fit {chip} (variant fitted to {chip}'s limits)", "fit", fit_argv, verdict=True,
-              when=lambda o: o.get(full) == _REFUSED),
+        Stage(f"fit {chip}{' --input images' if pixels else ''} ({what} fitted to {chip}'s limits)", "fit", fit_argv,
+              verdict=True, when=lambda o: o.get(full) == _REFUSED),
     ]
 
 
@@ -206,6 +209,7 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
                 _export("loihi", m, "--min-trained-agreement", "0", at_most=4), verdict=True)
           for m, _ in _QAT_MODELS),
         *(st for chip in chip_targets() for st in _chip_stages(chip)),
+        *(st for chip in chip_targets() for st in _chip_stages(chip, _PIXEL_MODEL) if preset.get("pixels")),
         Stage("report", "report", lambda a, s: ["report", "--exports", str(a.export_root),
                                                 "--samples", str(2 * s["samples"]), *_common(a)]),
     ]

@@ -144,7 +144,32 @@ def lower_for_profile(graph: nir.NIRGraph, profile: Any) -> tuple[nir.NIRGraph, 
         out.edges = list(g.edges)
         return out
 
-    return visit(graph, ""), applied, refused
+    lowered = visit(graph, "")
+    return _compose_pools_for(lowered, profile, applied), applied, refused
+
+
+def _compose_pools_for(graph: nir.NIRGraph, profile: Any, applied: list[dict[str, Any]]) -> nir.NIRGraph:
+    """``graph`` with its pools composed into the synapses after them when the profile hosts no pool node
+    (:func:`neuroposter.targets.compose.compose_pools`: exact, every composed weight a copy of an original one),
+    flat; unchanged when it has no pool or the chip hosts them. One ``applied`` entry per pool."""
+    from neuroposter.ir.graph import flatten
+    from neuroposter.targets.compose import POOLS, compose_pools
+
+    fg = flatten(graph)
+    pools = {n: type(nd.nir).__name__ for n, nd in fg.nodes.items() if isinstance(nd.nir, POOLS)}
+    nir_nodes = {str(x) for x in (getattr(profile, "nir_nodes", None) or ())}
+    if not pools or not nir_nodes or all(t in nir_nodes for t in pools.values()):
+        return graph
+    composed = compose_pools(fg)
+    into = {p: n for n, nd in composed.nodes.items()
+            for p in str((nd.nir.metadata or {}).get("composed_from", "")).split(",") if p}
+    for p, t in pools.items():
+        applied.append({"node": p, "from": t, "to": f"composed into {into.get(p, 'the next synapse')}",
+                        "params": {}, "exact": True,
+                        "why": f"{getattr(profile, 'name', 'the chip')} hosts no {t} node; a pool and the connection "
+                               "after it are one synapse (each composed weight is a copy of an original one)"})
+    return nir.NIRGraph(nodes={n: nd.nir for n, nd in composed.nodes.items()}, edges=composed.unique_edges(),
+                        metadata=dict(graph.metadata or {}), type_check=False)
 
 
 def limits_report(profile: Any) -> dict[str, Any]:
@@ -282,7 +307,8 @@ class ChipTarget(Target):
         graph_l, applied, refused = lower_for_profile(graph, ctx.profile)
         ctx.summary.update(lowerings=applied, lowerings_refused=refused)
         for e in applied[:4]:
-            ctx.lines.append(f"  lowered {e['node']}: Threshold -> LIF(tau=dt, r=1, v_leak=0, v_reset=0) (exact)")
+            to = ("LIF(tau=dt, r=1, v_leak=0, v_reset=0)" if e["to"] == "LIF" else e["to"])
+            ctx.lines.append(f"  lowered {e['node']}: {e['from']} -> {to} (exact)")
         if len(applied) > 4:
             ctx.lines.append(f"  ... {len(applied) - 4} more lowerings (summary.json)")
         return _Lowered(graph, graph_l, applied, refused)

@@ -19,7 +19,7 @@ from neuroposter.models.sdt_pixels import PixelSDT
 from neuroposter.testing.active_init import spiking_pixel_sdt
 from neuroposter.profiling.profiles import load_profile
 from neuroposter.targets.loihi.builder import plan_network
-from neuroposter.targets.loihi.compose import compose_pools
+from neuroposter.targets.compose import compose_pools
 from neuroposter.targets.loihi.fixed_point import INPUT_BITS, input_error, quantize_input, quantize_loihi
 from neuroposter.targets.loihi.target import reference_readout_int
 from neuroposter.testing.emulate import emulate

@@ -5,7 +5,7 @@ The face of the package; the work lives in its modules:
 * :mod:`.target` -- the target contract's stages (lower, quantise, build, run, verify, bundle);
 * :mod:`.fixed_point` -- Loihi 2 fixed point of a NIR graph (the integer graph), format from the
   ``loihi2`` profile; an analog (direct-encoded) input as graded spikes;
-* :mod:`.compose` -- pools composed into the synapse after them (one Loihi synapse);
+* pools are composed into the synapse after them by :mod:`neuroposter.targets.compose` (one Loihi synapse);
 * :mod:`.builder` -- integer graph -> Lava network plan -> stock Lava processes, and the numpy emulator;
 * :mod:`.netx_export` -- lava-dl netx HDF5 for chain-shaped networks;
 * :mod:`.processes` -- fast process models and the spike recorder;

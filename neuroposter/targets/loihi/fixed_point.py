@@ -16,7 +16,7 @@ dotted paths ``"blocks.0.attn.and_kv"``; the sub-graph metadata, e.g. the SDSA t
 ``graph.metadata["loihi_groups"]``). Chains of dense connection nodes (``Affine``/``Linear``) without a
 neuron in between are composed into one node (named after the last one), because every Lava synapse
 is one connection. A pool (``SumPool2d``/``AvgPool2d``) and the connection after it are one synapse too: they are
-composed first (:func:`neuroposter.targets.loihi.compose.compose_pools`: a 2x2 pool then a 3x3 ``Conv2d`` is one
+composed first (:func:`neuroposter.targets.compose.compose_pools`: a 2x2 pool then a 3x3 ``Conv2d`` is one
 6x6 ``Conv2d`` of stride 2; a 2x2 pool then a ``Flatten`` into tokens then a token-wise ``Conv1d`` is one 2x2
 ``Conv2d`` of stride 2 then a ``Flatten`` named ``"<conv>.flatten"``). ``Flatten`` nodes are kept (a free
 reshape). Every node that computes carries ``metadata["loihi"]``:
@@ -102,7 +102,7 @@ from neuroposter.ir.graph import Graph, GraphError, Projection
 from neuroposter.ir.int_neuron import IntFormat
 from neuroposter.ir.nodes import classes
 from neuroposter.ir.quantize import LayerError, QuantizationError, QuantReport, flat_for_quantisation, pow2_exponent
-from neuroposter.targets.loihi.compose import POOLS, compose_pools
+from neuroposter.targets.compose import POOLS, compose_pools
 
 __all__ = ["QuantizationError", "QuantizedWeights", "quantize_weights", "LOIHI_NEURONS", "quantize_loihi", "shift",
            "loihi_params", "int_format", "INPUT_BITS", "graded_input", "quantize_input", "input_error",

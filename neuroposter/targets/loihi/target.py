@@ -226,7 +226,7 @@ class LoihiTarget(Target):
 
     def verify(self, ctx: ExportContext, o: _Outputs) -> Verdict:
         from neuroposter.errors import ResourceError
-        from neuroposter.targets.loihi.compose import compose_pools
+        from neuroposter.targets.compose import compose_pools
         from neuroposter.targets.loihi.netx_export import export_and_check, is_chain
         from neuroposter.targets.mapping import map_graph
         from neuroposter.targets.verify import RESAMPLES, compare, spike_agreement

@@ -1,6 +1,7 @@
-"""Pooling composed into the next synapse: a Loihi 2 synapse realises a pool and the connection after it at once.
+"""Pooling composed into the next synapse: one chip synapse realises a pool and the connection after it at once.
 
-On Loihi 2 every synapse is one weighted connection from a neuron population to another; a ``SumPool2d`` (or
+On Loihi 2 (and on SpiNNaker's projections) every synapse is one weighted connection from a neuron population to
+another; a ``SumPool2d`` (or
 ``AvgPool2d``) standing between a neuron and a connection is no population of its own, so the pool and that
 connection are **one** synapse. :func:`compose_pools` rewrites a flat float graph so that no pool remains,
 exactly (every composed weight is a copy of one original weight, times ``1 / (ky kx)`` for an average pool):
@@ -22,7 +23,8 @@ exactly (every composed weight is a copy of one original weight, times ``1 / (ky
 The composed node keeps the connection's name and metadata (``metadata["composed_from"]`` lists the nodes it
 replaces); the pool (and a Flatten left without sources) disappears. Anything else after a pool is refused with
 :class:`~neuroposter.ir.quantize.QuantizationError` naming the node. The NIR graph the export writes
-(``graph.nir``) keeps its pools: only the integer graph is composed.
+(``graph.nir``) keeps its pools: only the integer graph (Loihi 2) or the lowered graph of a chip that hosts no pool
+node (:func:`neuroposter.targets.chips.lower_for_profile`) is composed.
 """
 
 from __future__ import annotations
