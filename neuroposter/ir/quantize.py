@@ -149,6 +149,17 @@ def grid(x: np.ndarray, bits: int, ref: float) -> np.ndarray:
     return np.clip(np.rint(np.asarray(x, dtype=np.float64) / step), -qmax, qmax) * step
 
 
+def _state_ref(threshold: float, state_bits: int) -> float:
+    """The range of the ``state_bits`` neuron-state grid for a population of threshold ``threshold``: at least 8x
+    the threshold, with the threshold itself a level (``2**k`` steps of ``threshold / 2**k``, exact in binary
+    floating point), so that quantising the states never moves the threshold."""
+    if threshold <= 0 or state_bits < 2:
+        return threshold * 8
+    qmax = (1 << (state_bits - 1)) - 1
+    k = max(0, int(math.floor(math.log2(qmax / 8))))
+    return threshold / 2.0 ** k * qmax
+
+
 def quantize_nbit(graph: nir.NIRGraph | Graph, *, weight_bits: int | None, state_bits: int | None = None
                   ) -> tuple[nir.NIRGraph, QuantReport]:
     """Fake-quantises a graph to ``weight_bits`` weights and ``state_bits`` neuron parameters.
@@ -156,8 +167,9 @@ def quantize_nbit(graph: nir.NIRGraph | Graph, *, weight_bits: int | None, state
     Weights of every connection get a symmetric per-tensor grid of ``2**(weight_bits-1) - 1`` levels
     over ``max|W|``; connection biases are neuron offsets and get the ``state_bits`` grid over their own
     range (left float when ``state_bits`` is None); with ``state_bits`` every neuron's threshold
-    and leak are put on the grid of ``2**(state_bits-1) - 1`` levels over ``threshold * 8``
-    (membranes up to 8x threshold representable). ``weight_bits=1`` is binary ``{-a, +a}`` weights
+    and leak are put on the grid of ``2**(state_bits-1) - 1`` levels of ``threshold / 2**k`` (``2**k`` the largest
+    power of two with ``8 * 2**k <= 2**(state_bits-1) - 1``: membranes up to at least 8x threshold representable,
+    the threshold itself a level). ``weight_bits=1`` is binary ``{-a, +a}`` weights
     with one magnitude ``a = mean|W|`` (over the non-zero weights) per connection (TrueNorth-like sign + shared
     weight; an exactly zero weight stays 0: no synapse). Nodes with ``metadata["placement"] == "host"`` (a fitted
     model's host projection) run on the host CPU and are left in float.
@@ -200,7 +212,7 @@ def quantize_nbit(graph: nir.NIRGraph | Graph, *, weight_bits: int | None, state
         elif nd.type.spiking and state_bits:
             thr_attr = "threshold" if isinstance(node, nir.Threshold) else "v_threshold"
             th = np.asarray(getattr(node, thr_attr), dtype=np.float64)
-            ref = float(np.max(np.abs(th))) * 8 if th.size else 0.0
+            ref = _state_ref(float(np.max(np.abs(th))) if th.size else 0.0, state_bits)
             thq = grid(th, state_bits, ref)
             setattr(new, thr_attr, thq)
             if hasattr(node, "v_leak"):

@@ -131,3 +131,15 @@ def test_nbit_biases_are_neuron_offsets_not_clipped_to_the_weight_grid() -> None
     assert np.max(np.abs(b - b0)) <= big / 127 / 2 + 1e-12  # within half a state_bits step, not clipped
     gq_float, _ = quantize_nbit(g_big, weight_bits=4, state_bits=None)
     np.testing.assert_array_equal(np.asarray(flatten(gq_float).nodes["fc0"].nir.bias), b0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(th=st.floats(1e-6, 1e6, allow_nan=False, allow_infinity=False), bits=st.integers(5, 32))
+def test_state_grid_keeps_the_threshold_a_level_and_room_for_8x(th: float, bits: int) -> None:
+    """Quantising neuron states never moves a threshold (it used to become v_th * 1.00003 on 16 bits), and membranes
+    up to 8x the threshold stay representable."""
+    from neuroposter.ir.quantize import _state_ref, grid
+
+    ref = _state_ref(th, bits)
+    assert ref >= 8 * th
+    assert grid(np.array([th]), bits, ref)[0] == pytest.approx(th, rel=1e-15, abs=0)
