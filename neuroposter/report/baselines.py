@@ -169,6 +169,16 @@ def _architecture(run: Any, h: Mapping[str, Any]) -> str:
         widths = "-".join(str(w) for w in h["widths"])
         return (f"chip-fitted spiking chain for {h.get('chip') or '?'}: {host}chip layers {widths}-{h['n_classes']} "
                 f"({h['neuron']} neuron), T={T}, on pooled {on_feats}")
+    if model == "chip-cnn":
+        convs = [tuple(c) for c in h.get("convs") or ()]
+        host = int(h.get("host_layers") or 0)
+        desc = [f"conv{k}x{k} {c}{f' /{p}' if int(p) > 1 else ''}" for c, k, p in convs]
+        on_host = "; ".join(desc[:host])
+        return (f"convolutional variant of the pixel SDT fitted to {h.get('chip') or '?'}: "
+                + (f"host {on_host}, " if on_host else "") + f"chip {'; '.join(desc[host:])} "
+                f"(channels, kernel, pool), then a linear read-out to {h['n_classes']} ({h['neuron']} neuron, no "
+                f"attention, no membrane shortcuts), T={h['T']}, on the {h['image_size']}x{h['image_size']} image "
+                "(direct encoding: no front end)")
     if model == "cnn":
         tuned = "fine-tuned" if meta.get("finetune") else "frozen"
         head = f"MLP head {h['d_feat']}-{h['head_hidden']}-{h['n_classes']}" if h.get("head_hidden") else \
@@ -204,7 +214,7 @@ def _input(run: Any, h: Mapping[str, Any]) -> str:
     if run.model == "vit":
         s = 224 if h.get("weights") == "imagenet" else h.get("image_size", meta.get("image_size"))
         return f"{s}x{s} RGB image"
-    if run.model == "sdt-pixels":
+    if run.model in ("sdt-pixels", "chip-cnn"):
         s = h.get("image_size", meta.get("image_size"))
         return f"{s}x{s} RGB image, the same current at each of T={h.get('T')} steps"
     return f"{_dims(feats)} RGB image"

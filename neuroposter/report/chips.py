@@ -121,6 +121,13 @@ def _fitted_text(run: Any, summ: Mapping[str, Any]) -> str:
         return f"fitted variant ({mj.get('model', run.model)}: {_one_line(fit['summary'], 120)})"
     kw = mj.get("kwargs") or {}
     parts = []
+    convs = kw.get("convs")
+    if isinstance(convs, list) and convs:
+        host = int(kw.get("host_layers") or 0)
+        chans = [str(c[0]) for c in convs]
+        if host:
+            parts.append(f"host conv {'-'.join(chans[:host])}")
+        parts.append(f"conv {'-'.join(chans[host:])}-{kw.get('n_classes', '?')} on {kw.get('image_size', '?')}px")
     d_in = kw.get("d_in")
     d_host = next((kw[k] for k in ("d_host", "host_dim", "host_width", "host") if kw.get(k)), None)
     if d_host:
@@ -144,12 +151,27 @@ def _full_text(run: Any, totals: Mapping[str, Any]) -> str:
     return f"full model ({run.model})" + (", partitioned" if split else "")
 
 
-def _full_run(runs: Sequence[Any]) -> Any | None:
-    """The full model's float run: the :data:`SNN_MODEL` run trained in float, the one of that name first."""
+#: the full model a run of a model that reads the posters itself stands beside (its float run)
+PIXEL_FULL_MODEL = "sdt-pixels"
+
+
+def _full_run(runs: Sequence[Any], model: str | None = None) -> Any | None:
+    """The full model's float run: the ``model`` (default :data:`SNN_MODEL`) run trained in float, the one of that
+    name first."""
     from neuroposter.report.headline import SNN_MODEL
 
-    cands = [r for r in runs if r.model == SNN_MODEL and not (r.model_json or {}).get("deploy")]
-    return next((r for r in cands if r.name == SNN_MODEL), cands[0] if cands else None)
+    model = model or SNN_MODEL
+    cands = [r for r in runs if r.model == model and not (r.model_json or {}).get("deploy")]
+    return next((r for r in cands if r.name == model), cands[0] if cands else None)
+
+
+def _reads_images(run: Any) -> bool:
+    from neuroposter.models import MODELS
+
+    try:
+        return MODELS.get(run.model).inputs == "images"
+    except KeyError:
+        return False
 
 
 def _price(counts: Any, profile: HardwareProfile) -> EnergyBreakdown:
@@ -294,6 +316,7 @@ def chip_rows(bundles: Iterable[Any], runs: Sequence[Any], *, host_profile: str,
     loaded = dict(profiles or {})
     by_run = {r.name: r for r in runs}
     full = _full_run(runs)
+    full_px = _full_run(runs, PIXEL_FULL_MODEL) or full   # beside a pixel model: the pixel SDT's float run
     hp = loaded.get(host_profile) or load_profile(host_profile)
 
     def profile_of(name: str) -> HardwareProfile | None:
@@ -321,7 +344,7 @@ def chip_rows(bundles: Iterable[Any], runs: Sequence[Any], *, host_profile: str,
             named = summ.get("profile") or mapping.get("profile") or default_profile
             prof_name = str(named.get("name") or default_profile) if isinstance(named, Mapping) else str(named)
             rows.append(_deployed_row(chip, prof_name, b, by_run[b.run], summ, mapping, profile_of(prof_name), hp,
-                                      full, refusals))
+                                      full_px if _reads_images(by_run[b.run]) else full, refusals))
             done += 1
         if not done:
             why = ("; ".join(f"{r}: {v}" for r, v in refusals.items()) if refusals else
