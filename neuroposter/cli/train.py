@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="sdt-frontend: weight of the distillation term, the MSE of its spikes against the encoded "
                         "DenseNet token spikes of the same posters (default 1; 0: task loss only)")
     p.add_argument("--frontend-widths", default=None, metavar="C1,C2,...",
-                   help="sdt-frontend: channels of its conv stages, one per 2x2 pooling (default 8,16,32; the image "
+                   help="sdt-frontend: channels of its conv stages, one per 2x2 pooling (default 4,8,16; the image "
                         "is the token grid times 2^stages, e.g. 64x40 for 8x5)")
     p.add_argument("--qat-epochs", type=int_in_range(1, 10_000), default=None,
                    help="with --target: epochs of the quantisation-aware phase (default 10)")

@@ -42,7 +42,7 @@ from neuroposter.models.sdt_pixels import SpikingStem, image_hw
 __all__ = ["TokenFrontEnd", "FrontendSDT", "DEFAULT_WIDTHS", "frontend_image_size"]
 
 #: channels of the three conv stages (sized so a 800-poster demo trains in seconds on 2 CPU cores)
-DEFAULT_WIDTHS: tuple[int, ...] = (8, 16, 32)
+DEFAULT_WIDTHS: tuple[int, ...] = (4, 8, 16)
 
 
 def frontend_image_size(grid: Sequence[int], n_stages: int) -> tuple[int, int]:
