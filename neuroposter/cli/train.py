@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
 def train_payload(m: dict, train_seconds: float) -> dict:
     """The ``--json`` results of a training: test metrics beside the constant baselines, thresholds, firing rates."""
     keys = ("epochs_run", "best_epoch", "device", "world_size", "test", "baselines", "thresholds", "firing_rates",
-            "qat")
+            "qat", "frontend")
     return {"train_seconds": round(float(train_seconds), 3), **{k: m.get(k) for k in keys if k in m}}
 
 
