@@ -196,7 +196,7 @@ class FrontEnd:
     description: str
     encoded: Any = None
     store: Any = None
-    image_size: int | None = None
+    image_size: int | tuple[int, int] | None = None
     _backbone: Any = None
 
     def features(self, posters: Sequence[Poster]) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +248,7 @@ class FrontEnd:
                 return torch.stack([preprocess(self.dataset.image_policy.apply(p.image)) for p in posters])
             from neuroposter.models.vit import image_to_tensor
 
-            return torch.stack([image_to_tensor(self.dataset.image_policy.apply(p.image), int(self.image_size))
+            return torch.stack([image_to_tensor(self.dataset.image_policy.apply(p.image), self.image_size)
                                 for p in posters])
         raise DataError(f"no front end for model input {self.kind!r}")
 
@@ -306,8 +306,9 @@ def front_end(loaded: Any, run_dir: str | os.PathLike[str]) -> FrontEnd:
             return FrontEnd(kind, store.dataset, f"image policy of {store.dataset_path}, ImageNet normalisation "
                             f"(the {loaded.model_name}'s own DenseNet-169 backbone)", store=store)
         path, ds = open_run_input(run_dir, loaded.manifest, "dataset")
-        size = int(loaded.model.image_size)
-        return FrontEnd(kind, ds, f"image policy of {path}, resized to {size}x{size}, ImageNet normalisation",
+        size = loaded.model.image_size   # a square side, or (H, W) (sdt-frontend)
+        hw = "x".join(map(str, size)) if isinstance(size, (tuple, list)) else f"{size}x{size}"
+        return FrontEnd(kind, ds, f"image policy of {path}, resized to {hw}, ImageNet normalisation",
                         image_size=size)
     raise DataError(f"no front end for a {loaded.model_name!r} run (model input {kind!r})")
 

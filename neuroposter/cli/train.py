@@ -32,7 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "range)")
     p.add_argument("--init-from", metavar="RUN", default=None,
                    help="with --target: fine-tune this float run (name or path) instead of training a float phase "
-                        "first")
+                        "first; sdt-frontend (required): the sdt run whose SDT it feeds (loaded and frozen)")
+    p.add_argument("--distill-weight", type=float_in_range(0, 1e6), default=None,
+                   help="sdt-frontend: weight of the distillation term, the MSE of its spikes against the encoded "
+                        "DenseNet token spikes of the same posters (default 1; 0: task loss only)")
+    p.add_argument("--frontend-widths", default=None, metavar="C1,C2,...",
+                   help="sdt-frontend: channels of its conv stages, one per 2x2 pooling (default 4,8,16; the image "
+                        "is the token grid times 2^stages, e.g. 64x40 for 8x5)")
     p.add_argument("--qat-epochs", type=int_in_range(1, 10_000), default=None,
                    help="with --target: epochs of the quantisation-aware phase (default 10)")
     p.add_argument("--qat-lr", type=float_in_range(0, 10, low_open=True), default=None,
@@ -119,8 +125,21 @@ def run(args: argparse.Namespace) -> int:
             model_kwargs["weights"] = weights
             if weights == "imagenet":
                 image_size = 224
+        head_state = None
+        if args.model == "sdt-frontend":
+            widths = _frontend_widths(args)
+            if args.image_size is not None:
+                raise UsageError("sdt-frontend's image size follows from the token grid and --frontend-widths "
+                                 "(grid x 2^stages); drop --image-size")
+        elif args.distill_weight is not None or args.frontend_widths is not None:
+            raise UsageError("--distill-weight and --frontend-widths apply to --model sdt-frontend only")
         task, store = load_task_data(args.model, ws, encoded=args.encoded, features=args.features,
-                                     dataset=args.dataset, finetune=args.finetune, image_size=image_size)
+                                     dataset=args.dataset, finetune=args.finetune, image_size=image_size,
+                                     **({"stages": len(widths)} if args.model == "sdt-frontend" else {}))
+        if args.model == "sdt-frontend":
+            head_state, head_kwargs = _frontend_head(args, ws, task)
+            model_kwargs.update(head_kwargs, widths=list(widths),
+                                distill_weight=1.0 if args.distill_weight is None else float(args.distill_weight))
         defaults = dict(MODEL_TRAIN_DEFAULTS.get(args.model, {}))
         for key in ("epochs", "batch_size", "lr", "weight_decay", "warmup", "patience"):
             value = getattr(args, key)
@@ -130,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         qat = None if qat_arith is None else _qat_plan(args, ws, qat_arith, cfg, task)
         result = train_run(args.model, task, run_dir, cfg, model_kwargs=model_kwargs, device=device,
                            dist=info, resume=args.resume, store=store, force=args.force,
-                           write_config=lambda d: write_resolved_config(d, args), qat=qat)
+                           write_config=lambda d: write_resolved_config(d, args), qat=qat, head_state=head_state)
         if result is None:
             return 0
         m = result.metrics
@@ -145,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
         if m.get("qat"):
             src = (m["qat"]["init_from"] or {}).get("run")
             lines.append(f"  trained with {m['qat']['description']}" + (f", fine-tuned from {src}" if src else ""))
+        if m.get("frontend"):
+            fe = m["frontend"]
+            lines.append(f"  spiking front end {'x'.join(map(str, fe['image_size']))} -> frozen SDT of "
+                         f"{fe['head_run']} (distillation weight {fe['distill_weight']:g})")
         if m.get("firing_rates"):
             rates = m["firing_rates"]
             lines.append(f"  firing rates: mean {sum(rates.values()) / len(rates):.3f} over {len(rates)} LIF layers")
@@ -158,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
 def train_payload(m: dict, train_seconds: float) -> dict:
     """The ``--json`` results of a training: test metrics beside the constant baselines, thresholds, firing rates."""
     keys = ("epochs_run", "best_epoch", "device", "world_size", "test", "baselines", "thresholds", "firing_rates",
-            "qat")
+            "qat", "frontend")
     return {"train_seconds": round(float(train_seconds), 3), **{k: m.get(k) for k in keys if k in m}}
 
 
@@ -167,7 +190,8 @@ def _check_qat_args(args: argparse.Namespace) -> object:
     from neuroposter.errors import UsageError
 
     if args.target is None:
-        given = [f for f, v in (("--init-from", args.init_from), ("--qat-epochs", args.qat_epochs),
+        given = [f for f, v in (("--init-from", None if args.model == "sdt-frontend" else args.init_from),
+                                ("--qat-epochs", args.qat_epochs),
                                 ("--qat-lr", args.qat_lr)) if v is not None]
         if given:
             raise UsageError(f"{', '.join(given)} only apply with --target (quantisation-aware training)")
@@ -231,3 +255,51 @@ def _qat_plan(args: argparse.Namespace, ws: object, arith: object, cfg: object, 
                          "encoded set it was trained on, or retrain it")
     return QATPlan(arith, qcfg, init_state=src.model.state_dict(),
                    init_from={"run": str(src_dir), "key": src.manifest.get("key")})
+
+
+def _frontend_widths(args: argparse.Namespace) -> tuple[int, ...]:
+    """``--frontend-widths`` as channels per stage (the model's default without it)."""
+    from neuroposter.errors import UsageError
+    from neuroposter.models.sdt_frontend import DEFAULT_WIDTHS
+
+    if args.frontend_widths is None:
+        return DEFAULT_WIDTHS
+    try:
+        widths = tuple(int(v) for v in str(args.frontend_widths).split(","))
+    except ValueError:
+        widths = ()
+    if not widths or any(w < 1 or w > 4096 for w in widths):
+        raise UsageError(f"--frontend-widths {args.frontend_widths!r}: give channels per stage, e.g. 8,16,32")
+    return widths
+
+
+def _frontend_head(args: argparse.Namespace, ws: object, task: object) -> tuple[object, dict]:
+    """The ``--init-from`` sdt run of an sdt-frontend training: its checkpoint and the head's model kwargs
+    (its SDT configuration, and which run it is: ``head_run``, ``head_key``)."""
+    from neuroposter.errors import UsageError
+    from neuroposter.train import load_run
+
+    if args.init_from is None:
+        raise UsageError("sdt-frontend feeds a trained SDT: name its run with --init-from (e.g. --init-from sdt; "
+                         "train one with `neuroposter train --model sdt`)")
+    if args.target is not None:
+        raise UsageError("sdt-frontend has no quantisation-aware training; drop --target")
+    src_dir = ws.run(args.init_from)
+    src = load_run(src_dir)
+    if src.model_name != "sdt":
+        raise UsageError(f"--init-from {args.init_from}: that run trained {src.model_name}; sdt-frontend needs an "
+                         "sdt run (its spike-token SDT)")
+    if src.model_json.get("deploy"):
+        raise UsageError(f"--init-from {args.init_from}: that run is quantisation-aware; give a float sdt run")
+    src_enc = ((src.manifest.get("inputs") or {}).get("encoded") or {}).get("key")
+    mine = (task.inputs_manifest.get("encoded") or {}).get("key")
+    if src_enc != mine:
+        raise UsageError(f"--init-from {args.init_from}: that run trained on another encoded set than "
+                         f"--encoded {args.encoded}; distil to the spikes its SDT reads (pass its --encoded)")
+    kwargs = dict(src.model_json.get("kwargs", {}))
+    want = {"d_in": task.meta["d_in"], "n_tokens": task.meta["n_tokens"], "n_classes": task.n_classes}
+    if any(int(kwargs.get(k, -1)) != v for k, v in want.items()):
+        raise UsageError(f"--init-from {args.init_from}: its SDT ({kwargs}) does not read these inputs ({want})")
+    head = {k: kwargs[k] for k in ("d_model", "depth", "heads", "mlp_hidden", "tau", "v_th", "kv_v_th") if k in kwargs}
+    head.update(head_run=str(args.init_from), head_key=str(src.manifest.get("key") or ""))
+    return src.model.state_dict(), head

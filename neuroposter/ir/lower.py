@@ -379,6 +379,61 @@ class PixelSDTStepView(SDTStepView):
         return self._blocks_and_head(self.embed(st.flatten(st.pool2(s2[0]))), prev, new)
 
 
+class _StepFrontEnd(nn.Module):
+    """One step of :class:`~neuroposter.models.sdt_frontend.TokenFrontEnd` (node paths ``stem.conv<i>``,
+    ``stem.sn<i>``, ``stem.pool<i>``, ``stem.flatten``, ``stem.proj``, ``stem.proj_sn``): BatchNorm folded, each
+    pool's 1/4 folded into the next synapse (``stem.conv<i+1>``, the last one into ``stem.proj``); the projection is a
+    token-wise ``Conv1d`` (kernel 1) on the channels-first tokens, its LIF emits the SDT's input spikes ``[D, N]``."""
+
+    def __init__(self, stem: nn.Module, *, tau: float, v_th: float) -> None:
+        super().__init__()
+        H, W = (int(v) for v in stem.image_hw)
+        self.n_stages = int(stem.n_stages)
+        for i in range(1, self.n_stages + 1):
+            conv, pool = getattr(stem, f"conv{i}"), getattr(stem, f"pool{i}")
+            if tuple(conv.kernel_size) != (3, 3) or tuple(conv.stride) != (1, 1) or tuple(conv.padding) != (1, 1) \
+                    or conv.groups != 1 or tuple(conv.dilation) != (1, 1):
+                raise LoweringError(f"the front end's convolutions must be 3x3, stride 1, padding 1; got {conv}")
+            k = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
+            if not isinstance(pool, nn.AvgPool2d) or k != 2 or (pool.stride or k) not in (2, (2, 2)) or pool.padding:
+                raise LoweringError(f"the front end's poolings must be AvgPool2d(2); got {pool}")
+            w, b = fold_bn(conv.weight, conv.bias, getattr(stem, f"bn{i}"))
+            h, wd = H >> (i - 1), W >> (i - 1)
+            # the previous AvgPool's 1/4 is a power of two: folding it into these weights is exact
+            setattr(self, f"conv{i}", _StepConv2d(w if i == 1 else w / 4.0, b, (h, wd), 1))
+            setattr(self, f"sn{i}", _StepLIF((int(conv.out_channels), h, wd), tau, v_th))
+            setattr(self, f"pool{i}", _SumPool2d(2))
+        gh, gw = H >> self.n_stages, W >> self.n_stages
+        self.n_tokens = gh * gw
+        self.flatten = _MapFlatten(int(stem.widths[-1]), (gh, gw))
+        wp, bp = _fold(stem.proj, stem.proj_bn)
+        self.proj = _TokenConv(wp / 4.0, bp, self.n_tokens)
+        self.proj_sn = _StepLIF((int(stem.d_out), self.n_tokens), tau, v_th)
+
+
+class FrontendSDTStepView(SDTStepView):
+    """Per-step export view of :class:`~neuroposter.models.sdt_frontend.FrontendSDT`: the spiking front end, then
+    the (unchanged) SDT's view on its spikes. ``forward(input [B, 3, H, W], state=None) -> (logits [B, C], state)``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        cfg = model.cfg
+        self.stem = _StepFrontEnd(model.stem, tau=cfg.tau, v_th=cfg.v_th)
+
+    def forward(self, input: Tensor, state: dict[str, Any] | None = None) -> tuple[Tensor, dict[str, Any]]:  # noqa: A002
+        prev = {} if state is None else state
+        new: dict[str, Any] = {}
+        st = self.stem
+        x = input
+        for i in range(1, st.n_stages + 1):
+            z = getattr(st, f"sn{i}")(getattr(st, f"conv{i}")(x), prev.get(f"stem.sn{i}"))
+            new[f"stem.sn{i}"] = z[1]
+            x = getattr(st, f"pool{i}")(z[0])
+        z = st.proj_sn(st.proj(st.flatten(x)), prev.get("stem.proj_sn"))
+        new["stem.proj_sn"] = z[1]
+        return self._blocks_and_head(self.embed(z[0]), prev, new)
+
+
 class MLPStepView(nn.Module):
     """Per-step export view of :class:`~neuroposter.models.snn_mlp.SpikingMLPNet`.
 
@@ -457,6 +512,8 @@ def _model_kind(model: nn.Module) -> str:
         return "sdt"
     if name == "PixelSDT":
         return "sdt-pixels"
+    if name == "FrontendSDT":
+        return "sdt-frontend"
     if name == "SpikingMLPNet":
         return "snn-mlp"
     if name == "ChipSNN":
@@ -567,7 +624,8 @@ def export_view(model: nn.Module) -> nn.Module:
     if model.training:
         log.warning("lowering a model in training mode: BatchNorm is folded with its running statistics")
     with torch.no_grad():
-        views = {"sdt": SDTStepView, "sdt-pixels": PixelSDTStepView, "snn-mlp": MLPStepView}
+        views = {"sdt": SDTStepView, "sdt-pixels": PixelSDTStepView, "sdt-frontend": FrontendSDTStepView,
+                 "snn-mlp": MLPStepView}
         return views[kind](model)
 
 
@@ -621,7 +679,8 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
         "integration": "forward_euler",
         "consumers": "give NIR readers dt = metadata['dt'] (1 step), e.g. norse.torch.from_nir(graph, dt=1.0); "
                      "see neuroposter.ir.interop",
-        "layout": {"sdt": "channels_first_tokens", "sdt-pixels": "images", "chip-cnn": "images"}.get(kind, "flat"),
+        "layout": {"sdt": "channels_first_tokens", "sdt-pixels": "images", "chip-cnn": "images",
+                   "sdt-frontend": "images"}.get(kind, "flat"),
         "output": "readout currents (logits) per step; prediction = mean over steps",
     }
     if kind == "chip-snn":
@@ -636,7 +695,7 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
                      "input": "the image [3, S, S] (ImageNet-normalised) is the input current at every step",
                      "placement": "nodes with metadata placement = host (the first host_layers layers) run on the "
                                   "host CPU; the others on the chip"})
-    if kind in ("sdt", "sdt-pixels"):
+    if kind in ("sdt", "sdt-pixels", "sdt-frontend"):
         meta.update({"n_tokens": int(cfg.n_tokens), "d_model": int(cfg.d_model), "depth": int(cfg.depth),
                      "heads": int(cfg.heads), "kv_v_th": float(cfg.kv_v_th), "positional_bias": "v_leak"})
     if kind == "sdt-pixels":
@@ -646,6 +705,15 @@ def lower_model(model: nn.Module, *, T: int, source_run: str | None = None,
                                 "(stem.conv2, embed)"})
         from neuroposter.ir.qat import input_amax_of   # the input range trained with (QAT): the export's too
         meta.update({} if input_amax_of(model) is None else {"input_amax": input_amax_of(model)})
+    if kind == "sdt-frontend":
+        meta.update({"image_size": [int(v) for v in model.image_size], "grid": [int(v) for v in model.grid],
+                     "widths": [int(v) for v in model.widths], "encoding": "direct",
+                     "input": "the image [3, H, W] (ImageNet-normalised) is the input current at every step",
+                     "frontend": "spiking conv front end (stem.*) emitting the SDT's token spikes [D, N] "
+                                 "(stem.proj_sn); the SDT is the sdt run's, unchanged",
+                     "head_run": str(model.head_run),
+                     "pooling": "SumPool2d; the model's AvgPool2d 1/4 is folded into the next weights "
+                                "(stem.conv<i+1>, stem.proj)"})
     for sub in nodes.values():   # each sub-graph states the time convention too (readers may load it alone)
         if isinstance(sub, nir.NIRGraph):
             sub.metadata = {**dict(sub.metadata or {}),

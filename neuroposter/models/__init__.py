@@ -26,13 +26,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from neuroposter.models.cnn import CNNClassifier
     from neuroposter.models.lif import LIF
     from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
+    from neuroposter.models.sdt_frontend import FrontendSDT
     from neuroposter.models.sdt_pixels import PixelSDT
     from neuroposter.models.snn_mlp import SpikingMLPConfig, SpikingMLPNet
     from neuroposter.models.vit import ViTClassifier
 
 __all__ = [
     "MODELS", "ModelSpec", "FEATURE_INPUTS", "CHIP_FITTED_MODELS", "names", "model_class", "build_model",
-    "LIF", "SDTConfig", "SpikeDrivenTransformer", "PixelSDT", "SpikingMLPConfig", "SpikingMLPNet",
+    "LIF", "SDTConfig", "SpikeDrivenTransformer", "PixelSDT", "FrontendSDT", "SpikingMLPConfig", "SpikingMLPNet",
     "ChipSNNConfig", "ChipSNN", "ChipCNN", "ANNTransformerConfig", "ANNTransformer", "CNNClassifier", "ViTClassifier",
 ]
 
@@ -74,12 +75,16 @@ MODELS.add("sdt-pixels", ModelSpec("neuroposter.models.sdt_pixels:PixelSDT", "sn
 MODELS.add("chip-cnn", ModelSpec("neuroposter.models.chip_cnn:ChipCNN", "snn", "images",
                                  "convolutional variant of the pixel SDT fitted to a conv chip's limits (stem + conv "
                                  "layers instead of SDSA; `neuroposter fit --input images`)"))
+MODELS.add("sdt-frontend", ModelSpec("neuroposter.models.sdt_frontend:FrontendSDT", "snn", "images",
+                                     "the seed's SDT (frozen, from an sdt run) behind a spiking conv front end that "
+                                     "makes its DenseNet token spikes from the poster (--init-from sdt)"))
 
 _LAZY = {
     "LIF": "neuroposter.models.lif",
     "SDTConfig": "neuroposter.models.sdt",
     "SpikeDrivenTransformer": "neuroposter.models.sdt",
     "PixelSDT": "neuroposter.models.sdt_pixels",
+    "FrontendSDT": "neuroposter.models.sdt_frontend",
     "SpikingMLPConfig": "neuroposter.models.snn_mlp",
     "SpikingMLPNet": "neuroposter.models.snn_mlp",
     "ChipSNNConfig": "neuroposter.models.chip_snn",

@@ -34,55 +34,93 @@ Convolutions before BatchNorm carry no bias (BatchNorm cancels it).
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 from torch import Tensor, nn
 
 from neuroposter.models.lif import LIF
 from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
 
-__all__ = ["SpikingStem", "PixelSDT"]
+__all__ = ["image_hw", "SpikingStem", "PixelSDT"]
+
+
+def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``(H, W)`` of an image size given as a square side ``S`` or as ``(H, W)``."""
+    if isinstance(image_size, (int, np.integer)) or (isinstance(image_size, float) and image_size.is_integer()):
+        return int(image_size), int(image_size)
+    hw = tuple(int(v) for v in image_size)
+    if len(hw) != 2:
+        raise ValueError(f"image_size must be a side S or (H, W), got {image_size!r}")
+    return hw   # type: ignore[return-value]
 
 
 class SpikingStem(nn.Module):
-    """Conv3x3 + BN + LIF, 2x2 average pool, Conv3x3 + BN + LIF, 2x2 average pool: images -> tokens ``[T, B, N, d]``.
+    """``len(widths)`` stages of Conv3x3 + BN + LIF + 2x2 average pool: images -> tokens ``[T, B, N, widths[-1]]``.
+
+    The pixel SDT's stem is the two-stage one (``widths = (c1, d)``); the spiking front end of the seed's SDT
+    (:mod:`neuroposter.models.sdt_frontend`) uses three on a rectangular poster. Stage ``i`` (from 1) holds
+    ``conv<i>``, ``bn<i>``, ``sn<i>``, ``pool<i>``; the tokens are the last pooled map, row-major
+    (``n = i W' + j`` on the ``(H / 2^k) x (W / 2^k)`` grid).
 
     Args:
         T: time steps (direct encoding: the image current is fed at each).
-        image_size: square image side ``S`` (a multiple of 4).
-        c1: channels of the first convolution.
+        image_size: square image side ``S``, or ``(H, W)``; each a multiple of ``2^k`` (``k`` poolings).
+        c1: channels of the first convolution (with ``d``: ``widths = (c1, d)``).
         d: channels of the second (the token width).
         tau, v_th: LIF constants (the SDT's).
         in_channels: image channels (3).
+        widths: the channels of every stage (overrides ``c1`` and ``d``).
     """
 
-    def __init__(self, T: int, image_size: int, c1: int, d: int, tau: float = 2.0, v_th: float = 1.0,
-                 in_channels: int = 3) -> None:
+    def __init__(self, T: int, image_size: int | Sequence[int], c1: int | None = None, d: int | None = None,
+                 tau: float = 2.0, v_th: float = 1.0, in_channels: int = 3,
+                 widths: Sequence[int] | None = None) -> None:
         super().__init__()
-        if int(image_size) < 4 or int(image_size) % 4:
-            raise ValueError(f"image_size must be a positive multiple of 4 (two 2x2 poolings), got {image_size}")
+        widths = tuple(int(w) for w in (widths if widths is not None else (c1, d)))
+        if not widths or any(w < 1 for w in widths):
+            raise ValueError(f"the stem needs at least one stage of >= 1 channels, got widths {widths}")
+        H, W = image_hw(image_size)
+        k = 2 ** len(widths)
+        if H < k or W < k or H % k or W % k:
+            raise ValueError(f"image_size must be a positive multiple of {k} ({len(widths)} 2x2 poolings), "
+                             f"got {image_size}")
         if int(T) < 1:
             raise ValueError(f"T must be >= 1, got {T}")
-        self.T, self.image_size, self.in_channels = int(T), int(image_size), int(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, c1, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c1)
-        self.sn1 = LIF(tau, v_th)
-        self.pool1 = nn.AvgPool2d(2)
-        self.conv2 = nn.Conv2d(c1, d, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(d)
-        self.sn2 = LIF(tau, v_th)
-        self.pool2 = nn.AvgPool2d(2)
+        self.T, self.in_channels = int(T), int(in_channels)
+        self.image_size = image_size if isinstance(image_size, int) else (H, W)
+        self.image_hw, self.widths = (H, W), widths
+        prev = self.in_channels
+        for i, w in enumerate(widths, start=1):
+            setattr(self, f"conv{i}", nn.Conv2d(prev, w, 3, padding=1, bias=False))
+            setattr(self, f"bn{i}", nn.BatchNorm2d(w))
+            setattr(self, f"sn{i}", LIF(tau, v_th))
+            setattr(self, f"pool{i}", nn.AvgPool2d(2))
+            prev = w
+
+    @property
+    def n_stages(self) -> int:
+        """Conv/pool stages."""
+        return len(self.widths)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The token grid ``(H / 2^k, W / 2^k)``."""
+        k = 2 ** self.n_stages
+        return self.image_hw[0] // k, self.image_hw[1] // k
 
     @property
     def n_tokens(self) -> int:
-        """Tokens per image, ``(S/4)^2``."""
-        return (self.image_size // 4) ** 2
+        """Tokens per image (the grid's cells)."""
+        return self.grid[0] * self.grid[1]
 
     def forward(self, x: Tensor) -> Tensor:
-        """Args: images ``[B, C, S, S]`` (the current of every step) or per-step currents ``[T', B, C, S, S]``.
+        """Args: images ``[B, C, H, W]`` (the current of every step) or per-step currents ``[T', B, C, H, W]``.
         Returns: tokens ``[T, B, N, d]`` (``T' `` steps for a time-first input)."""
-        S = self.image_size
-        if x.dim() not in (4, 5) or tuple(x.shape[-3:]) != (self.in_channels, S, S):
-            raise ValueError(f"the pixel SDT expects images [B, {self.in_channels}, {S}, {S}] or time-first "
-                             f"[T, B, {self.in_channels}, {S}, {S}], got shape {tuple(x.shape)}")
+        H, W = self.image_hw
+        if x.dim() not in (4, 5) or tuple(x.shape[-3:]) != (self.in_channels, H, W):
+            raise ValueError(f"the spiking stem expects images [B, {self.in_channels}, {H}, {W}] or time-first "
+                             f"[T, B, {self.in_channels}, {H}, {W}], got shape {tuple(x.shape)}")
         x = x.to(self.conv1.weight.dtype)
         if x.dim() == 4:   # direct encoding: one convolution, the same current at each of the T steps
             c = self.bn1(self.conv1(x))
@@ -92,12 +130,13 @@ class SpikingStem(nn.Module):
             c = self.bn1(self.conv1(x.reshape(T * B, *x.shape[2:])))
             c = c.reshape(T, B, *c.shape[1:])
         T, B = c.shape[:2]
-        s1 = self.sn1(c)                                                   # [T, B, c1, S, S]
-        p1 = self.pool1(s1.reshape(T * B, *s1.shape[2:]))                  # [T*B, c1, S/2, S/2]
-        c2 = self.bn2(self.conv2(p1))
-        s2 = self.sn2(c2.reshape(T, B, *c2.shape[1:]))                     # [T, B, d, S/2, S/2]
-        p2 = self.pool2(s2.reshape(T * B, *s2.shape[2:]))                  # [T*B, d, S/4, S/4]
-        return p2.reshape(T, B, p2.shape[1], -1).transpose(2, 3)           # [T, B, N, d]
+        for i in range(1, self.n_stages + 1):
+            if i > 1:
+                c = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(p))
+                c = c.reshape(T, B, *c.shape[1:])
+            s = getattr(self, f"sn{i}")(c)                                  # [T, B, c_i, H_i, W_i]
+            p = getattr(self, f"pool{i}")(s.reshape(T * B, *s.shape[2:]))   # [T*B, c_i, H_i/2, W_i/2]
+        return p.reshape(T, B, p.shape[1], -1).transpose(2, 3)             # [T, B, N, d]
 
 
 class PixelSDT(SpikeDrivenTransformer):

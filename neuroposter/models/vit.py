@@ -28,11 +28,13 @@ def imagenet_vit_checkpoint() -> Path | None:
     return path if path.is_file() else None
 
 
-def image_to_tensor(img: "object", image_size: int) -> Tensor:
-    """A PIL image -> ImageNet-normalised ``[3, S, S]`` float tensor (bilinear resize to a square)."""
+def image_to_tensor(img: "object", image_size: "int | tuple[int, int] | list[int]") -> Tensor:
+    """A PIL image -> ImageNet-normalised ``[3, S, S]`` float tensor (bilinear resize to a square), or ``[3, H, W]``
+    for ``image_size = (H, W)`` (a rectangular model input, e.g. the SDT front end's)."""
     from torchvision.transforms import functional as TF
 
-    img = img.convert("RGB").resize((image_size, image_size), resample=2)  # type: ignore[attr-defined]  # 2 = BILINEAR
+    h, w = (int(image_size), int(image_size)) if isinstance(image_size, int) else (int(v) for v in image_size)
+    img = img.convert("RGB").resize((w, h), resample=2)  # type: ignore[attr-defined]  # 2 = BILINEAR
     return TF.normalize(TF.to_tensor(img), IMAGENET_MEAN, IMAGENET_STD)
 
 

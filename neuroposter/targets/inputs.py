@@ -202,7 +202,7 @@ def evaluation_inputs(loaded: Any, run_dir: str | os.PathLike[str], *, samples: 
             from neuroposter.models.vit import image_to_tensor
 
             path, ds = open_run_input(run_dir, manifest, "dataset")
-            size = int(loaded.model.image_size)
+            size = loaded.model.image_size   # a square side, or (H, W) (sdt-frontend)
             name, key, to_tensor = "dataset", ds.key, lambda img: image_to_tensor(img, size)
         split_idx = np.asarray(ds.indices(split))
         if split_idx.size == 0:

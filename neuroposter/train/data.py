@@ -17,6 +17,9 @@ cnn                pooled DenseNet-169 features ``[1664]`` (head training), or  
                    images ``[3, H, W]`` with ``finetune``
 vit, sdt-pixels    images ``[3, S, S]`` resized and ImageNet-normalised              ``datasets/<name>``
                    (sdt-pixels: the current of each of its ``T`` steps)
+sdt-frontend       images ``[3, H, W]`` (H x W = the token grid times ``2^stages``) of   ``encoded/<name>``
+                   the encoded set's posters, same splits and order, with their         (+ its features'
+                   spikes ``[T, N, D]`` as distillation targets (``SplitData.aux``)     dataset)
 =================  ===============================================================  ==================
 """
 
@@ -47,14 +50,22 @@ InputLayout = Literal["spikes", "features", "images"]
 
 @dataclass
 class SplitData:
-    """One split in memory: ``inputs [n, ...]`` (batch-first) and float ``labels [n, G]``."""
+    """One split in memory: ``inputs [n, ...]`` (batch-first) and float ``labels [n, G]``.
+
+    ``aux`` (optional, batch-first, same samples in the same order): per-sample targets of a model's auxiliary
+    loss (``model.auxiliary_loss(aux[idx])``, added to the task loss by the training loop), e.g. the encoded
+    DenseNet token spikes the SDT front end is distilled to.
+    """
 
     inputs: Tensor
     labels: Tensor
+    aux: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.inputs.shape[0] != self.labels.shape[0]:
             raise ValueError(f"{self.inputs.shape[0]} inputs but {self.labels.shape[0]} label rows")
+        if self.aux is not None and self.aux.shape[0] != self.inputs.shape[0]:
+            raise ValueError(f"{self.inputs.shape[0]} inputs but {self.aux.shape[0]} auxiliary targets")
         self.labels = self.labels.to(torch.float32)
 
     def __len__(self) -> int:
@@ -222,6 +233,48 @@ def _vit_task(dataset_path: Path, image_size: int) -> TaskData:
                     inputs_manifest={"dataset": _artifact(dataset_path, getattr(ds, "key", None))})
 
 
+def _frontend_task(path: Path, widths_stages: int) -> TaskData:
+    """sdt-frontend: the posters of encoded set ``path`` as images sized for the token grid, each split paired with
+    the encoded spikes of the same posters (``aux``), through the feature store the set was encoded from."""
+    from neuroposter.encode import load_encoded
+    from neuroposter.features import open_store
+    from neuroposter.models.sdt_frontend import frontend_image_size
+    from neuroposter.models.vit import image_to_tensor
+
+    enc = load_encoded(path)
+    if str(enc.form) == "pooled" or int(enc.n_tokens) < 2:
+        raise DataError(f"{path} holds pooled spikes; sdt-frontend makes the token spikes of an `sdt` run "
+                        "(`--encoded` the set that run trained on)")
+    manifest = getattr(enc, "manifest", None) or {}
+    feats_path = input_path(path, manifest, "features")
+    if feats_path is None:
+        raise DataError(f"{path} does not record its feature store; run `neuroposter encode --force` again")
+    store = open_store(feats_path)
+    ds = store.dataset
+    grid = tuple(int(v) for v in store.grid)
+    if grid[0] * grid[1] != int(enc.n_tokens):
+        raise DataError(f"{path}: {enc.n_tokens} tokens per sample but its feature grid is {grid}")
+    hw = frontend_image_size(grid, widths_stages)
+    splits: dict[str, SplitData] = {}
+    for s in SPLITS:
+        idx = np.asarray(store.rows, dtype=np.int64)[np.asarray(enc.rows(s), dtype=np.int64)]   # dataset rows
+        spikes = materialise(_item_iter(enc.dataset(s)), len(idx), f"load {s} spikes",
+                             transform=lambda x: torch.as_tensor(np.asarray(x)).to(torch.uint8), dtype=torch.uint8)
+        labels = torch.as_tensor(np.asarray(ds.labels, dtype=np.float32)[idx])
+        if not torch.equal(labels, spikes.labels):
+            raise DataError(f"{path}: the {s} labels of the encoded set differ from its dataset's for the same "
+                            "posters; rebuild the encoded set (`neuroposter encode --force`)")
+        images = materialise(((ds.load_image(int(i)), labels[j]) for j, i in enumerate(idx)), len(idx),
+                             f"load {s} images", transform=lambda img: image_to_tensor(img, hw))
+        splits[s] = SplitData(images.inputs, labels, aux=spikes.inputs)
+    inputs = {"encoded": _artifact(path, getattr(enc, "key", None)),
+              "dataset": _artifact(store.dataset_path, getattr(ds, "key", None))}
+    return TaskData(splits["train"], splits["val"], splits["test"], list(enc.genres), "images",
+                    meta={"image_size": list(hw), "grid": list(grid), "T": int(enc.T), "n_tokens": int(enc.n_tokens),
+                          "d_in": int(enc.dim), "form": str(enc.form)},
+                    inputs_manifest=inputs)
+
+
 def input_locations(model: str, workspace: Any, *, encoded: str = "default", features: str = "default",
                     dataset: str = "default") -> list[Path]:
     """The artifact folders ``model`` reads (a run folder must never overlap them).
@@ -236,11 +289,14 @@ def input_locations(model: str, workspace: Any, *, encoded: str = "default", fea
         return [workspace.encoded(encoded)]
     if model == "cnn":
         return [workspace.features(features)]
+    if model == "sdt-frontend":   # the posters of the encoded set (its features' dataset) and their spikes
+        return [workspace.encoded(encoded), workspace.dataset(dataset)]
     return [workspace.dataset(dataset)]
 
 
 def load_task_data(model: str, workspace: Any, *, encoded: str = "default", features: str = "default",
-                   dataset: str = "default", finetune: bool = False, image_size: int = 96) -> tuple[TaskData, Any]:
+                   dataset: str = "default", finetune: bool = False, image_size: int = 96,
+                   stages: int = 3) -> tuple[TaskData, Any]:
     """Builds the :class:`TaskData` of ``model`` from a workspace.
 
     Args:
@@ -249,6 +305,7 @@ def load_task_data(model: str, workspace: Any, *, encoded: str = "default", feat
         encoded, features, dataset: artifact names inside the workspace.
         finetune: cnn only: load images to train end to end instead of pooled features.
         image_size: vit, sdt-pixels: square image side.
+        stages: sdt-frontend: the front end's 2x2 poolings (its image is the token grid times ``2^stages``).
 
     Returns:
         ``(task, extra)``: ``extra`` is the opened :class:`FeatureStore` for ``cnn`` (its backbone is
@@ -264,4 +321,6 @@ def load_task_data(model: str, workspace: Any, *, encoded: str = "default", feat
         return _encoded_task(model, workspace.encoded(encoded)), None
     if model == "cnn":
         return _cnn_task(workspace.features(features), finetune)
+    if model == "sdt-frontend":
+        return _frontend_task(workspace.encoded(encoded), stages), None
     return _vit_task(workspace.dataset(dataset), image_size), None

@@ -245,6 +245,8 @@ def fit(model: nn.Module, task: TaskData, cfg: TrainConfig, *, device: torch.dev
             x = to_model_input(task.train.inputs[idx], task.layout, device, dtype=dtype)
             y = task.train.labels[idx].to(device, dtype)
             loss = criterion(logits_of(train_model, x), y)
+            if task.train.aux is not None:   # a model's own extra term (e.g. sdt-frontend's distillation)
+                loss = loss + model.auxiliary_loss(task.train.aux[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

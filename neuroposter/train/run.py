@@ -57,6 +57,7 @@ _AGREE_BYTES = 4096           # rank 0's verdict, broadcast to the other ranks (
 MODEL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "sdt": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
     "sdt-pixels": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
+    "sdt-frontend": {"epochs": 20, "batch_size": 32, "lr": 5e-3, "patience": 6, "precision": "float64"},
     "snn-mlp": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
     "chip-cnn": {"epochs": 40, "batch_size": 32, "lr": 5e-3, "patience": 10, "precision": "float64"},
     "ann-transformer": {"epochs": 40, "batch_size": 32, "lr": 1e-3, "patience": 10},
@@ -225,6 +226,9 @@ def default_model_kwargs(model: str, task: TaskData) -> dict[str, Any]:
         return {"d_in": m["d_in"], "n_tokens": m["n_tokens"], "n_classes": task.n_classes}
     if model == "cnn":
         return {"n_classes": task.n_classes, "weights": m.get("weights", "random"), "d_feat": m.get("d_in", 1664)}
+    if model == "sdt-frontend":   # the sdt head's input: the encoded set's T, tokens, width and grid
+        return {"n_classes": task.n_classes, "image_size": list(m["image_size"]), "grid": list(m["grid"]),
+                "T": m["T"], "d_in": m["d_in"], "n_tokens": m["n_tokens"]}
     if model in IMAGE_SIZE_DEFAULTS:
         return {"n_classes": task.n_classes, "image_size": m.get("image_size", IMAGE_SIZE_DEFAULTS[model])}
     MODELS.get(model)  # raises the KeyError listing valid names
@@ -294,7 +298,7 @@ def train_run(model: str, task: TaskData, run_dir: str | os.PathLike[str], cfg: 
               write_config: Callable[[Path], None] | None = None,
               on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None = None,
               force: bool = False, protect: Iterable[str | os.PathLike[str]] = (),
-              qat: QATPlan | None = None) -> RunResult | None:
+              qat: QATPlan | None = None, head_state: Mapping[str, torch.Tensor] | None = None) -> RunResult | None:
     """Trains ``model`` on ``task`` and writes the run folder.
 
     The destination is checked and locked before anything else (:func:`claim_run`), so a refusal
@@ -318,6 +322,8 @@ def train_run(model: str, task: TaskData, run_dir: str | os.PathLike[str], cfg: 
         qat: train with a target's arithmetic in the forward pass (:mod:`neuroposter.ir.qat`): after the
             float phase (``cfg``; none when ``qat.init_state`` is given) a quantisation-aware phase
             (``qat.cfg``) with BatchNorm folded and frozen. The run's model keeps that arithmetic.
+        head_state: sdt-frontend: the ``sdt`` run's checkpoint, loaded into its frozen head before training
+            (``model_kwargs`` name that run: ``head_run``, ``head_key``).
 
     Returns:
         A :class:`RunResult` on rank 0, None on other ranks.
@@ -333,14 +339,15 @@ def train_run(model: str, task: TaskData, run_dir: str | os.PathLike[str], cfg: 
     with claim_run(run_dir, force=force, protect=protect, dist=dist):
         return _train_claimed(model, task, run_dir, cfg, model_kwargs=model_kwargs, device=device, dist=dist,
                               resume=resume, store=store, write_config=write_config, on_epoch_end=on_epoch_end,
-                              force=force, protect=protect, qat=qat)
+                              force=force, protect=protect, qat=qat, head_state=head_state)
 
 
 def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, *,
                    model_kwargs: Mapping[str, Any] | None, device: str | torch.device, dist: DistInfo,
                    resume: bool, store: Any, write_config: Callable[[Path], None] | None,
                    on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None,
-                   force: bool, protect: list[Path], qat: QATPlan | None = None) -> RunResult | None:
+                   force: bool, protect: list[Path], qat: QATPlan | None = None,
+                   head_state: Mapping[str, torch.Tensor] | None = None) -> RunResult | None:
     """:func:`train_run` with the run's lock held (on rank 0)."""
     device = torch.device(device)
     kwargs = {**default_model_kwargs(model, task), **dict(model_kwargs or {})}
@@ -359,6 +366,14 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
                             "or with the same model and inputs")
     torch.manual_seed(cfg.seed)
     trainable = _build_trainable(model, kwargs, task, store)
+    if model == "sdt-frontend":
+        if head_state is None:
+            raise DataError("sdt-frontend trains a front end for a trained sdt head: pass that run's checkpoint "
+                            "(`neuroposter train --model sdt-frontend --init-from <sdt run>`)")
+        try:
+            trainable.load_head(head_state)
+        except ValueError as exc:
+            raise DataError(f"sdt-frontend: {exc}") from None
     # the per-epoch state (model, best model, two AdamW moments; written beside the previous one) and
     # the checkpoint: refuse a disk that cannot hold them before training rather than after
     param_bytes = tensor_bytes(trainable.state_dict())
@@ -413,6 +428,11 @@ def _train_claimed(model: str, task: TaskData, run_dir: Path, cfg: TrainConfig, 
             "device": str(device),
             "world_size": dist.world_size,
         }
+        if model == "sdt-frontend":
+            metrics["frontend"] = {"head_run": kwargs.get("head_run"), "head_key": kwargs.get("head_key"),
+                                   "distill_weight": float(trainable.distill_weight),
+                                   "image_size": list(trainable.image_size), "widths": list(trainable.widths),
+                                   "head": "frozen (the sdt run's weights, BatchNorm in eval mode)"}
         if qat is not None:
             metrics["qat"] = {"arithmetic": qat.arithmetic.to_dict(), "description": qat.arithmetic.describe(),
                               "init_from": dict(qat.init_from) if qat.init_from else None,

@@ -26,6 +26,9 @@ _TINY = {
     "chip-cnn": (dict(n_classes=3, image_size=16, T=2, convs=[[4, 3, 2], [6, 3, 2], [5, 1, 1]], host_layers=1,
                       neuron="if", neuron_params={"v_th": 0.5}),
                  lambda g: torch.randn(2, 3, 16, 16, generator=g), (2, 2, 3)),
+    "sdt-frontend": (dict(n_classes=3, image_size=[16, 8], grid=[4, 2], T=2, widths=[4, 4], d_in=12, n_tokens=8,
+                          d_model=8, depth=1, heads=2, mlp_hidden=8),
+                     lambda g: torch.randn(2, 3, 16, 8, generator=g), (2, 2, 3)),
 }
 
 
@@ -39,7 +42,7 @@ def _has_backbone() -> bool:
 
 def test_registry_lists_the_contract_names() -> None:
     assert MODELS.names() == ["sdt", "snn-mlp", "chip-snn", "ann-transformer", "cnn", "vit",
-                              "sdt-pixels", "chip-cnn"]
+                              "sdt-pixels", "chip-cnn", "sdt-frontend"]
     with pytest.raises(KeyError, match="available: sdt"):
         MODELS.get("resnet")
 
@@ -85,9 +88,9 @@ def test_model_families_come_from_the_registry() -> None:
     from neuroposter.models import FEATURE_INPUTS, MODELS, names
 
     assert names() == tuple(MODELS.names())
-    assert names(kind="snn") == ("sdt", "snn-mlp", "chip-snn", "sdt-pixels", "chip-cnn") and set(names(kind="ann")) == {"ann-transformer", "cnn", "vit"}
+    assert names(kind="snn") == ("sdt", "snn-mlp", "chip-snn", "sdt-pixels", "chip-cnn", "sdt-frontend") and set(names(kind="ann")) == {"ann-transformer", "cnn", "vit"}
     assert set(names(inputs=FEATURE_INPUTS)) == {"sdt", "snn-mlp", "chip-snn", "ann-transformer"}
     assert names(kind="ann", inputs="images") == ("cnn", "vit")
-    assert names(kind="snn", inputs="images") == ("sdt-pixels", "chip-cnn")
+    assert names(kind="snn", inputs="images") == ("sdt-pixels", "chip-cnn", "sdt-frontend")
     with pytest.raises((KeyError, ValueError)):
         names(kind="quantum")
