@@ -82,7 +82,7 @@ def test_run_export_refuses_a_model_of_another_kind(tmp_path, stub_run) -> None:
     from neuroposter.errors import DataError
 
     stub_run(torch.nn.Identity(), "cnn", np.zeros((3, 2, 2, 5), np.uint8))
-    with pytest.raises(DataError, match="exports sdt, snn-mlp, chip-snn, sdt-pixels, chip-cnn runs"):
+    with pytest.raises(DataError, match="exports sdt, snn-mlp, chip-snn, sdt-pixels, chip-cnn, sdt-frontend runs"):
         run_export(_Fake("ok"), ExportRequest("fake", tmp_path / "r", tmp_path / "o", tmp_path, {}))
     assert not (tmp_path / "o").exists()
 
