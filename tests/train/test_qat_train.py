@@ -76,7 +76,7 @@ def test_fine_tune_from_a_float_run(tmp_path: Path, pooled_task: object) -> None
 @pytest.mark.parametrize("argv, needle", [
     (["--init-from", "x"], "only apply with --target"),
     (["--qat-epochs", "3"], "only apply with --target"),
-    (["--model", "ann-transformer", "--target", "loihi"], "not one (spiking models: sdt, snn-mlp, chip-snn, sdt-pixels)"),
+    (["--model", "ann-transformer", "--target", "loihi"], "not one (spiking models: sdt, snn-mlp, chip-snn, sdt-pixels, chip-cnn, sdt-frontend)"),
     (["--target", "loihi", "--init-from", "nope"], "nope"),
 ])
 def test_refusals_are_one_line(tmp_path: Path, pooled_task: object, capsys: pytest.CaptureFixture[str],
