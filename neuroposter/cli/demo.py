@@ -32,13 +32,18 @@ __all__ = ["add_parser", "run", "SIZES", "stages"]
 # exports: 16x16 in ``default`` and ``tiny`` (the default must fit the 6-minute budget on 2 CPU cores), 32x32 in ``full``.
 # ``default`` is sized to finish within 6 minutes on 2 CPU cores; ``full`` adds seeds, patience and a larger pixel
 # SDT.
+# ``frontend``: also train the spiking front end for the seed's SDT (``sdt-frontend --init-from sdt``: a spiking
+# convolutional network distilled to make the SDT's DenseNet token spikes from the poster) and deploy it (NIR; Loihi 2
+# with the agreement bound off: it has no quantisation-aware training). Its training (float64, 1664-channel spiking
+# token projection) takes 10-20 s per epoch on 800 posters on 2 cores, more than the default budget leaves, so
+# ``default`` leaves it to ``full`` (``tiny`` runs it to keep the stage tested).
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"posters": 48, "epochs": 20, "patience": 2, "qat_patience": 2, "samples": 8, "seeds": 1,
-             "qat_epochs": 8, "lava_samples": 8, "pixels": 16},
+             "qat_epochs": 8, "lava_samples": 8, "pixels": 16, "frontend": 1},
     "default": {"posters": 800, "epochs": 60, "patience": 4, "qat_patience": 3, "samples": 16, "seeds": 1,
-                "qat_epochs": 30, "lava_samples": 8, "pixels": 16},
+                "qat_epochs": 30, "lava_samples": 8, "pixels": 16, "frontend": 0},
     "full": {"posters": 800, "epochs": 60, "patience": 5, "qat_patience": 5, "samples": 16, "seeds": 3,
-             "qat_epochs": 30, "lava_samples": 16, "pixels": 32},
+             "qat_epochs": 30, "lava_samples": 16, "pixels": 32, "frontend": 1},
 }
 
 # The fair pair (the SDT and its ANN twin) is trained with extra seeds so that the report can
@@ -58,6 +63,8 @@ _OK, _REFUSED, _BELOW, _SKIPPED = "ok", "refused", "below trained agreement", "s
 _QAT_MODELS = (("sdt", "default"), ("snn-mlp", "pooled"))
 # the pixel-input SDT (reads the posters itself; ``pixels`` presets)
 _PIXEL_MODEL = "sdt-pixels"
+# the spiking front end for the seed's SDT (reads the posters; ``frontend`` presets)
+_FRONTEND_MODEL = "sdt-frontend"
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,10 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
         out.append(Stage(f"train {_PIXEL_MODEL}-{_QAT_TARGET} (quantisation-aware fine-tune)", "train", lambda a, s: [
             "train", "--model", _PIXEL_MODEL, "--target", _QAT_TARGET, "--init-from", _PIXEL_MODEL, "--qat-epochs",
             str(s["qat_epochs"]), "--patience", str(s["qat_patience"]), "--seed", str(a.seed), *_common(a)]))
+    if preset.get("frontend"):
+        out.append(Stage(f"train {_FRONTEND_MODEL}", "train", lambda a, s: [
+            "train", "--model", _FRONTEND_MODEL, "--init-from", "sdt", "--epochs", str(s["epochs"]),
+            "--patience", str(s["patience"]), "--seed", str(a.seed), *_common(a)]))
     for model, encoded in _QAT_MODELS:
         def qat_argv(a: argparse.Namespace, s: dict[str, int], model: str = model, encoded: str = encoded) -> list[str]:
             return ["train", "--model", model, "--encoded", encoded, "--target", _QAT_TARGET, "--init-from", model,
@@ -194,6 +205,12 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
                  _export("nir", f"{_PIXEL_MODEL}-{_QAT_TARGET}", *_FEW_CONSUMERS)),
            Stage(f"export loihi {_PIXEL_MODEL}-{_QAT_TARGET}", "export",
                  _export("loihi", f"{_PIXEL_MODEL}-{_QAT_TARGET}"), verdict=True)] if preset.get("pixels") else []),
+        # the spiking front end + the seed's SDT: its NIR graph (op counts, spike-for-spike check) and Loihi 2 (bound
+        # off: float-trained, it is the "as deployed" number, not a gate)
+        *([Stage(f"export nir {_FRONTEND_MODEL}", "export", _export("nir", _FRONTEND_MODEL, *_FEW_CONSUMERS)),
+           Stage(f"export loihi {_FRONTEND_MODEL} (float-trained)", "export",
+                 _export("loihi", _FRONTEND_MODEL, "--min-trained-agreement", "0", at_most=4), verdict=True)]
+          if preset.get("frontend") else []),
         *(Stage(f"export onnx {m}", "export", _export("onnx", m)) for m in ("cnn", "vit", "ann-transformer")),
         # the extra seeds' bundles hold their op counts for the report
         *(Stage(f"export {t} {m}-seed{k}", "export", _export(t, f"{m}-seed{k}"))

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 __all__ = ["Pipeline", "PIPELINES", "deployed_bundle", "pipeline_rows", "pipeline_winners", "pipelines_display",
-           "pipelines_text"]
+           "pipelines_text", "missing_pipelines"]
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,17 @@ class Pipeline:
     model: str
     label: str
     front_end: str
+    how: str = ""
 
 
 PIPELINES: tuple[Pipeline, ...] = (
-    Pipeline("sdt", "DenseNet-169 features + SDT (the seed's pipeline)", "DenseNet-169 (ANN) + spike encoder"),
-    Pipeline("sdt-pixels", "pixel SDT", "spiking conv stem (part of the model)"),
-    Pipeline("sdt-frontend", "spiking front end + the seed's SDT", "spiking conv network (distilled)"),
-    Pipeline("cnn", "CNN (DenseNet-169 + head)", "none (the CNN reads the image)"),
-    Pipeline("vit", "ViT (small, from scratch)", "none (the ViT reads the image)"),
+    Pipeline("sdt", "DenseNet-169 features + SDT (the seed's pipeline)", "DenseNet-169 (ANN) + spike encoder",
+             "neuroposter train --model sdt"),
+    Pipeline("sdt-pixels", "pixel SDT", "spiking conv stem (part of the model)", "neuroposter train --model sdt-pixels"),
+    Pipeline("sdt-frontend", "spiking front end + the seed's SDT", "spiking conv network (distilled)",
+             "neuroposter train --model sdt-frontend --init-from sdt (or neuroposter demo --size full)"),
+    Pipeline("cnn", "CNN (DenseNet-169 + head)", "none (the CNN reads the image)", "neuroposter train --model cnn"),
+    Pipeline("vit", "ViT (small, from scratch)", "none (the ViT reads the image)", "neuroposter train --model vit"),
 )
 
 DEVICE_CHIP = "loihi"
@@ -247,3 +250,13 @@ def pipelines_text(rows: pd.DataFrame, views: Sequence[Any]) -> str | None:
     return (f"The poster pipelines as deployed, front end included (deployed test mAP not distinguishable from the "
             f"most accurate, {first['best']}: {first['contenders']}): the cheapest in "
             + "; ".join(parts) + ".")
+
+
+def missing_pipelines(rows: pd.DataFrame) -> str | None:
+    """One sentence naming the pipelines of :data:`PIPELINES` this report has no run of, and the command that makes
+    each (None when all are present)."""
+    have = set(rows["model"]) if rows is not None and not rows.empty else set()
+    gone = [p for p in PIPELINES if p.model not in have]
+    if not gone:
+        return None
+    return "Not in this report (no run): " + "; ".join(f"{p.label} (`{p.how}`)" for p in gone) + "."

@@ -14,7 +14,7 @@ import pandas as pd
 from neuroposter._io import sha256_file
 from neuroposter.profiling.profiles import HardwareProfile
 from neuroposter.report import headline, tables, uncertainty, verdict
-from neuroposter.report.pipelines import pipelines_display
+from neuroposter.report.pipelines import missing_pipelines, pipelines_display
 from neuroposter.report.compute import ReportData
 from neuroposter.report.writers import Section
 
@@ -130,7 +130,8 @@ def _verdict(data: ReportData, figs: Figures) -> Section:
                "constant predictor; energy per inference of the deployed run with its front end (DenseNet-169 where "
                "the model reads its features); the spiking front end's and stems' every layer is counted from the "
                "model's own activity. Where several bundles exist, a Loihi 2 bundle that passed its "
-               "deployed-vs-trained bound stands for the pipeline. Exact numbers: pipelines.csv.")
+               "deployed-vs-trained bound stands for the pipeline. Exact numbers: pipelines.csv."
+               + (" " + missing if (missing := missing_pipelines(data.pipelines)) else ""))
     left = data.seeds[~data.seeds["pooled"].astype(bool)] if not data.seeds.empty else data.seeds
     cap = ("Test mAP vs energy per inference, one marker per model (error bar: seed sd when several same-budget "
            "seeds are pooled, else the 95 % bootstrap interval); filled: pipeline with the front end, hollow: the "

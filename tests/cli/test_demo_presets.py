@@ -60,3 +60,18 @@ def test_the_comparison_bundles_run_fewer_lava_samples_and_fine_tunes_fewer_cons
     assert lines["export loihi sdt-loihi"][lines["export loihi sdt-loihi"].index("--samples") + 1] == \
         str(SIZES["default"]["lava_samples"])
     assert "consumer_samples=2" in lines["export nir sdt-loihi"] and "consumer_samples=2" not in lines["export nir sdt"]
+
+
+def test_the_spiking_front_end_is_trained_from_the_sdt_and_deployed_where_the_preset_asks() -> None:
+    for size in SIZES:
+        lines = _lines(size)
+        if not SIZES[size]["frontend"]:
+            assert not any("sdt-frontend" in n for n in lines)
+            continue
+        argv = lines["train sdt-frontend"]
+        assert argv[argv.index("--init-from") + 1] == "sdt"
+        names = list(lines)
+        assert names.index("train sdt") < names.index("train sdt-frontend") < names.index("export nir sdt-frontend")
+        loihi = lines["export loihi sdt-frontend (float-trained)"]
+        assert loihi[loihi.index("--min-trained-agreement") + 1] == "0"
+    assert SIZES["full"]["frontend"] and not SIZES["default"]["frontend"]

@@ -91,3 +91,12 @@ def test_winner_is_the_cheapest_pipeline_not_distinguishable_from_the_best() -> 
     assert (w["winner"], w["winner_mj"]) == ("close", 1.0)              # "far" is cheaper but worse
     assert "close (1 mJ)" in pipelines_text(rows, VIEWS)
     assert pipeline_winners(rows.iloc[0:0], VIEWS).empty and pipelines_text(rows.iloc[0:0], VIEWS) is None
+
+
+def test_a_pipeline_without_a_run_is_named_with_the_command_that_makes_it() -> None:
+    from neuroposter.report.pipelines import missing_pipelines
+
+    rows = pd.DataFrame([{"model": p.model} for p in PIPELINES if p.model != "sdt-frontend"])
+    text = missing_pipelines(rows)
+    assert "spiking front end" in text and "--init-from sdt" in text and "pixel SDT" not in text
+    assert missing_pipelines(pd.DataFrame([{"model": p.model} for p in PIPELINES])) is None
