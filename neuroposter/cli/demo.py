@@ -297,9 +297,12 @@ def _comparison(workspace: Path) -> tuple[list[str], dict[str, dict]]:
 
 
 def _bundle(argv: list[str]) -> Path:
+    from neuroposter.cli.fit import default_run_name
+
     target = argv[argv.index("--target") + 1]
+    images = "--input" in argv and argv[argv.index("--input") + 1] == "images"
     run = (argv[argv.index("--run") + 1] if "--run" in argv
-           else argv[argv.index("--name") + 1] if "--name" in argv else f"fit-{target}")   # fit's default name
+           else argv[argv.index("--name") + 1] if "--name" in argv else default_run_name(target, images))
     return Path(argv[argv.index("--export-root") + 1]) / target / run
 
 

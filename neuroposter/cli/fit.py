@@ -18,11 +18,17 @@ from neuroposter.cli._common import (
 )
 from neuroposter.targets import chip_targets
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "default_run_name"]
 
 MODEL = "chip-snn"
 #: ``--input`` -> the fitted model it trains
 INPUT_MODELS = {"features": "chip-snn", "images": "chip-cnn"}
+
+
+def default_run_name(target: str, images: bool = False) -> str:
+    """The run (and bundle) name of ``fit --target TARGET`` without ``--name``: ``fit-TARGET``, with ``--input
+    images`` ``fit-TARGET-pixels``."""
+    return f"fit-{target}-pixels" if images else f"fit-{target}"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -105,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     model = INPUT_MODELS[args.input]
     if not images and (args.image_size is not None or args.T is not None):
         raise UsageError("--image-size and --T apply to --input images only")
-    name = args.name or (f"fit-{args.target}-pixels" if images else f"fit-{args.target}")
+    name = args.name or default_run_name(args.target, images)
     run_dir = ws.run(name)
     arith = training_arithmetic(args.target)
     with contextlib.ExitStack() as claim:

@@ -75,3 +75,14 @@ def test_the_spiking_front_end_is_trained_from_the_sdt_and_deployed_where_the_pr
         loihi = lines["export loihi sdt-frontend (float-trained)"]
         assert loihi[loihi.index("--min-trained-agreement") + 1] == "0"
     assert SIZES["full"]["frontend"] and not SIZES["default"]["frontend"]
+
+
+def test_a_refused_fit_is_found_under_its_own_name() -> None:
+    """The demo reads a fit's verdict from the bundle fit writes: fit-T, or fit-T-pixels with --input images."""
+    from neuroposter.cli.demo import _bundle
+
+    for size in SIZES:
+        for name, argv in _lines(size).items():
+            if argv[0] == "fit":
+                images = "--input" in argv and argv[argv.index("--input") + 1] == "images"
+                assert _bundle(argv).name == f"fit-{argv[argv.index('--target') + 1]}" + ("-pixels" if images else "")
