@@ -116,6 +116,14 @@ def _export(target: str, run: str, *extra: str, at_most: int | None = None
     return argv
 
 
+def _conv_native(chip: str) -> bool:
+    """Whether chip target ``chip``'s profile hosts convolutions natively (``nir_nodes`` lists ``Conv2d``)."""
+    from neuroposter.profiling.profiles import load_profile
+    from neuroposter.report.chips import chip_target_profiles
+
+    return "Conv2d" in {str(x) for x in (getattr(load_profile(chip_target_profiles()[chip]), "nir_nodes", None) or ())}
+
+
 def _chip_stages(chip: str, model: str = "sdt") -> list[Stage]:
     """Every chip runs a model: the full ``model`` where the chip's system hosts it (partitioned over its cores and
     chips); fine-tuned with the chip's arithmetic in the loop where the deployed network keeps the trained
@@ -134,19 +142,27 @@ def _chip_stages(chip: str, model: str = "sdt") -> list[Stage]:
                 str(s["qat_epochs"]), "--patience", str(s["patience"]), "--seed", str(a.seed), "--export-root",
                 str(a.export_root), "--samples", str(s["samples"]), *_common(a)]
 
-    what = "a convolutional variant of the pixel SDT" if pixels else "variant"
+    # the pixel SDT's conv variant is fitted where the chip is convolution-native (its profile hosts Conv2d):
+    # elsewhere it would be trained only to be refused (TrueNorth's 256-axon fan-in, Xylo's 16 inputs); those chips
+    # run their feature fit
+    fit = not pixels or _conv_native(chip)
+    # the pixel SDT has quantisation-aware training for Loihi 2 only (its analog input is deployed as graded spikes
+    # there): on a simulated chip its deployed-vs-trained verdict stands as it is
+    tune = not pixels
+    what = "the pixel SDT's conv variant" if pixels else "variant"
     return [
         Stage(full, "export", _export(chip, model), verdict=True),
-        Stage(f"train {tuned} ({chip} arithmetic fine-tune)", "train", qat_argv,
-              when=lambda o: o.get(full) == _BELOW),
-        # its NIR bundle holds the fine-tuned run's op counts for the report's chip-independent views
-        Stage(f"export nir {tuned}", "export", _export("nir", tuned, *_FEW_CONSUMERS),
-              when=lambda o: o.get(full) == _BELOW),
-        Stage(f"export {chip} {tuned}", "export", _export(chip, tuned), verdict=True,
-              when=lambda o: o.get(full) == _BELOW),
-        Stage(f"fit {chip}{' --input images' if pixels else ''} ({what} fitted to {chip}'s limits)", "fit", fit_argv,
+        *([Stage(f"train {tuned} ({chip} arithmetic fine-tune)", "train", qat_argv,
+                 when=lambda o: o.get(full) == _BELOW),
+           # its NIR bundle holds the fine-tuned run's op counts for the report's chip-independent views
+           Stage(f"export nir {tuned}", "export", _export("nir", tuned, *_FEW_CONSUMERS),
+                 when=lambda o: o.get(full) == _BELOW),
+           Stage(f"export {chip} {tuned}", "export", _export(chip, tuned), verdict=True,
+                 when=lambda o: o.get(full) == _BELOW)] if tune else []),
+        Stage(f"fit {chip}{' --input images' if pixels else ''} ({what} fitted to its limits)" if pixels else
+              f"fit {chip} (variant fitted to {chip}'s limits)", "fit", fit_argv,
               verdict=True, when=lambda o: o.get(full) == _REFUSED),
-    ]
+    ][: None if fit else -1]
 
 
 def stages(preset: dict[str, int] | None = None) -> list[Stage]:

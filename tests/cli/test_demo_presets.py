@@ -86,3 +86,12 @@ def test_a_refused_fit_is_found_under_its_own_name() -> None:
             if argv[0] == "fit":
                 images = "--input" in argv and argv[argv.index("--input") + 1] == "images"
                 assert _bundle(argv).name == f"fit-{argv[argv.index('--target') + 1]}" + ("-pixels" if images else "")
+
+
+def test_the_pixel_sdt_on_chips_fine_tunes_only_for_loihi_and_fits_a_conv_variant_only_on_conv_chips() -> None:
+    lines = _lines("default")
+    tunes = [n for n in lines if n.startswith("train sdt-pixels-")]
+    assert tunes == ["train sdt-pixels-loihi (quantisation-aware fine-tune)"]   # no chip QAT that would be refused
+    fits = [v for v in lines.values() if v[0] == "fit" and "images" in v]
+    assert [v[v.index("--target") + 1] for v in fits] == ["speck"]              # the conv-native profile
+    assert all(f"export {c} sdt-pixels" in lines for c in ("spinnaker", "spinnaker2", "truenorth", "xylo", "speck"))
