@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neuroposter.models.chip_neurons import build_chip_neuron
+from neuroposter.models.chip_snn import ScaleNorm2d
 from neuroposter.models.lif import lif_firing_rates
 
 __all__ = ["SumPool2d", "ScaleNorm2d", "ChipConvBlock", "ChipCNN"]
@@ -43,28 +44,6 @@ class SumPool2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}"
-
-
-class ScaleNorm2d(nn.BatchNorm2d):
-    """Per-channel scale normalisation without centring or shift, ``y = h * weight / sqrt(E[h^2] + eps)`` (the 2-d
-    :class:`~neuroposter.models.chip_snn.ScaleNorm1d`): ``running_mean`` stays 0, ``bias`` is 0 and frozen, the running
-    mean square is in ``running_var``, so the BatchNorm fold scales the weights and adds no bias."""
-
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum)
-        nn.init.zeros_(self.bias)
-        self.bias.requires_grad_(False)
-
-    def forward(self, h: Tensor) -> Tensor:
-        """Args: h ``[N, C, H, W]``. Returns: ``h`` scaled per channel."""
-        if self.training:
-            ms = h.pow(2).mean((0, 2, 3))
-            with torch.no_grad():
-                self.running_var.mul_(1.0 - float(self.momentum)).add_(float(self.momentum) * ms.detach())
-                self.num_batches_tracked += 1
-        else:
-            ms = self.running_var
-        return h * (self.weight / torch.sqrt(ms + self.eps)).reshape(1, -1, 1, 1)
 
 
 class ChipConvBlock(nn.Module):

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from neuroposter.models.chip_neurons import build_chip_neuron
 from neuroposter.models.lif import LIF, freeze_bias_before_bn, lif_firing_rates
 
-__all__ = ["ChipSNNConfig", "ChipLayer", "ChipSNN"]
+__all__ = ["ChipSNNConfig", "ChipLayer", "ChipSNN", "ScaleNorm1d", "ScaleNorm2d"]
 
 
 @dataclass(frozen=True)
@@ -77,30 +77,41 @@ class ChipSNNConfig:
         return d
 
 
-class ScaleNorm1d(nn.BatchNorm1d):
-    """Per-channel scale normalisation without centring or shift: ``y = h * weight / sqrt(E[h^2] + eps)``.
+class _ScaleNorm:
+    """Per-channel scale normalisation without centring or shift: ``y = h * weight / sqrt(E[h^2] + eps)``, the mean
+    square taken over every dimension but the channels (dim 1).
 
-    A :class:`~torch.nn.BatchNorm1d` whose ``running_mean`` stays 0 and whose ``bias`` is 0 and frozen, with the
-    running mean *square* in ``running_var``: the BatchNorm fold (:func:`neuroposter.ir.lower.fold_bn_tensors`)
-    then scales the weights and adds no bias. It keeps a bias-free connection trainable (the pre-activations
-    start at the neuron's threshold scale) where the chip's synapses take no bias (Xylo).
+    Mixed into a :class:`~torch.nn.BatchNorm1d` / ``BatchNorm2d`` whose ``running_mean`` stays 0 and whose ``bias``
+    is 0 and frozen, with the running mean *square* in ``running_var``: the BatchNorm fold
+    (:func:`neuroposter.ir.lower.fold_bn_tensors`) then scales the weights and adds no bias. It keeps a bias-free
+    connection trainable (the pre-activations start at the neuron's threshold scale) where the chip's synapses take
+    no bias (Xylo; the conv chip fits of :mod:`neuroposter.models.chip_cnn`).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
-        super().__init__(num_features, eps=eps, momentum=momentum)
+        super().__init__(num_features, eps=eps, momentum=momentum)  # type: ignore[call-arg]
         nn.init.zeros_(self.bias)
         self.bias.requires_grad_(False)
 
     def forward(self, h: Tensor) -> Tensor:
-        """Args: h ``[N, C]``. Returns: ``h`` scaled per channel."""
+        """Args: h ``[N, C, ...]``. Returns: ``h`` scaled per channel."""
         if self.training:
-            ms = h.pow(2).mean(0)
+            ms = h.pow(2).mean([d for d in range(h.dim()) if d != 1])
             with torch.no_grad():
                 self.running_var.mul_(1.0 - float(self.momentum)).add_(float(self.momentum) * ms.detach())
                 self.num_batches_tracked += 1
         else:
             ms = self.running_var
-        return h * (self.weight / torch.sqrt(ms + self.eps))
+        scale = self.weight / torch.sqrt(ms + self.eps)
+        return h * scale.reshape(1, -1, *([1] * (h.dim() - 2)))
+
+
+class ScaleNorm1d(_ScaleNorm, nn.BatchNorm1d):
+    """:class:`_ScaleNorm` on ``[N, C]``."""
+
+
+class ScaleNorm2d(_ScaleNorm, nn.BatchNorm2d):
+    """:class:`_ScaleNorm` on ``[N, C, H, W]``."""
 
 
 class ChipLayer(nn.Module):

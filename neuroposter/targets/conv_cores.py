@@ -28,6 +28,7 @@ import numpy as np
 
 from neuroposter.ir.connectivity import shape_of
 from neuroposter.ir.graph import Graph, flatten, host_paths
+from neuroposter.targets.fit import side_limit
 
 __all__ = ["applies", "core_usage"]
 
@@ -39,14 +40,6 @@ def applies(profile: Any) -> bool:
     """Whether the profile lists per-core kernel or neuron memory."""
     lim = getattr(profile, "limits", None)
     return bool(getattr(lim, "kernel_memory_per_core", None) or getattr(lim, "neuron_memory_per_core", None))
-
-
-def _side(profile: Any, limit: str, fact: str) -> tuple[int | None, str]:
-    v = getattr(profile.limits, limit, None)
-    if v is not None:
-        return int(v), f"limits.{limit}"
-    v = (getattr(profile, "facts", None) or {}).get(fact)
-    return (None, "") if v is None else (int(v), f"facts.{fact}")
 
 
 def core_usage(graph: Any, profile: Any) -> dict[str, Any]:
@@ -62,8 +55,8 @@ def core_usage(graph: Any, profile: Any) -> dict[str, Any]:
     lim = profile.limits
     kmem = [int(v) for v in (getattr(lim, "kernel_memory_per_core", None) or ())]
     nmem = [int(v) for v in (getattr(lim, "neuron_memory_per_core", None) or ())]
-    in_side, in_src = _side(profile, "max_input_side", "max_input_side_count")
-    out_side, out_src = _side(profile, "max_output_side", "max_output_fmap_side_count")
+    in_side, in_src = side_limit(profile, "max_input_side", "max_input_side_count")
+    out_side, out_src = side_limit(profile, "max_output_side", "max_output_fmap_side_count")
     violations: list[str] = []
     violated: dict[str, dict[str, Any]] = {}
 

@@ -45,7 +45,7 @@ from typing import Any, Mapping
 from neuroposter.errors import NeuroposterError
 
 __all__ = ["FitError", "FitPlan", "derive_fit", "needs_fit", "chip_neuron_of", "ConvLayer", "ConvFitPlan",
-           "derive_conv_fit"]
+           "derive_conv_fit", "side_limit"]
 
 
 class FitError(NeuroposterError):
@@ -441,7 +441,7 @@ class ConvFitPlan:
                 + f"chip [{', '.join(chip)}] on {self.chip_layers} cores ({self.neuron} neurons, {bits})")
 
 
-def _side_limit(prof: Any, limit: str, fact: str) -> tuple[int | None, str]:
+def side_limit(prof: Any, limit: str, fact: str) -> tuple[int | None, str]:
     """A map-side limit: ``limits.<limit>`` when the profile has it, else its ``facts.<fact>``."""
     v = getattr(prof.limits, limit, None)
     if v is not None:
@@ -538,8 +538,8 @@ def derive_conv_fit(profile: Any, image_size: int, n_classes: int, T: int) -> Co
     mc = _given(lim, "max_channels")
     kmem = tuple(int(v) for v in (getattr(lim, "kernel_memory_per_core", None) or ()))
     nmem = tuple(int(v) for v in (getattr(lim, "neuron_memory_per_core", None) or ()))
-    in_side, in_src = _side_limit(prof, "max_input_side", "max_input_side_count")
-    out_side, out_src = _side_limit(prof, "max_output_side", "max_output_fmap_side_count")
+    in_side, in_src = side_limit(prof, "max_input_side", "max_input_side_count")
+    out_side, out_src = side_limit(prof, "max_output_side", "max_output_fmap_side_count")
 
     layers: list[ConvLayer] = []
     side, c_prev, core = S, 3, 0

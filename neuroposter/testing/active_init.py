@@ -7,9 +7,11 @@ BatchNorm statistics and affine parameters (seeded) so that every LIF layer fire
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-__all__ = ["spiking_random_init", "demo_sized_sdt", "spiking_pixel_sdt"]
+__all__ = ["spiking_random_init", "demo_sized_sdt", "spiking_pixel_sdt", "calibrate_batchnorms"]
 
 
 def spiking_random_init(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
@@ -42,14 +44,23 @@ def spiking_pixel_sdt(*, image_size: int, T: int, c1: int, d_model: int, depth: 
     torch.manual_seed(seed)
     m = PixelSDT(n_classes=n_classes, image_size=image_size, T=T, c1=c1, d_model=d_model, depth=depth, heads=2,
                  mlp_hidden=mlp_hidden).to(dtype)
-    for bn in m.modules():
-        if isinstance(bn, torch.nn.modules.batchnorm._BatchNorm):
-            bn.reset_running_stats()
-            bn.momentum = None
-            with torch.no_grad():
-                bn.weight.mul_(2.0)
-                bn.bias.uniform_(-0.2, 0.5)
-    m.train()
+    return calibrate_batchnorms(m, lambda: torch.randn(32, 3, image_size, image_size, dtype=dtype))
+
+
+def calibrate_batchnorms(model: torch.nn.Module, make_input: Callable[[], torch.Tensor]) -> torch.nn.Module:
+    """Every BatchNorm of ``model`` (1d and 2d, frozen ones included) with the statistics of one batch
+    ``make_input()``, its scale doubled and its shift drawn from [-0.2, 0.5] (torch's global generator: seed it
+    before), so that every layer fires; returned in eval mode."""
+    bns = [b for b in model.modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+        with torch.no_grad():
+            bn.weight.mul_(2.0)
+            bn.bias.uniform_(-0.2, 0.5)
+    model.eval()
+    for bn in bns:          # batch statistics in every BatchNorm (a model's train() may keep some frozen)
+        bn.train()
     with torch.no_grad():
-        m(torch.randn(32, 3, image_size, image_size, dtype=dtype))
-    return m.eval()
+        model(make_input())
+    return model.eval()

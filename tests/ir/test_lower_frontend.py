@@ -13,6 +13,7 @@ from neuroposter.ir.graph import flatten
 from neuroposter.ir.lower import to_graph_input
 from neuroposter.models.sdt_frontend import FrontendSDT
 from neuroposter.targets.nir_target import norse_reference
+from neuroposter.testing.active_init import calibrate_batchnorms
 
 T, B, CLASSES, HW, GRID, WIDTHS, D_IN = 3, 4, 5, (32, 16), (4, 2), (4, 6, 8), 24
 
@@ -24,17 +25,7 @@ def model() -> FrontendSDT:
     torch.manual_seed(2)
     m = FrontendSDT(n_classes=CLASSES, image_size=HW, grid=GRID, T=T, widths=WIDTHS, d_in=D_IN, n_tokens=8,
                     d_model=16, depth=1, heads=2, mlp_hidden=16).double()
-    bns = [b for b in m.modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-        with torch.no_grad():
-            bn.weight.mul_(2.0)
-            bn.bias.uniform_(-0.2, 0.5)
-        bn.train()
-    with torch.no_grad():
-        m(torch.randn(32, 3, *HW, dtype=torch.float64))
-    return m.eval()
+    return calibrate_batchnorms(m, lambda: torch.randn(32, 3, *HW, dtype=torch.float64))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from neuroposter.models.sdt import SpikeDrivenTransformer
 from neuroposter.models.sdt_frontend import FrontendSDT
 from neuroposter.train.data import SplitData, TaskData
+from neuroposter.testing.active_init import calibrate_batchnorms
 from neuroposter.train.loop import TrainConfig, fit
 
 T, B, CLASSES = 3, 5, 4
@@ -21,22 +22,9 @@ D_IN = 12
 
 
 def _calibrated(model: FrontendSDT, seed: int = 0) -> FrontendSDT:
-    """Every BatchNorm with the statistics of one random batch (scale doubled, shift in [-0.2, 0.5]) so all layers
-    fire; eval mode."""
+    """Every BatchNorm with the statistics of one random batch so all layers fire; eval mode."""
     torch.manual_seed(seed)
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-        with torch.no_grad():
-            bn.weight.mul_(2.0)
-            bn.bias.uniform_(-0.2, 0.5)
-    model.eval()
-    for bn in bns:             # batch statistics everywhere, the head's too (model.train() would keep those frozen)
-        bn.train()
-    with torch.no_grad():
-        model(torch.randn(32, 3, *HW, dtype=torch.float64))
-    return model.eval()
+    return calibrate_batchnorms(model, lambda: torch.randn(32, 3, *HW, dtype=torch.float64))
 
 
 @pytest.fixture(scope="module")
