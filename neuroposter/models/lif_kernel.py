@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-__all__ = ["KERNEL_DTYPES", "lif_kernel_forward", "lif_kernel_backward", "kernel_applies"]
+__all__ = ["KERNEL_DTYPES", "lif_kernel_forward", "lif_kernel_backward", "kernel_applies", "match_torch_threads"]
 
 #: dtypes the kernels are compiled for (others run the torch form).
 KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -110,7 +110,8 @@ def _consts(c: torch.Tensor, v_th: torch.Tensor, dtype: torch.dtype) -> np.ndarr
                     dtype=np.float32 if dtype == torch.float32 else np.float64)
 
 
-def _threads() -> None:
+def match_torch_threads() -> None:
+    """Limits numba's pool to ``torch.get_num_threads()`` (per call: a benchmark's thread count holds for the kernels)."""
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
@@ -121,7 +122,7 @@ def lif_kernel_forward(x: torch.Tensor, c: torch.Tensor, v_th: torch.Tensor,
     xs = x.detach().contiguous().numpy().reshape(steps, -1)
     z = np.empty_like(xs)
     vd = np.empty_like(xs) if keep else np.empty((1, 1), dtype=xs.dtype)
-    _threads()
+    match_torch_threads()
     _forward(xs, _consts(c, v_th, x.dtype), z, vd, keep)
     shape = tuple(x.shape)
     spikes = torch.from_numpy(z).reshape(shape)
@@ -134,7 +135,7 @@ def lif_kernel_backward(grad: torch.Tensor, vd_all: torch.Tensor, fired: torch.T
     steps = grad.shape[0]
     g = grad.detach().contiguous().numpy().reshape(steps, -1)
     gx = np.empty_like(g)
-    _threads()
+    match_torch_threads()
     _backward(g, vd_all.contiguous().numpy().reshape(steps, -1), fired.contiguous().numpy().reshape(steps, -1),
               _consts(c, v_th, grad.dtype), gx)
     return torch.from_numpy(gx).reshape(tuple(grad.shape))
