@@ -36,9 +36,9 @@ BLOCK = 512
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _forward(x, k, z, vd_out, keep):  # noqa: ANN001 - numba kernel
+def _forward(x, k, z, vd_out, fired, keep):  # noqa: ANN001 - numba kernel
     """``x [T, n]``; ``k = [c, v_th, 0, 1]`` in ``x``'s dtype; writes spikes ``z`` (0/1 in x's dtype) and, with
-    ``keep``, the integrated membranes ``vd_out``."""
+    ``keep``, the integrated membranes ``vd_out`` and the spike mask ``fired`` (bool)."""
     steps, n = x.shape
     c, vth, zero, one = k[0], k[1], k[2], k[3]
     nblocks = (n + BLOCK - 1) // BLOCK
@@ -51,10 +51,12 @@ def _forward(x, k, z, vd_out, keep):  # noqa: ANN001 - numba kernel
             zt = z[t, lo:lo + m]
             if keep:
                 vt = vd_out[t, lo:lo + m]
+                ft = fired[t, lo:lo + m]
                 for j in range(m):
                     vd = v[j] + c * (xt[j] - v[j])       # torch.sub, torch.mul(c, dv), torch.add
                     vt[j] = vd
                     f = vd - vth > zero                 # torch.gt(vd - v_th, 0)
+                    ft[j] = f
                     zt[j] = one if f else zero
                     v[j] = zero if f else vd            # masked_fill(z, 0)
             else:
@@ -117,16 +119,20 @@ def match_torch_threads() -> None:
 
 def lif_kernel_forward(x: torch.Tensor, c: torch.Tensor, v_th: torch.Tensor,
                        keep: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """What ``lif._fused_forward`` returns (spikes, bool mask, membranes or None), from the compiled kernel."""
+    """What ``lif._fused_forward`` returns (spikes, bool mask, membranes), from the compiled kernel; without
+    ``keep`` only the spikes (mask and membranes None)."""
     steps = x.shape[0]
     xs = x.detach().contiguous().numpy().reshape(steps, -1)
     z = np.empty_like(xs)
     vd = np.empty_like(xs) if keep else np.empty((1, 1), dtype=xs.dtype)
+    fired = np.empty(xs.shape if keep else (1, 1), dtype=np.bool_)
     match_torch_threads()
-    _forward(xs, _consts(c, v_th, x.dtype), z, vd, keep)
+    _forward(xs, _consts(c, v_th, x.dtype), z, vd, fired, keep)
     shape = tuple(x.shape)
     spikes = torch.from_numpy(z).reshape(shape)
-    return spikes, spikes.bool(), (torch.from_numpy(vd).reshape(shape) if keep else None)
+    if not keep:             # inference: the spikes only (no mask, no membranes)
+        return spikes, None, None
+    return spikes, torch.from_numpy(fired).reshape(shape), torch.from_numpy(vd).reshape(shape)
 
 
 def lif_kernel_backward(grad: torch.Tensor, vd_all: torch.Tensor, fired: torch.Tensor, c: torch.Tensor,
