@@ -14,10 +14,9 @@ integer-valued weights and inputs below the float's exact range (the integer ref
 Per row, the active columns are first compacted branch-free into a list (every column index is written, the cursor
 advances on non-zeros: no mispredicted branches at 10-30 % density), then their weight rows are added.
 
-The weight gradient ``dW^T = X^T G`` is the matching scatter: the active inputs of every row (a CSR index built in
-parallel, :class:`Events`), then each thread owns a slice of the output columns and adds ``G[m, slice]`` into ``dW^T[k, slice]`` for
-every active ``(m, k)`` in increasing ``m``: again independent of the thread count. The input gradient (when asked
-for) is the dense ``G W``.
+The weight gradient ``dW^T = X^T G`` is the matching scatter, computed as the same gather on ``X^T`` (one transposed
+copy of the input): every input ``k`` adds the gradient rows ``G[m]`` of the samples where it is active, in increasing
+``m``: again independent of the thread count. The input gradient (when asked for) is the dense ``G W``.
 
 When: :func:`use_sparse` -- CPU, float32/float64 (or an integer weight dtype), and the input's density (estimated on
 an evenly spaced sample of rows) at most :data:`SPARSE_MAX_DENSITY` of the weight's dtype, the break-even measured
@@ -33,7 +32,6 @@ the spiking MLP), by the model's ``sparse_input`` mode (:data:`SPARSE_MODES`, :f
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange
@@ -59,41 +57,8 @@ _SAMPLE_ROWS = 64
 _DTYPES = (torch.float32, torch.float64, torch.int64)
 
 
-#: Rows per block of the index builder (each block compacts its rows' active columns in one pass).
+#: Rows per parallel block of the gather (each block reuses one index buffer).
 _ROW_BLOCK = 32
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def _compact(x, scratch, rcount, bcount, odd):  # noqa: ANN001 - numba kernel
-    """Active columns of every row, one pass over ``x`` (branch-free: every column is written, the cursor moves
-    on non-zeros): block ``b``'s rows go to ``scratch[b * _ROW_BLOCK * K ...]``; ``rcount``/``bcount`` count them
-    per row/block; ``odd[b]`` counts the non-zeros other than 1 (a non-binary input needs its values)."""
-    M, K = x.shape
-    nb = bcount.shape[0]
-    for b in prange(nb):
-        base = b * _ROW_BLOCK * K
-        c = 0
-        n_odd = 0
-        for m in range(b * _ROW_BLOCK, min(M, (b + 1) * _ROW_BLOCK)):
-            c0 = c
-            xm = x[m]
-            for k in range(K):
-                v = xm[k]
-                scratch[base + c] = k
-                c += v != 0
-                n_odd += (v != 0) & (v != 1)
-            rcount[m] = c - c0
-        bcount[b] = c
-        odd[b] = n_odd
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def _pack(scratch, K, bstart, out):  # noqa: ANN001 - numba kernel
-    """The blocks' compacted columns, contiguous."""
-    for b in prange(bstart.shape[0] - 1):
-        base = b * _ROW_BLOCK * K
-        n = bstart[b + 1] - bstart[b]
-        out[bstart[b]:bstart[b + 1]] = scratch[base:base + n]
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -123,70 +88,8 @@ def _gather_rows(x, wt, y):  # noqa: ANN001 - numba kernel
                     acc[o] += xv * w[o]
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _scatter_grad(x, start, idx, g, gwt, nslices, binary):  # noqa: ANN001 - numba kernel
-    """``gwt[k] += x[m, k] * g[m]`` for every active ``(m, k)``, ``m`` ascending; column slices in parallel."""
-    M = g.shape[0]
-    O = g.shape[1]
-    step = (O + nslices - 1) // nslices
-    for s in prange(nslices):
-        o0 = s * step
-        o1 = min(O, o0 + step)
-        for m in range(M):
-            gm = g[m]
-            for p in range(start[m], start[m + 1]):
-                k = idx[p]
-                row = gwt[k]
-                if binary:
-                    for o in range(o0, o1):
-                        row[o] += gm[o]
-                else:
-                    xv = x[m, k]
-                    for o in range(o0, o1):
-                        row[o] += xv * gm[o]
-
-
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
-
-
-class Events:
-    """The active inputs of a 2-D input ``x [M, K]`` as CSR: ``start [M + 1]`` (int64) and ``idx`` (int64
-    columns, increasing within a row); ``binary``: every non-zero is 1; ``x`` kept for non-binary values."""
-
-    def __init__(self, x: Tensor) -> None:
-        if x.dim() != 2:
-            raise ValueError(f"Events: need a 2-D input, got shape {tuple(x.shape)}")
-        if x.dtype == torch.bool:
-            x = x.view(torch.uint8)
-        xs = _np(x)
-        M, K = xs.shape
-        nb = (M + _ROW_BLOCK - 1) // _ROW_BLOCK
-        scratch = np.empty(max(1, nb * _ROW_BLOCK * K), dtype=np.int64)
-        rcount, bcount, odd = np.empty(M, np.int64), np.empty(nb, np.int64), np.empty(nb, np.int64)
-        match_torch_threads()
-        _compact(xs, scratch, rcount, bcount, odd)
-        bstart = np.zeros(nb + 1, dtype=np.int64)
-        np.cumsum(bcount, out=bstart[1:])
-        idx = np.empty(int(bstart[-1]), dtype=np.int64)
-        _pack(scratch, K, bstart, idx)
-        start = np.zeros(M + 1, dtype=np.int64)
-        np.cumsum(rcount, out=start[1:])
-        self.x, self.xs, self.shape = x, xs, (M, K)
-        self.start, self.idx, self.binary = start, idx, not bool(odd.any())
-
-    @property
-    def nnz(self) -> int:
-        return int(self.idx.shape[0])
-
-    def weight_grad(self, g: Tensor) -> Tensor:
-        """``g^T x`` (``[O, K]``) as a scatter over the events (module docstring)."""
-        gs = _np(g)
-        xs = self.xs if self.binary or self.xs.dtype == gs.dtype else self.xs.astype(gs.dtype)
-        gwt = np.zeros((self.shape[1], gs.shape[1]), dtype=gs.dtype)
-        match_torch_threads()
-        _scatter_grad(xs, self.start, self.idx, gs, gwt, max(1, numba.get_num_threads()), self.binary)
-        return torch.from_numpy(gwt).t()
 
 
 def sparse_matmul_rows(x: Tensor, wt: Tensor) -> Tensor:
@@ -204,8 +107,10 @@ def sparse_matmul_rows(x: Tensor, wt: Tensor) -> Tensor:
 
 
 def _weight_grad(x: Tensor, g: Tensor) -> Tensor:
-    """``g^T x`` (``[O, K]``) as a scatter over the non-zeros of ``x``."""
-    return Events(x).weight_grad(g)
+    """``g^T x`` (``[O, K]``) as the same gather on ``x^T``: for every input ``k`` the rows ``g[m]`` of its active
+    samples ``m``, in increasing ``m`` (independent of the thread count)."""
+    xt = x.t().contiguous() if x.dtype != torch.bool else x.view(torch.uint8).t().contiguous()
+    return sparse_matmul_rows(xt, g.contiguous()).t()
 
 
 class _SparseLinearFunction(torch.autograd.Function):
@@ -222,7 +127,7 @@ class _SparseLinearFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         g = g.contiguous()
         gx = g @ weight if ctx.needs_input_grad[0] else None
-        gw = Events(x).weight_grad(g) if ctx.needs_input_grad[1] else None
+        gw = _weight_grad(x, g) if ctx.needs_input_grad[1] else None
         gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
@@ -273,10 +178,19 @@ def _tracing() -> bool:
     return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or compiling())
 
 
+def _plain(layer: nn.Module) -> bool:
+    """Whether ``layer(x)`` is exactly ``F.linear(x, weight, bias)``: an ``nn.Linear`` whose forward is not replaced
+    (quantisation-aware training swaps it for the deployed arithmetic, ``neuroposter.ir.qat.enable``) and that has
+    no hooks."""
+    return (isinstance(layer, nn.Linear) and type(layer).forward is nn.Linear.forward
+            and "forward" not in layer.__dict__ and not layer._forward_hooks and not layer._forward_pre_hooks)
+
+
 def spike_linear(layer: nn.Linear, x: Tensor, mode: str = DEFAULT_SPARSE_MODE) -> Tensor:
     """``layer(x)`` for a spike input ``x`` (0/1 of any dtype; converted to the layer's dtype unless bool/uint8 spikes
     go the sparse way as they are), sparse or dense by ``mode`` (:data:`SPARSE_MODES`) and the input's density
-    (:func:`use_sparse`).
+    (:func:`use_sparse`). A layer whose forward is replaced or hooked (QAT's deployed arithmetic) always runs its own
+    forward.
 
     Raises:
         ValueError: an unknown mode (the message lists the valid ones).
@@ -287,7 +201,8 @@ def spike_linear(layer: nn.Linear, x: Tensor, mode: str = DEFAULT_SPARSE_MODE) -
     if x.dtype not in (w.dtype, torch.bool, torch.uint8):
         x = x.to(w.dtype)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
-    if mode == "off" or (mode == "auto" and needs_grad) or _tracing() or not use_sparse(x, w):
+    if (mode == "off" or (mode == "auto" and needs_grad) or _tracing() or not _plain(layer)
+            or not use_sparse(x, w)):
         return layer(x.to(w.dtype))
     return sparse_linear(x, w, layer.bias)
 

@@ -114,6 +114,38 @@ def test_spike_linear_modes() -> None:
         torch.testing.assert_close(spike_linear(lin, x, "auto"), dense, rtol=1e-6, atol=1e-5)
 
 
+@pytest.fixture
+def sparse_calls(monkeypatch) -> list:
+    import neuroposter.models.sparse as sp
+
+    calls: list = []
+    real = sp.sparse_linear
+
+    def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(sp, "sparse_linear", spy)
+    return calls
+
+
+def test_a_replaced_or_hooked_forward_is_respected(sparse_calls: list) -> None:
+    from types import MethodType
+
+    lin = torch.nn.Linear(40, 6)
+    x = (torch.rand(50, 40) < 0.1).float()
+    with torch.no_grad():
+        spike_linear(lin, x)
+        assert len(sparse_calls) == 1
+        lin.forward = MethodType(lambda self, inp: torch.zeros(inp.shape[0], 6), lin)   # as QAT's enable does
+        assert torch.equal(spike_linear(lin, x), torch.zeros(50, 6))
+        del lin.forward
+        h = lin.register_forward_hook(lambda m, i, o: o * 0)
+        assert torch.equal(spike_linear(lin, x), torch.zeros(50, 6))
+        h.remove()
+    assert len(sparse_calls) == 1
+
+
 def _sdt(dtype: torch.dtype) -> SpikeDrivenTransformer:
     torch.manual_seed(0)
     cfg = SDTConfig(d_in=300, n_tokens=10, d_model=32, depth=2, heads=4, mlp_hidden=48, n_classes=6)
@@ -129,11 +161,10 @@ def _sdt(dtype: torch.dtype) -> SpikeDrivenTransformer:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_sdt_inference_sparse_equals_dense_predictions_and_spikes(dtype: torch.dtype) -> None:
+def test_sdt_inference_sparse_equals_dense_predictions_and_spikes(dtype: torch.dtype, sparse_calls: list) -> None:
     model = _sdt(dtype).eval()
     x = (torch.rand(4, 16, 10, 300, generator=torch.Generator().manual_seed(5)) < 0.2).to(dtype)
-    out, dense_calls = {}, []
-    model.embed.register_forward_hook(lambda *a: dense_calls.append(1))   # runs only on the dense path
+    out = {}
     for mode in ("off", "auto"):
         set_sparse_input(model, mode)
         for m in model.modules():
@@ -144,7 +175,7 @@ def test_sdt_inference_sparse_equals_dense_predictions_and_spikes(dtype: torch.d
         spikes = [m.last_spikes for m in model.modules() if hasattr(m, "record_spikes")]
         out[mode] = (logits, spikes)
     (ld, sd), (ls, ss) = out["off"], out["auto"]
-    assert dense_calls == [1]                    # "auto" took the sparse path (no call of the dense layer)
+    assert len(sparse_calls) == 1                # "auto" took the sparse path, "off" did not
     torch.testing.assert_close(ls, ld, **TOL[dtype])
     assert all(torch.equal(a, b) for a, b in zip(sd, ss))
     assert 0 < float(torch.stack([s.mean() for s in sd]).mean()) < 1
@@ -164,7 +195,7 @@ def test_training_stays_dense_by_default_and_opt_in_trains_close() -> None:
     torch.testing.assert_close(grads["train"], grads["off"], rtol=1e-10, atol=1e-12)
 
 
-def test_spiking_mlp_first_layer_sparse_in_inference() -> None:
+def test_spiking_mlp_first_layer_sparse_in_inference(sparse_calls: list) -> None:
     torch.manual_seed(0)
     model = SpikingMLPNet(SpikingMLPConfig(d_in=200, hidden1=32, hidden2=16, n_classes=4)).double().eval()
     assert set_sparse_input(model, "off") == 1
@@ -173,4 +204,5 @@ def test_spiking_mlp_first_layer_sparse_in_inference() -> None:
         dense = model(x)
         set_sparse_input(model, "auto")
         sparse = model(x)
+    assert len(sparse_calls) == 1
     torch.testing.assert_close(sparse, dense, rtol=1e-12, atol=1e-12)
