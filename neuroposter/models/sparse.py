@@ -44,9 +44,10 @@ __all__ = ["SPARSE_MAX_DENSITY", "SPARSE_MODES", "DEFAULT_SPARSE_MODE", "sparse_
            "use_sparse", "estimate_density", "spike_linear", "set_sparse_input"]
 
 #: Largest input density (fraction of non-zeros) at which the gather-and-add beats the dense GEMM, per weight dtype.
-#: Measured with ``benchmarks/sparse_linear.py`` (2-core Xeon, 1 and 2 threads, the SDT embed [5120 x 1664] x
-#: [1664 x 64] and the spiking MLP's fc1 [128 x 1664] x [1664 x 256]): float32 breaks even near 0.3, float64 (the
-#: dense GEMM at half float32's speed) near 0.45; set a little below.
+#: Measured with ``benchmarks/sparse_linear.py`` (2-core Xeon, 2 threads, shared machine; the SDT embed [5120 x 1664]
+#: x [1664 x 64] and the spiking MLP's fc1 [128 x 1664] x [1664 x 256]): float32 breaks even at density ~0.2-0.3
+#: (fc1 1.16x at 0.2, 0.71x at 0.3; embed 1.6x at 0.1, ~1x at 0.2-0.4), float64 (the dense GEMM at half float32's
+#: speed) at ~0.35-0.45 (embed 1.6x at 0.4; fc1 0.8x at 0.4); set within those ranges.
 SPARSE_MAX_DENSITY = {torch.float32: 0.25, torch.float64: 0.4, torch.int64: 1.0}
 #: How a model's first layer may use the sparse path (module docstring).
 SPARSE_MODES = ("auto", "train", "off")

@@ -28,6 +28,7 @@ def sparse_calls(monkeypatch) -> list[int]:
         return real(x, wt)
 
     monkeypatch.setattr(sim, "sparse_matmul_rows", spy)
+    monkeypatch.setattr(sim, "_SPARSE_MIN_INPUTS", 1)        # small test layers take the sparse path too
     return calls
 
 
@@ -76,6 +77,16 @@ def test_quantised_sdt_graph_bit_identical_sparse_or_dense(sparse_calls: list[in
         for k in dense.inputs:
             np.testing.assert_array_equal(sparse.inputs[k], dense.inputs[k], err_msg=k)
         assert any(r.any() for r in dense.records.values())
+
+
+def test_narrow_layers_keep_the_dense_products(rng, monkeypatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(sim, "sparse_matmul_rows", lambda x, wt: calls.append(1))
+    w = rng.integers(-50, 50, size=(4, sim._SPARSE_MIN_INPUTS - 1))
+    x = (rng.random((3, 2, w.shape[1])) < 0.1).astype(np.uint8)
+    out = simulate(nir.NIRGraph.from_list(nir.Linear(w.astype(np.float64))), x, arithmetic="int", int_format=LOIHI2)
+    np.testing.assert_array_equal(out.output, np.einsum("oi,tbi->tbo", w, x))
+    assert not calls
 
 
 def test_float_arithmetic_keeps_the_dense_products(rng, sparse_calls: list[int]) -> None:
