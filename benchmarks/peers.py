@@ -5,8 +5,12 @@ each library's own LIF neurons and layers, on the shapes of ``benchmarks/train_t
 defaults are read from that script, the widths from :class:`neuroposter.models.SDTConfig`; nothing is copied), with
 identical parameter counts (printed and asserted). Rows (:data:`ROWS`):
 
-* ``neuroposter``          -- :class:`~neuroposter.models.SpikeDrivenTransformer`: stateless layers run once on the
-  time-folded batch, its default (fused) LIF over ``T``;
+* ``neuroposter``          -- :class:`~neuroposter.models.SpikeDrivenTransformer` as it runs by default: stateless
+  layers once on the time-folded batch, the fused LIF over ``T`` compiled (numba, bit-identical to its torch form),
+  the embed's spike input summed sparsely in inference (gather-and-add, ``neuroposter.models.sparse``; training dense);
+* ``neuroposter-sparse-train`` -- the same with the sparse embed in training too (opt-in ``sparse_input="train"``:
+  forward gather-add and weight-gradient scatter; another float round-off);
+* ``neuroposter-before``   -- the LIF's torch form and the dense embed: neuroposter before issue 16's kernels;
 * ``neuroposter-per-step`` -- the same modules one time step at a time (``train_throughput._per_step_forward``);
 * ``spikingjelly-linear``  -- spikingjelly 0.0.0.0.14 multi-step (``step_mode="m"``) ``layer.Linear`` /
   ``layer.BatchNorm1d`` / ``neuron.LIFNode`` (``backend="torch"``, the only CPU backend);
@@ -25,7 +29,10 @@ neuroposter, so total *and* trainable counts match. Every neuron is the same dis
 ``beta = 1 - 1/tau`` and thresholds ``tau * v_th`` (its membrane is ``tau`` times the others': same spikes).
 Surrogate gradients are each library's default. Outputs are not compared across libraries (different
 initialisations); each network is checked to run, to have neuroposter's parameter count and to return
-``[T, B, classes]``.
+``[T, B, classes]``. neuroposter's own float32 rows are checked against ``neuroposter-before``: their inference logits
+after the same training steps (same seed and initialisation) are bit-identical or allclose (``rtol = atol = 1e-5``,
+the sparse embed sums in another order than MKL's GEMM), asserted for the rows that train densely, shown for the
+sparse-training one. The timing also records CPU seconds per step (all of the process's threads).
 
 Measured, in float32 for every row: train = forward + backward + AdamW step (BCE-with-logits on the mean over T, as
 ``train_throughput.py``); inference = ``eval()`` + ``no_grad`` forward. Each (row, repeat) runs in its own
@@ -210,6 +217,27 @@ def build_neuroposter(cfg: SDTConfig) -> nn.Module:
     return SpikeDrivenTransformer(cfg)
 
 
+def build_neuroposter_before(cfg: SDTConfig) -> nn.Module:
+    """The project's SDT as it ran before issue 16's kernels: the LIF's fused torch form and the dense first layer
+    (the reference of the logits check)."""
+    from neuroposter.models.lif import set_lif_backend
+    from neuroposter.models.sparse import set_sparse_input
+
+    model = SpikeDrivenTransformer(cfg)
+    set_lif_backend(model, "fused-torch")
+    set_sparse_input(model, "off")
+    return model
+
+
+def build_neuroposter_sparse_train(cfg: SDTConfig) -> nn.Module:
+    """The project's SDT with the spike-sparse embed in training too (opt-in: it changes float round-off)."""
+    from neuroposter.models.sparse import set_sparse_input
+
+    model = SpikeDrivenTransformer(cfg)
+    set_sparse_input(model, "train")
+    return model
+
+
 def build_neuroposter_per_step(cfg: SDTConfig) -> nn.Module:
     """The project's SDT, every layer stepped over ``T``."""
     return _PerStep(cfg)
@@ -322,7 +350,10 @@ class Row:
 
 #: The rows, in table order (name -> :class:`Row`).
 ROWS: dict[str, Row] = {
-    "neuroposter": Row("neuroposter, time-folded", None, build_neuroposter),
+    "neuroposter": Row("neuroposter, time-folded (compiled LIF, sparse embed in inference)", None, build_neuroposter),
+    "neuroposter-sparse-train": Row("neuroposter, + sparse embed in training (opt-in)", None,
+                                    build_neuroposter_sparse_train),
+    "neuroposter-before": Row("neuroposter, torch-form LIF, dense embed (before #16)", None, build_neuroposter_before),
     "neuroposter-per-step": Row("neuroposter, per-step", None, build_neuroposter_per_step),
     "spikingjelly-linear": Row("spikingjelly {v} multi-step, Linear (torch backend)", "spikingjelly",
                                build_spikingjelly_linear),
@@ -333,7 +364,13 @@ ROWS: dict[str, Row] = {
     "neuroposter-f64": Row("neuroposter, time-folded, float64", None, build_neuroposter, torch.float64, False),
 }
 #: neuroposter's rows (the rest are peers).
-OWN_ROWS = ("neuroposter", "neuroposter-per-step", "neuroposter-f64")
+OWN_ROWS = ("neuroposter", "neuroposter-sparse-train", "neuroposter-before", "neuroposter-per-step", "neuroposter-f64")
+#: neuroposter's float32 rows whose inference logits (after the same training steps from the same initialisation) are
+#: compared with ``neuroposter-before``'s: the default row trains bit-identically and must match to the float32
+#: round-off of the sparse embed's other summation order (its spikes, hence logits, are usually bit-identical); the
+#: sparse-training row trains with another round-off, so only its distance is shown. (The per-step row normalises each
+#: step's batch on its own in training: another network, not compared.)
+LOGIT_CHECKED = ("neuroposter", "neuroposter-sparse-train")
 
 
 def build_row(name: str, cfg: SDTConfig) -> nn.Module:
@@ -381,23 +418,27 @@ def measure(name: str, cfg: SDTConfig, T: int, batch: int, threads: int, warmup:
         loss.backward()
         opt.step()
 
-    def timed(fn: Callable[[], None]) -> float:
+    def timed(fn: Callable[[], None]) -> tuple[float, float]:
         for _ in range(warmup):
             fn()
-        times = []
+        times, cpu = [], []
         for _ in range(steps):                # each step on its own: the median drops bursts of other load
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times.append(time.perf_counter() - t0)
-        return batch / statistics.median(times)
+            cpu.append(time.process_time() - c0)
+        return batch / statistics.median(times), batch / statistics.median(cpu)
 
-    train = timed(train_step)
+    train, train_cpu = timed(train_step)
     model.eval()
     with torch.no_grad():
         out = model(x)
         finite = bool(torch.isfinite(out).all())
-        infer = timed(lambda: model(x))
-    return {"row": name, "train": train, "infer": infer, "params": total, "trainable": trainable,
+        infer, infer_cpu = timed(lambda: model(x))
+    return {"row": name, "train": train, "infer": infer, "train_cpu": train_cpu, "infer_cpu": infer_cpu,
+            # inference logits after the same training steps: compared across neuroposter's rows
+            "logits": out.double().flatten().tolist() if name in LOGIT_CHECKED + ("neuroposter-before",) else None,
+            "params": total, "trainable": trainable,
             "shape": shape, "infer_shape": list(out.shape), "finite": finite, "threads": torch.get_num_threads(),
             "version": ver, "where": where}
 
@@ -452,43 +493,80 @@ def _fmt(xs: list[float]) -> str:
     return f"{med:8.1f} ({min(xs):.0f}-{max(xs):.0f})"
 
 
+def _logit_check(results: dict[str, list[dict]]) -> list[str]:
+    """Lines comparing neuroposter's rows' inference logits with ``neuroposter-before``'s (see LOGIT_CHECKED)."""
+    if "neuroposter-before" not in results:
+        return []
+    ref = torch.tensor(results["neuroposter-before"][0]["logits"])
+    lines = []
+    for n in LOGIT_CHECKED:
+        if n not in results:
+            continue
+        got = torch.tensor(results[n][0]["logits"])
+        diff = float((got - ref).abs().max())
+        same = bool(torch.equal(got, ref))
+        close = bool(torch.allclose(got, ref, rtol=1e-5, atol=1e-5))
+        lines.append(f"logits check {n} vs neuroposter-before (after the same training steps): "
+                     f"{'bit-identical' if same else f'max |diff| {diff:.2e}'}"
+                     + ("" if same else (", allclose (rtol=atol=1e-5)" if close else ", NOT allclose")))
+        if n != "neuroposter-sparse-train" and not close:
+            lines.append(f"LOGITS CHECK FAILED: {n}")
+    spread = float(ref.reshape(-1, 1).std()) if ref.numel() else 0.0
+    lines.append(f"(reference logits' spread {spread:.3g}: the network is not constant)")
+    return lines
+
+
 def report(results: dict[str, list[dict]], cfg: SDTConfig, T: int, batch: int, args: argparse.Namespace) -> str:
     """The table with ratios and the machine, as printed."""
     first = {n: rs[0] for n, rs in results.items()}
-    med = {n: {k: statistics.median(r[k] for r in rs) for k in ("train", "infer")} for n, rs in results.items()}
+    cols = ("train", "infer", "train_cpu", "infer_cpu")
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in cols} for n, rs in results.items()}
     lines = [f"SDT, T={T} batch={batch} tokens={cfg.n_tokens}x{cfg.d_in} width={cfg.d_model} depth={cfg.depth} "
              f"mlp={cfg.mlp_hidden} classes={cfg.n_classes}; parameters {first['neuroposter']['params']} "
-             f"({first['neuroposter']['trainable']} trainable) in every row; float32 unless marked",
+             f"({first['neuroposter']['trainable']} trainable) in every row; float32 unless marked; input spike "
+             f"density {INPUT_DENSITY}",
              f"samples/s: median of {args.repeats} interleaved repeats (min-max), each a fresh process timing "
              f"{args.steps} steps one by one after {args.warmup} warm-up steps (batch / median step time); "
-             f"train = forward + backward + AdamW, inference = eval() + no_grad forward", ""]
+             f"train = forward + backward + AdamW, inference = eval() + no_grad forward; 'cpu' columns: per CPU "
+             f"second of the process (all its threads), less sensitive to other load on a shared machine", ""]
     w = max(len(_label(n, first[n])) for n in results) + 2
-    lines.append(f"| {'implementation':<{w}} | {'train samples/s':>22} | {'inference samples/s':>22} |")
-    lines.append(f"|{'-' * (w + 2)}|{'-' * 23}:|{'-' * 23}:|")
+    lines.append(f"| {'implementation':<{w}} | {'train samples/s':>22} | {'inference samples/s':>22} | "
+                 f"{'train /cpu-s':>12} | {'infer /cpu-s':>12} |")
+    lines.append(f"|{'-' * (w + 2)}|{'-' * 23}:|{'-' * 23}:|{'-' * 13}:|{'-' * 13}:|")
     for n, rs in results.items():
         lines.append(f"| {_label(n, first[n]):<{w}} | {_fmt([r['train'] for r in rs]):>22} | "
-                     f"{_fmt([r['infer'] for r in rs]):>22} |")
+                     f"{_fmt([r['infer'] for r in rs]):>22} | {med[n]['train_cpu']:12.1f} | "
+                     f"{med[n]['infer_cpu']:12.1f} |")
     peers = [n for n in results if n not in OWN_ROWS and ROWS[n].in_ratio]
     lines.append("")
     if peers:
-        for own in ("neuroposter", "neuroposter-per-step"):
+        for own in ("neuroposter", "neuroposter-sparse-train", "neuroposter-before", "neuroposter-per-step"):
             if own not in med:
                 continue
-            parts = []
-            for col, title in (("train", "train"), ("infer", "inference")):
-                best = max(peers, key=lambda n: med[n][col])
-                parts.append(f"{title} {med[own][col] / med[best][col]:.2f}x (fastest peer: {best})")
-            lines.append(f"ratio {own} / fastest peer (medians): " + "; ".join(parts))
-        best = {n: {k: max(r[k] for r in rs) for k in ("train", "infer")} for n, rs in results.items()}
+            for clock, suffix in (("wall", ""), ("cpu", "_cpu")):
+                parts = []
+                for col, title in (("train", "train"), ("infer", "inference")):
+                    best = max(peers, key=lambda n: med[n][col + suffix])
+                    parts.append(f"{title} {med[own][col + suffix] / med[best][col + suffix]:.2f}x "
+                                 f"(fastest peer: {best})")
+                lines.append(f"ratio {own} / fastest peer ({clock}-clock medians): " + "; ".join(parts))
+        best = {n: {k: max(r[k] for r in rs) for k in cols} for n, rs in results.items()}
         parts = [f"{title} {best['neuroposter'][col] / max(best[n][col] for n in peers):.2f}x"
                  for col, title in (("train", "train"), ("infer", "inference"))] if "neuroposter" in best else []
         if parts:
             lines.append("ratio neuroposter / fastest peer on each row's best repeat (least disturbed by other load): "
                          + "; ".join(parts))
+    if "neuroposter-before" in med and "neuroposter" in med:
+        lines.append("neuroposter / neuroposter-before (this issue's kernels), wall | cpu: train "
+                     f"{med['neuroposter']['train'] / med['neuroposter-before']['train']:.2f}x | "
+                     f"{med['neuroposter']['train_cpu'] / med['neuroposter-before']['train_cpu']:.2f}x, inference "
+                     f"{med['neuroposter']['infer'] / med['neuroposter-before']['infer']:.2f}x | "
+                     f"{med['neuroposter']['infer_cpu'] / med['neuroposter-before']['infer_cpu']:.2f}x")
     if "neuroposter-f64" in med and "neuroposter" in med:
         lines.append(f"float64 / float32 step time, neuroposter time-folded: train "
                      f"{med['neuroposter']['train'] / med['neuroposter-f64']['train']:.2f}x, inference "
                      f"{med['neuroposter']['infer'] / med['neuroposter-f64']['infer']:.2f}x")
+    lines += _logit_check(results)
     threads = sorted({r["threads"] for rs in results.values() for r in rs})
     by_peer = {ROWS[n].peer: first[n] for n in results if ROWS[n].peer}
     vers = ", ".join(f"{peer} {r['version']} ({r['where']})" for peer, r in by_peer.items()) or "none"
@@ -545,7 +623,10 @@ def main(argv: list[str] | None = None) -> int:
             assert res["finite"], f"{r}: non-finite outputs"
     counts = {r: (rs[0]["params"], rs[0]["trainable"]) for r, rs in results.items()}
     assert len(set(counts.values())) == 1, f"parameter counts differ: {counts}"
-    print(report(results, cfg, T, batch, a))
+    text = report(results, cfg, T, batch, a)
+    print(text)
+    if "LOGITS CHECK FAILED" in text:
+        raise SystemExit("error: a neuroposter row's inference logits differ from neuroposter-before's (see above)")
     return 0
 
 

@@ -9,7 +9,8 @@ BatchNorm perturbations so every layer spikes), lowers it to NIR and times
 * the integer reference of the Loihi 2 export (the graph quantised by ``quantize_loihi``):
   ``per_hop`` ``int`` with the re-timing delays, without records, with records (each node up to
   its last step that reaches the output, as an export keeps them) and with every record over all
-  ``T + L`` steps (``tail=True``), and ``same_step`` ``int``;
+  ``T + L`` steps (``tail=True``), and ``same_step`` ``int``; and the ``per_hop`` ``int`` run with the spike-sparse
+  products turned off (``sparse=False``: the dense products of before);
 
 and prints samples/s, each time relative to the Norse float32 forward, the integer ``per_hop``
 reference's samples/s ratio to the Norse float32 forward and to the float ``same_step`` simulator,
@@ -55,6 +56,7 @@ def main() -> None:
     ap.add_argument("--T", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--density", type=float, default=0.1, help="input spike density (default 0.1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -62,7 +64,7 @@ def main() -> None:
     graph = lower_model(model, T=args.T)
     rt = retime(graph)
     g = torch.Generator().manual_seed(2)
-    spikes = (torch.rand(args.T, args.batch, 40, 1664, generator=g) < 0.1).float()
+    spikes = (torch.rand(args.T, args.batch, 40, 1664, generator=g) < args.density).float()
     x = to_graph_input(spikes, graph)
     m64 = copy.deepcopy(model).double()
     gi, _ = quantize_loihi(graph, load_profile("loihi2"))
@@ -86,6 +88,8 @@ def main() -> None:
         (f"simulate per_hop float64 (T+L={args.T + rt.latency})",
          _best(lambda: simulate(graph, x, mode="per_hop", delays=rt.delays, record=False), args.repeats)),
         ("simulate per_hop int (loihi2)", _best(lambda: simulate(gi, x, record=False, **hop_int), args.repeats)),
+        ("simulate per_hop int, dense products",
+         _best(lambda: simulate(gi, x, record=False, sparse=False, **hop_int), args.repeats)),
         ("simulate per_hop int + records", _best(lambda: simulate(gi, x, **hop_int), args.repeats)),
         ("simulate per_hop int + records, tail", _best(lambda: simulate(gi, x, tail=True, **hop_int), args.repeats)),
         ("simulate same_step int", _best(lambda: simulate(gi, x, arithmetic="int", record=False), args.repeats)),
@@ -108,6 +112,9 @@ def main() -> None:
     hop = simulate(gi, x, record=False, **hop_int).aligned_output()
     same = simulate(gi, x, arithmetic="int", record=False).output
     print(f"check: int per_hop == int same_step shifted by L: {bool(np.array_equal(hop, same))}")
+    dense = simulate(gi, x, record=False, sparse=False, **hop_int).output
+    print(f"check: int per_hop sparse == dense products: {bool(np.array_equal(simulate(gi, x, record=False, **hop_int).output, dense))}; "
+          f"sparse / dense speed {sec['simulate per_hop int, dense products'] / t_int:.2f}x")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def _importable(peer: str | None) -> bool:
     return peer is None or importlib.util.find_spec(peer) is not None
 
 
-ROW_NAMES = ["neuroposter", "neuroposter-per-step", "spikingjelly-linear", "spikingjelly-conv1d", "snntorch", "norse",
+ROW_NAMES = ["neuroposter", "neuroposter-sparse-train", "neuroposter-before", "neuroposter-per-step", "spikingjelly-linear", "spikingjelly-conv1d", "snntorch", "norse",
              "neuroposter-f64"]
 
 
@@ -122,6 +122,27 @@ def test_peer_with_neuroposter_weights_gives_neuroposter_logits(bench, name):
     got = peer(x)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(peer(x), want, rtol=1e-9, atol=1e-12)     # a second call starts from rest
+
+
+def test_own_rows_compute_the_same_inference_logits(bench):
+    """The default row (compiled LIF, sparse embed in inference) against the pre-#16 row (torch-form LIF, dense
+    embed), same weights: float64 inference logits to round-off, and each row really runs its configuration."""
+    from neuroposter.models.lif import LIF
+
+    torch.manual_seed(2)
+    models = {n: bench.build_row(n, CFG).double().eval() for n in ("neuroposter", "neuroposter-sparse-train",
+                                                                  "neuroposter-before")}
+    state = models["neuroposter"].state_dict()
+    for m in models.values():
+        m.load_state_dict(state)
+    assert models["neuroposter"].sparse_input == "auto" and models["neuroposter-sparse-train"].sparse_input == "train"
+    assert models["neuroposter-before"].sparse_input == "off"
+    assert {m.backend for m in models["neuroposter-before"].modules() if isinstance(m, LIF)} == {"fused-torch"}
+    x = (torch.rand(T, B, CFG.n_tokens, CFG.d_in) < 0.2).double()
+    with torch.no_grad():
+        want = models["neuroposter-before"](x)
+        for n in ("neuroposter", "neuroposter-sparse-train"):
+            torch.testing.assert_close(models[n](x), want, rtol=1e-12, atol=1e-12)
 
 
 def test_missing_peer_without_install_says_what_to_do(bench, tmp_path):

@@ -41,6 +41,12 @@ Backends (``LIF(..., backend=...)``, default :data:`DEFAULT_BACKEND`):
   (the reset ``(1 - z) v~`` is differentiated, not detached, as in Norse). Only the ``"super"`` surrogate is
   fused (SuperSpike as Norse 1.1.0 implements it: ``1 / (|s| + 1)^2``, its ``alpha`` is not used); another
   surrogate falls back to the Norse path.
+
+  On CPU float32/float64 tensors the fused forward and backward run as compiled numba kernels
+  (:mod:`neuroposter.models.lif_kernel`: one pass per neuron over ``T``, neurons in parallel), which perform the same
+  floating-point operations in the same order and precision: bit-identical spikes and gradients to the torch form
+  (``tests/models/test_lif_kernel.py``); other devices and dtypes run the torch form.
+* ``"fused-torch"`` -- the fused backend always in its torch form (the kernels' reference; any device).
 * ``"norse"`` -- Norse's ``LIFBoxCell`` once per step (an autograd graph per step): the reference.
 
 The two differ only where a membrane is infinite (the Norse reset gives ``0 * inf = nan``, the fused one 0) and
@@ -55,11 +61,13 @@ from norse.torch.functional.lif_box import LIFBoxFeedForwardState
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from neuroposter.models.lif_kernel import kernel_applies, lif_kernel_backward, lif_kernel_forward
+
 __all__ = ["LIF", "SpikeRecorder", "LIF_BACKENDS", "DEFAULT_BACKEND", "FusedLIFFunction", "lif_fused", "set_lif_backend",
            "lif_firing_rates", "freeze_bias_before_bn"]
 
 #: The ways :class:`LIF` can run its ``T`` steps (module docstring).
-LIF_BACKENDS = ("fused", "norse")
+LIF_BACKENDS = ("fused", "norse", "fused-torch")
 #: The backend a :class:`LIF` built without ``backend=`` uses.
 DEFAULT_BACKEND = "fused"
 #: Surrogates the fused backend implements (others run on the Norse path).
@@ -104,29 +112,36 @@ def _fused_backward(grad: Tensor, vd_all: Tensor, fired_all: Tensor, c: Tensor, 
 
 
 class FusedLIFFunction(torch.autograd.Function):
-    """The LIF over all ``T`` steps as one autograd node (module docstring); ``apply(x, c, v_th)`` with ``c``
-    and ``v_th`` 0-dim tensors (no gradient)."""
+    """The LIF over all ``T`` steps as one autograd node (module docstring); ``apply(x, c, v_th, compiled)`` with
+    ``c`` and ``v_th`` 0-dim tensors (no gradient); ``compiled``: the numba kernels where they apply (CPU
+    float32/float64), else the torch form (bit-identical)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, c: Tensor, v_th: Tensor) -> Tensor:  # noqa: ANN001 - torch's ctx
-        spikes, fired, vd_all = _fused_forward(x, c, v_th, keep=True)
+    def forward(ctx, x: Tensor, c: Tensor, v_th: Tensor, compiled: bool = True) -> Tensor:  # noqa: ANN001
+        use_kernel = compiled and kernel_applies(x)
+        run = lif_kernel_forward if use_kernel else _fused_forward
+        spikes, fired, vd_all = run(x, c, v_th, keep=True)
+        ctx.use_kernel = use_kernel
         ctx.save_for_backward(vd_all, fired, c, v_th)
         return spikes
 
     @staticmethod
     @once_differentiable          # the saved membranes carry no graph: no second derivatives
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None]:  # noqa: ANN001
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None, None]:  # noqa: ANN001
         vd_all, fired, c, v_th = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
-            return None, None, None
-        return _fused_backward(grad.contiguous(), vd_all, fired, c, v_th), None, None
+            return None, None, None, None
+        run = lif_kernel_backward if ctx.use_kernel and grad.dtype == vd_all.dtype else _fused_backward
+        return run(grad.contiguous(), vd_all, fired, c, v_th), None, None, None
 
 
-def lif_fused(x: Tensor, c: Tensor, v_th: Tensor) -> Tensor:
+def lif_fused(x: Tensor, c: Tensor, v_th: Tensor, compiled: bool = True) -> Tensor:
     """Spikes of the LIF over ``x [T, ...]`` (fused backend): one autograd node when ``x`` needs a gradient,
-    a plain loop otherwise."""
+    a plain loop otherwise; ``compiled``: the numba kernels on CPU float32/float64 (:mod:`.lif_kernel`)."""
     if torch.is_grad_enabled() and x.requires_grad:
-        return FusedLIFFunction.apply(x, c, v_th)
+        return FusedLIFFunction.apply(x, c, v_th, compiled)
+    if compiled and kernel_applies(x):
+        return lif_kernel_forward(x, c, v_th, keep=False)[0]
     return _fused_forward(x, c, v_th, keep=False)[0]
 
 
@@ -176,7 +191,8 @@ class LIF(SpikeRecorder, nn.Module):
         v_th: firing threshold; a neuron fires when its membrane is strictly above it.
         surrogate: Norse threshold method used for the backward pass (``"super"``, ``"triangle"``, ...).
         alpha: surrogate hyper-parameter passed to Norse (unused by ``"super"``).
-        backend: ``"fused"`` (one autograd node over ``T``) or ``"norse"`` (Norse's cell per step); None:
+        backend: ``"fused"`` (one autograd node over ``T``, compiled on CPU), ``"fused-torch"`` (the same in torch
+            operations) or ``"norse"`` (Norse's cell per step); None:
             :data:`DEFAULT_BACKEND`. Both compute the same spikes and gradients (module docstring).
 
     Attributes:
@@ -224,9 +240,9 @@ class LIF(SpikeRecorder, nn.Module):
         if x.dim() < 2:
             raise ValueError(f"LIF expects time-first input [T, ...] with at least 2 dims, got {tuple(x.shape)}")
         p = self.cell.p
-        if self.backend == "fused" and p.method in FUSED_SURROGATES:
+        if self.backend in ("fused", "fused-torch") and p.method in FUSED_SURROGATES:
             c = p.tau_mem_inv * self.cell.dt      # Norse's ``dt * tau_mem_inv`` (dt = 1: exact)
-            spikes = lif_fused(x, c.to(x.device), p.v_th.to(x.device))
+            spikes = lif_fused(x, c.to(x.device), p.v_th.to(x.device), compiled=self.backend == "fused")
         else:
             state = LIFBoxFeedForwardState(v=torch.zeros_like(x[0]))
             out = []

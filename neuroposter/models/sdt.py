@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from neuroposter.models.lif import LIF, freeze_bias_before_bn, lif_firing_rates
+from neuroposter.models.sparse import DEFAULT_SPARSE_MODE, spike_linear
 
 __all__ = ["SDTConfig", "TokenLinear", "SDSA", "SpikingMLP", "SDTBlock", "SpikeDrivenTransformer"]
 
@@ -185,6 +186,9 @@ class SpikeDrivenTransformer(nn.Module):
         self.blocks = nn.ModuleList(SDTBlock(cfg) for _ in range(cfg.depth))
         self.head_sn = LIF(cfg.tau, cfg.v_th)
         self.head = nn.Linear(cfg.d_model, cfg.n_classes)
+        #: how ``embed`` treats its spike input (:data:`neuroposter.models.sparse.SPARSE_MODES`): by default
+        #: gather-and-add over the active inputs in inference, the dense GEMM in training
+        self.sparse_input = DEFAULT_SPARSE_MODE
 
     def forward(self, spikes: Tensor) -> Tensor:
         """Args: spikes ``[T, B, N, D_in]`` (0/1, any dtype). Returns: logits ``[T, B, C]``."""
@@ -194,8 +198,8 @@ class SpikeDrivenTransformer(nn.Module):
         if N != self.cfg.n_tokens or D != self.cfg.d_in:
             raise ValueError(f"SDT built for N={self.cfg.n_tokens} tokens of D={self.cfg.d_in}, "
                              f"got N={N}, D={D}")
-        x = spikes.to(self.embed.weight.dtype)
-        u = _bn_tokens(self.embed_bn, self.embed(x)) + self.pos_bias   # [T, B, N, d]
+        e = spike_linear(self.embed, spikes, self.sparse_input)         # sparse or dense (neuroposter.models.sparse)
+        u = _bn_tokens(self.embed_bn, e) + self.pos_bias                # [T, B, N, d]
         for block in self.blocks:
             u = block(u)
         s = self.head_sn(u)                                             # [T, B, N, d]

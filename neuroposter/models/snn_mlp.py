@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from torch import Tensor, nn
 
 from neuroposter.models.lif import LIF, freeze_bias_before_bn, lif_firing_rates
+from neuroposter.models.sparse import DEFAULT_SPARSE_MODE, spike_linear
 
 __all__ = ["SpikingMLPConfig", "SpikingMLPNet"]
 
@@ -56,6 +57,8 @@ class SpikingMLPNet(nn.Module):
         self.head = nn.Linear(cfg.hidden2, cfg.n_classes)
         freeze_bias_before_bn(self.fc1)   # BN cancels these biases (zero gradient): zero and frozen
         freeze_bias_before_bn(self.fc2)
+        #: how ``fc1`` treats its spike input (:data:`neuroposter.models.sparse.SPARSE_MODES`)
+        self.sparse_input = DEFAULT_SPARSE_MODE
 
     def forward(self, spikes: Tensor) -> Tensor:
         """Args: spikes ``[T, B, 1, D_in]`` or ``[T, B, D_in]``. Returns: logits ``[T, B, C]``."""
@@ -67,8 +70,8 @@ class SpikingMLPNet(nn.Module):
         if spikes.dim() != 3 or spikes.shape[-1] != self.cfg.d_in:
             raise ValueError(f"snn-mlp expects [T, B, 1, {self.cfg.d_in}], got {tuple(spikes.shape)}")
         T, B, D = spikes.shape
-        x = spikes.to(self.fc1.weight.dtype).reshape(T * B, D)          # [T*B, D_in]
-        h = self.sn1(self.fc1_bn(self.fc1(x)).reshape(T, B, -1))         # [T, B, h1]
+        x = spike_linear(self.fc1, spikes.reshape(T * B, D), self.sparse_input)   # [T*B, h1], sparse or dense
+        h = self.sn1(self.fc1_bn(x).reshape(T, B, -1))                   # [T, B, h1]
         h = self.fc2_bn(self.fc2(h.reshape(T * B, -1))).reshape(T, B, -1)
         h = self.sn2(h)                                                  # [T, B, h2]
         return self.head(h)                                              # [T, B, C]
