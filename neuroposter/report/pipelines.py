@@ -245,11 +245,17 @@ def pipelines_text(rows: pd.DataFrame, views: Sequence[Any]) -> str | None:
     if w.empty:
         return None
     first = w.iloc[0]
-    parts = [f"{r['title']}: {r['winner']} ({'>= ' if r['lower_bound'] else ''}{_mj(r['winner_mj'])} mJ)"
-             for _, r in w.iterrows()]
-    return (f"The poster pipelines as deployed, front end included (deployed test mAP not distinguishable from the "
-            f"most accurate, {first['best']}: {first['contenders']}): the cheapest in "
-            + "; ".join(parts) + ".")
+    best = rows[rows["pipeline"] == first["best"]].iloc[0]
+    others = [c for c in str(first["contenders"]).split("; ") if c and c != first["best"]]
+    by_winner: dict[str, list[str]] = {}
+    for _, r in w.iterrows():
+        by_winner.setdefault(str(r["winner"]), []).append(
+            f"{str(r['title']).split(' (')[0]} ({'>= ' if r['lower_bound'] else ''}{_mj(r['winner_mj'])} mJ)")
+    wins = "; ".join(f"the {name} in the {', '.join(where)}" for name, where in by_winner.items())
+    return (f"The poster pipelines as deployed, front end included: the most accurate is the {first['best']} "
+            f"({_iv(best)}, {str(best.get('deployed_on') or 'deployed').split(' (')[0]})"
+            + (f", not distinguishable from the {', '.join(others)}" if others else "")
+            + f"; the cheapest of those is {wins}.")
 
 
 def missing_pipelines(rows: pd.DataFrame) -> str | None:

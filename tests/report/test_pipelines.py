@@ -89,7 +89,9 @@ def test_winner_is_the_cheapest_pipeline_not_distinguishable_from_the_best() -> 
     w = pipeline_winners(rows, VIEWS).iloc[0]
     assert w["best"] == "best" and w["contenders"] == "best; close; unpriced"
     assert (w["winner"], w["winner_mj"]) == ("close", 1.0)              # "far" is cheaper but worse
-    assert "close (1 mJ)" in pipelines_text(rows, VIEWS)
+    text = pipelines_text(rows, VIEWS)
+    assert "the most accurate is the best (0.800 [0.760, 0.840]" in text and "the close in the SDT-paper view (1 mJ)" in text
+    assert "not distinguishable from the close, unpriced" in text
     assert pipeline_winners(rows.iloc[0:0], VIEWS).empty and pipelines_text(rows.iloc[0:0], VIEWS) is None
 
 
