@@ -32,4 +32,7 @@ PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/python -m pip install -q -e ".[d
 # pins nir<=1.0.4 and samna (pip would downgrade nir; samna cannot install here), xylosim's names pybind11 (build
 # only). At run time they need only what the main install has (torch, numpy, nir, nirtorch; sinabs imports pbr).
 PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/python -m pip install -q --no-deps xylosim sinabs pbr
+# numba compiles the project's kernels on their first call and caches the machine code: do it now, not in the first
+# command (neuroposter/_warm.py)
+.venv/bin/python -m neuroposter._warm >&2
 touch "$stamp"

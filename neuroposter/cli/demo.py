@@ -37,13 +37,17 @@ __all__ = ["add_parser", "run", "SIZES", "stages"]
 # with the agreement bound off: it has no quantisation-aware training). Its training (float64, 1664-channel spiking
 # token projection) takes 10-20 s per epoch on 800 posters on 2 cores, more than the default budget leaves, so
 # ``default`` leaves it to ``full`` (``tiny`` runs it to keep the stage tested).
+# ``float_loihi``: also export the float-trained spiking models to Loihi 2 (bound off), the "without
+# quantisation-aware training" comparison (about 14 s). ``conv_fit``: also fit the pixel SDT's convolutional variant to
+# every convolution-native chip (Speck; about 25 s at 16x16). Both are left to ``full`` by ``default``, whose other
+# stages take the 6 minutes.
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"posters": 48, "epochs": 20, "patience": 2, "qat_patience": 2, "samples": 8, "seeds": 1,
-             "qat_epochs": 8, "lava_samples": 8, "pixels": 16, "frontend": 1},
+             "qat_epochs": 8, "lava_samples": 8, "pixels": 16, "frontend": 1, "float_loihi": 1, "conv_fit": 1},
     "default": {"posters": 800, "epochs": 60, "patience": 4, "qat_patience": 3, "samples": 16, "seeds": 1,
-                "qat_epochs": 30, "lava_samples": 8, "pixels": 16, "frontend": 0},
+                "qat_epochs": 30, "lava_samples": 8, "pixels": 16, "frontend": 0, "float_loihi": 0, "conv_fit": 0},
     "full": {"posters": 800, "epochs": 60, "patience": 5, "qat_patience": 5, "samples": 16, "seeds": 3,
-             "qat_epochs": 30, "lava_samples": 16, "pixels": 32, "frontend": 1},
+             "qat_epochs": 30, "lava_samples": 16, "pixels": 32, "frontend": 1, "float_loihi": 1, "conv_fit": 1},
 }
 
 # The fair pair (the SDT and its ANN twin) is trained with extra seeds so that the report can
@@ -124,7 +128,7 @@ def _conv_native(chip: str) -> bool:
     return "Conv2d" in {str(x) for x in (getattr(load_profile(chip_target_profiles()[chip]), "nir_nodes", None) or ())}
 
 
-def _chip_stages(chip: str, model: str = "sdt") -> list[Stage]:
+def _chip_stages(chip: str, model: str = "sdt", conv_fit: bool = True) -> list[Stage]:
     """Every chip runs a model: the full ``model`` where the chip's system hosts it (partitioned over its cores and
     chips); fine-tuned with the chip's arithmetic in the loop where the deployed network keeps the trained
     model's decisions too rarely; a variant fitted to the chip's limits (``neuroposter fit``: on the pooled
@@ -145,7 +149,7 @@ def _chip_stages(chip: str, model: str = "sdt") -> list[Stage]:
     # the pixel SDT's conv variant is fitted where the chip is convolution-native (its profile hosts Conv2d):
     # elsewhere it would be trained only to be refused (TrueNorth's 256-axon fan-in, Xylo's 16 inputs); those chips
     # run their feature fit
-    fit = not pixels or _conv_native(chip)
+    fit = not pixels or (conv_fit and _conv_native(chip))
     # the pixel SDT has quantisation-aware training for Loihi 2 only (its analog input is deployed as graded spikes
     # there): on a simulated chip its deployed-vs-trained verdict stands as it is
     tune = not pixels
@@ -240,9 +244,10 @@ def stages(preset: dict[str, int] | None = None) -> list[Stage]:
         # deployed-vs-trained bound is switched off here (it would fail them) so that the report can show them
         *(Stage(f"export loihi {m} (float-trained, for comparison)", "export",
                 _export("loihi", m, "--min-trained-agreement", "0", at_most=4), verdict=True)
-          for m, _ in _QAT_MODELS),
+          for m, _ in _QAT_MODELS if preset.get("float_loihi")),
         *(st for chip in chip_targets() for st in _chip_stages(chip)),
-        *(st for chip in chip_targets() for st in _chip_stages(chip, _PIXEL_MODEL) if preset.get("pixels")),
+        *(st for chip in chip_targets() for st in _chip_stages(chip, _PIXEL_MODEL, bool(preset.get("conv_fit")))
+          if preset.get("pixels")),
         Stage("report", "report", lambda a, s: ["report", "--exports", str(a.export_root),
                                                 "--samples", str(2 * s["samples"]), *_common(a)]),
     ]

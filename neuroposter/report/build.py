@@ -219,7 +219,7 @@ def _draw_figures(data: ReportData, tmp: Path) -> tuple[dict[str, str | None], d
                        tables.Evaluation("precision", "horowitz_45nm_int8").label, tmp / "breakdown_int8.png",
                        "precision-matched view, int8 (Horowitz)"),
         "fr": fig("firing_rates", figures.firing_rates, data.runs, tmp / "firing_rates.png"),
-        "ops": fig("ops_per_layer", figures.ops_per_layer, data.runs, tmp / "ops_per_layer.png"),
+        "ops": fig("ops_per_layer", figures.ops_per_layer, _representatives(data.runs), tmp / "ops_per_layer.png"),
         "map": fig("mapping_verdicts", figures.mapping_verdicts_fig, data.verdicts, tmp / "mapping_verdicts.png"),
         "ci": fig("accuracy_ci", figures.bootstrap_forest, data.ci, tmp / "accuracy_ci.png"),
         "chips": fig("chips_accuracy_vs_energy", figures.chips_accuracy_vs_energy, data.chips,
@@ -238,6 +238,19 @@ def _draw_figures(data: ReportData, tmp: Path) -> tuple[dict[str, str | None], d
         if png.name not in drawn:
             png.unlink()
     return figs, device_bd
+
+
+def _representatives(runs: Sequence[Any]) -> list[Any]:
+    """One run per model (:func:`neuroposter.report.seeds.representative`; chip-fitted variants each their own):
+    seeds and chip fine-tunes of a model have its layers, and a panel each would only repeat them."""
+    from neuroposter.report.seeds import representative
+
+    out = []
+    for model in dict.fromkeys(r.model for r in runs if not getattr(r, "fitted", False)):
+        rep = representative(runs, model)
+        if rep is not None:
+            out.append(rep)
+    return out + [r for r in runs if getattr(r, "fitted", False)]
 
 
 def _csv(df: pd.DataFrame, path: Path, data: DataProvenance) -> None:

@@ -329,7 +329,8 @@ def _breakdown(figs: Figures, device_bd: Figures) -> Section:
 def _activity(data: ReportData, figs: Figures) -> Section:
     s = Section("Activity: firing rates and ops per layer")
     s.figure(figs["fr"], "Firing rate per layer of the SNNs on the test inputs")
-    s.figure(figs["ops"], "Dense vs effective (measured) ops per layer")
+    s.figure(figs["ops"], "Dense vs effective (measured) ops per layer, one panel per model (its representative run: "
+                          "seeds and chip fine-tunes have the same layers; every run's totals in the table below)")
     tot = []
     for r in data.runs:
         if r.counts is not None:

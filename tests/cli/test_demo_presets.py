@@ -54,12 +54,20 @@ def test_chip_fine_tunes_use_the_qat_patience(size: str) -> None:
 
 
 def test_the_comparison_bundles_run_fewer_lava_samples_and_fine_tunes_fewer_consumers() -> None:
-    lines = _lines("default")
+    lines = _lines("full")
     cmp = lines["export loihi sdt (float-trained, for comparison)"]
     assert cmp.count("--samples") == 1 and cmp[cmp.index("--samples") + 1] == "4"
     assert lines["export loihi sdt-loihi"][lines["export loihi sdt-loihi"].index("--samples") + 1] == \
-        str(SIZES["default"]["lava_samples"])
+        str(SIZES["full"]["lava_samples"])
     assert "consumer_samples=2" in lines["export nir sdt-loihi"] and "consumer_samples=2" not in lines["export nir sdt"]
+
+
+def test_default_leaves_the_float_comparisons_and_the_conv_fit_to_full() -> None:
+    default, full = _lines("default"), _lines("full")
+    assert not any("float-trained, for comparison" in n for n in default)
+    assert sum("float-trained, for comparison" in n for n in full) == 2
+    assert not any(v[0] == "fit" and "images" in v for v in default.values())
+    assert any(v[0] == "fit" and "images" in v for v in full.values())
 
 
 def test_the_spiking_front_end_is_trained_from_the_sdt_and_deployed_where_the_preset_asks() -> None:
@@ -89,7 +97,7 @@ def test_a_refused_fit_is_found_under_its_own_name() -> None:
 
 
 def test_the_pixel_sdt_on_chips_fine_tunes_only_for_loihi_and_fits_a_conv_variant_only_on_conv_chips() -> None:
-    lines = _lines("default")
+    lines = _lines("full")
     tunes = [n for n in lines if n.startswith("train sdt-pixels-")]
     assert tunes == ["train sdt-pixels-loihi (quantisation-aware fine-tune)"]   # no chip QAT that would be refused
     fits = [v for v in lines.values() if v[0] == "fit" and "images" in v]
