@@ -165,13 +165,12 @@ def _full_run(runs: Sequence[Any], model: str | None = None) -> Any | None:
     return next((r for r in cands if r.name == model), cands[0] if cands else None)
 
 
-def _reads_images(run: Any) -> bool:
-    from neuroposter.models import MODELS
+#: models whose chip rows stand beside the pixel SDT (the spiking front end keeps the feature SDT's head)
+_PIXEL_VARIANTS = ("sdt-pixels", "chip-cnn")
 
-    try:
-        return MODELS.get(run.model).inputs == "images"
-    except KeyError:
-        return False
+
+def _reads_images(run: Any) -> bool:
+    return run.model in _PIXEL_VARIANTS
 
 
 def _price(counts: Any, profile: HardwareProfile) -> EnergyBreakdown:
