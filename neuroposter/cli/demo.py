@@ -29,14 +29,15 @@ __all__ = ["add_parser", "run", "SIZES", "stages"]
 # model on the whole test split either way).
 # ``pixels``: the image side of the pixel-input SDT (``sdt-pixels``: a spiking convolutional stem on the posters, no
 # DenseNet front end), which every preset trains, fine-tunes with Loihi 2's arithmetic (graded 8-bit input) and
-# exports: 16x16 in ``default`` and ``tiny`` (the default must fit the 6-minute budget on 2 CPU cores), 32x32 in ``full``.
+# exports: 16x16 in ``default`` and ``tiny`` (the default must fit the 6-minute budget on 2 CPU cores), 32x32 in
+# ``full``.
 # ``default`` is sized to finish within 6 minutes on 2 CPU cores; ``full`` adds seeds, patience and a larger pixel
 # SDT.
 # ``frontend``: also train the spiking front end for the seed's SDT (``sdt-frontend --init-from sdt``: a spiking
 # convolutional network distilled to make the SDT's DenseNet token spikes from the poster) and deploy it (NIR; Loihi 2
 # with the agreement bound off: it has no quantisation-aware training). Its training (float64, 1664-channel spiking
-# token projection) takes 10-20 s per epoch on 800 posters on 2 cores, more than the default budget leaves, so
-# ``default`` leaves it to ``full`` (``tiny`` runs it to keep the stage tested).
+# token projection) took about 9 s per epoch on 800 posters on 2 cores (17 epochs), more than the default budget
+# leaves, so ``default`` leaves it to ``full`` (``tiny`` runs it to keep the stage tested).
 # ``float_loihi``: also export the float-trained spiking models to Loihi 2 (bound off), the "without
 # quantisation-aware training" comparison (about 14 s). ``conv_fit``: also fit the pixel SDT's convolutional variant to
 # every convolution-native chip (Speck; about 25 s at 16x16). Both are left to ``full`` by ``default``, whose other
@@ -153,8 +154,7 @@ def _chip_stages(chip: str, model: str = "sdt", conv_fit: bool = True) -> list[S
     # the pixel SDT has quantisation-aware training for Loihi 2 only (its analog input is deployed as graded spikes
     # there): on a simulated chip its deployed-vs-trained verdict stands as it is
     tune = not pixels
-    what = "the pixel SDT's conv variant" if pixels else "variant"
-    return [
+    out = [
         Stage(full, "export", _export(chip, model), verdict=True),
         *([Stage(f"train {tuned} ({chip} arithmetic fine-tune)", "train", qat_argv,
                  when=lambda o: o.get(full) == _BELOW),
@@ -163,10 +163,12 @@ def _chip_stages(chip: str, model: str = "sdt", conv_fit: bool = True) -> list[S
                  when=lambda o: o.get(full) == _BELOW),
            Stage(f"export {chip} {tuned}", "export", _export(chip, tuned), verdict=True,
                  when=lambda o: o.get(full) == _BELOW)] if tune else []),
-        Stage(f"fit {chip}{' --input images' if pixels else ''} ({what} fitted to its limits)" if pixels else
-              f"fit {chip} (variant fitted to {chip}'s limits)", "fit", fit_argv,
-              verdict=True, when=lambda o: o.get(full) == _REFUSED),
-    ][: None if fit else -1]
+    ]
+    if fit:
+        name = (f"fit {chip} --input images (the pixel SDT's conv variant fitted to its limits)" if pixels
+                else f"fit {chip} (variant fitted to {chip}'s limits)")
+        out.append(Stage(name, "fit", fit_argv, verdict=True, when=lambda o: o.get(full) == _REFUSED))
+    return out
 
 
 def stages(preset: dict[str, int] | None = None) -> list[Stage]:

@@ -214,13 +214,14 @@ def _check_qat_args(args: argparse.Namespace) -> object:
 def _init_run_kwargs(ws: object, args: argparse.Namespace) -> dict[str, object]:
     """The model constructor kwargs recorded by ``--init-from``'s run (``model.json``), or {} without one (a
     missing or unreadable run is reported later, where it is loaded)."""
-    import json
+    from neuroposter._io import read_json
+    from neuroposter.errors import DataError
 
     if getattr(args, "init_from", None) is None:
         return {}
     try:
-        doc = json.loads((ws.run(args.init_from) / "model.json").read_text())
-    except (OSError, ValueError):
+        doc = read_json(ws.run(args.init_from) / "model.json")
+    except (OSError, ValueError, DataError):
         return {}
     kwargs = doc.get("kwargs") if isinstance(doc, dict) else None
     return dict(kwargs) if isinstance(kwargs, dict) else {}

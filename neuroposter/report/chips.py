@@ -169,7 +169,7 @@ def _full_run(runs: Sequence[Any], model: str | None = None) -> Any | None:
 _PIXEL_VARIANTS = ("sdt-pixels", "chip-cnn")
 
 
-def _reads_images(run: Any) -> bool:
+def _pixel_variant(run: Any) -> bool:
     return run.model in _PIXEL_VARIANTS
 
 
@@ -343,7 +343,7 @@ def chip_rows(bundles: Iterable[Any], runs: Sequence[Any], *, host_profile: str,
             named = summ.get("profile") or mapping.get("profile") or default_profile
             prof_name = str(named.get("name") or default_profile) if isinstance(named, Mapping) else str(named)
             rows.append(_deployed_row(chip, prof_name, b, by_run[b.run], summ, mapping, profile_of(prof_name), hp,
-                                      full_px if _reads_images(by_run[b.run]) else full, refusals))
+                                      full_px if _pixel_variant(by_run[b.run]) else full, refusals))
             done += 1
         if not done:
             why = ("; ".join(f"{r}: {v}" for r, v in refusals.items()) if refusals else
