@@ -167,6 +167,12 @@ class SpikeRecorder:
         self.last_spikes = detached if self.record_spikes else None
         return spikes
 
+    def _record_count(self, spike_sum: Tensor, numel: int) -> None:
+        """Records a forward computed elsewhere (a fused inference kernel): its spike sum and element count."""
+        self._spike_sum = spike_sum
+        self._numel = int(numel)
+        self.last_spikes = None
+
     @property
     def firing_rate(self) -> float:
         """Spikes per element in the last forward (a fraction for 0/1 spikes, a mean count for multi-spike neurons;

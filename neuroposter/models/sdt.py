@@ -43,7 +43,8 @@ import torch
 from torch import Tensor, nn
 
 from neuroposter.models.lif import LIF, freeze_bias_before_bn, lif_firing_rates
-from neuroposter.models.sparse import DEFAULT_SPARSE_MODE, spike_linear
+from neuroposter.models import sdt_inference
+from neuroposter.models.sparse import DEFAULT_SPARSE_MODE, spike_linear, use_sparse
 
 __all__ = ["SDTConfig", "TokenLinear", "SDSA", "SpikingMLP", "SDTBlock", "SpikeDrivenTransformer"]
 
@@ -198,8 +199,13 @@ class SpikeDrivenTransformer(nn.Module):
         if N != self.cfg.n_tokens or D != self.cfg.d_in:
             raise ValueError(f"SDT built for N={self.cfg.n_tokens} tokens of D={self.cfg.d_in}, "
                              f"got N={N}, D={D}")
-        e = spike_linear(self.embed, spikes, self.sparse_input)         # sparse or dense (neuroposter.models.sparse)
+        fast = self.sparse_input != "off" and sdt_inference.applies(self, spikes)
+        if fast and use_sparse(spikes, self.embed.weight):          # inference, all of it event-driven
+            return sdt_inference.sdt_inference(self, x=spikes)
+        e = spike_linear(self.embed, spikes, "off" if fast else self.sparse_input)   # sparse or dense (.sparse)
         u = _bn_tokens(self.embed_bn, e) + self.pos_bias                # [T, B, N, d]
+        if fast:                                                        # inference on spikes too dense to gather
+            return sdt_inference.sdt_inference(self, u0=u)
         for block in self.blocks:
             u = block(u)
         s = self.head_sn(u)                                             # [T, B, N, d]

@@ -12,7 +12,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from neuroposter.models import LIF, SDTConfig, SpikeDrivenTransformer
+import pytest
+
+from neuroposter.models import LIF, SDTConfig, SpikeDrivenTransformer, sdt_inference
+from neuroposter.models.lif import set_lif_backend
+from neuroposter.models.sparse import set_sparse_input
 
 # ---------------------------------------------------------------------------- reference (equations)
 
@@ -178,8 +182,6 @@ def test_surrogate_gradient_reaches_every_parameter(torch_gen: torch.Generator) 
 
 
 def test_config_validation() -> None:
-    import pytest
-
     with pytest.raises(ValueError, match="divisible"):
         SDTConfig(d_model=10, heads=4)
     with pytest.raises(ValueError, match="kv_v_th"):
@@ -187,3 +189,114 @@ def test_config_validation() -> None:
     model = SpikeDrivenTransformer(_tiny_cfg())
     with pytest.raises(ValueError, match="N=6"):
         model(torch.zeros(2, 1, 5, 48))
+
+
+# ---------------------------------------------------------------------------- the event-driven inference kernel
+
+
+def _rates_of(rec: dict[str, Tensor]) -> dict[str, float]:
+    return {name: float(ref.sum()) / ref.numel() for name, ref in rec.items()}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("density", [0.2, 0.7])     # 0.7: the embed's GEMM in torch, the rest in the kernel
+def test_inference_kernel_matches_equation_reference_bit_for_bit(torch_gen: torch.Generator, dtype: torch.dtype,
+                                                                 density: float) -> None:
+    """Exact arithmetic (dyadic weights): the kernel's spikes, rates and logits are the reference's, ties included."""
+    model = SpikeDrivenTransformer(_tiny_cfg())
+    _dyadic_(model, torch_gen)
+    model = model.to(dtype).eval()
+    x = (torch.rand(4, 3, 6, 48, generator=torch_gen) < density).to(dtype)
+    with torch.no_grad():
+        assert sdt_inference.applies(model, x)
+        ref_logits, ref_rec = ref_sdt(model, x)
+        for inp in (x, x.bool(), x.to(torch.uint8)):
+            logits = model(inp)
+            torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
+            assert model.firing_rates() == _rates_of(ref_rec)
+    for name, ref in ref_rec.items():
+        assert 0.0 < float(ref.mean()) < 1.0, f"{name} rate {float(ref.mean())}"   # not vacuous
+
+
+def test_inference_kernel_from_spikes_and_from_membranes_agree(torch_gen: torch.Generator) -> None:
+    model = SpikeDrivenTransformer(_tiny_cfg(depth=1, mlp_hidden=40, n_classes=3)).eval()
+    _dyadic_(model, torch_gen)
+    x = (torch.rand(3, 5, 6, 48, generator=torch_gen) < 0.2).float()
+    with torch.no_grad():
+        u0 = ref_bn(ref_linear(x, model.embed), model.embed_bn) + model.pos_bias
+        a = sdt_inference.sdt_inference(model, x=x)
+        b = sdt_inference.sdt_inference(model, u0=u0)
+        ref, _ = ref_sdt(model, x)
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a, ref, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="exactly one"):
+        sdt_inference.sdt_inference(model)
+
+
+def _active_model(dtype: torch.dtype = torch.float32) -> SpikeDrivenTransformer:
+    from neuroposter.testing.active_init import demo_sized_sdt
+
+    return demo_sized_sdt(0).to(dtype).eval()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inference_kernel_equals_the_torch_path_on_a_demo_sized_model(dtype: torch.dtype) -> None:
+    """Round-off (another summation order than MKL's GEMM) may flip a spike sitting on its threshold; on a demo-sized
+    model with every layer active it does not, and the logits agree to round-off."""
+    model = _active_model(dtype)
+    x = (torch.rand(4, 6, 40, 1664, generator=torch.Generator().manual_seed(4)) < 0.1).to(dtype)
+    with torch.no_grad():
+        assert sdt_inference.applies(model, x)
+        fast = model(x)
+        fast_rates = model.firing_rates()
+        set_sparse_input(model, "off")
+        slow = model(x)
+        slow_rates = model.firing_rates()
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    for name in slow_rates:
+        assert fast_rates[name] == pytest.approx(slow_rates[name], abs=1e-4), name
+    assert min(slow_rates.values()) > 0.0
+
+
+def test_inference_kernel_does_not_depend_on_the_thread_count() -> None:
+    model = _active_model()
+    x = (torch.rand(4, 5, 40, 1664, generator=torch.Generator().manual_seed(5)) < 0.1).float()
+    outs = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            outs.append(model(x))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_inference_kernel_stays_out_where_it_does_not_apply(torch_gen: torch.Generator) -> None:
+    """Training, gradients, recorded spikes, hooks, another LIF backend, the dense mode: the torch path runs (and
+    still gives the reference's logits)."""
+    model = SpikeDrivenTransformer(_tiny_cfg())
+    _dyadic_(model, torch_gen)
+    x = (torch.rand(4, 2, 6, 48, generator=torch_gen) < 0.3).float()
+    model.eval()
+    with torch.no_grad():
+        ref, _ = ref_sdt(model, x)
+    assert not sdt_inference.applies(model, x)            # gradients wanted: parameters require them
+    with torch.no_grad():
+        assert sdt_inference.applies(model, x)
+        model.train()
+        assert not sdt_inference.applies(model, x)
+        model.eval()
+        model.head_sn.record_spikes = True
+        assert not sdt_inference.applies(model, x)
+        model.head_sn.record_spikes = False
+        handle = model.blocks[0].mlp.fc1.register_forward_hook(lambda *a: None)
+        assert not sdt_inference.applies(model, x)
+        handle.remove()
+        set_lif_backend(model, "fused-torch")
+        assert not sdt_inference.applies(model, x)
+        set_lif_backend(model, "fused")
+        assert not sdt_inference.applies(model.double(), x)   # float input, float64 weights
+        model.float()
+        set_sparse_input(model, "off")
+        torch.testing.assert_close(model(x), ref, rtol=0, atol=1e-6)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    assert sdt_inference.applies(model, x)                # frozen weights: inference even with grad mode on
