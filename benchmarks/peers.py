@@ -5,9 +5,10 @@ each library's own LIF neurons and layers, on the shapes of ``benchmarks/train_t
 defaults are read from that script, the widths from :class:`neuroposter.models.SDTConfig`; nothing is copied), with
 identical parameter counts (printed and asserted). Rows (:data:`ROWS`):
 
-* ``neuroposter``          -- :class:`~neuroposter.models.SpikeDrivenTransformer` as it runs by default: stateless
-  layers once on the time-folded batch, the fused LIF over ``T`` compiled (numba, bit-identical to its torch form),
-  the embed's spike input summed sparsely in inference (gather-and-add, ``neuroposter.models.sparse``; training dense);
+* ``neuroposter``          -- :class:`~neuroposter.models.SpikeDrivenTransformer` as it runs by default: in training
+  stateless layers once on the time-folded batch and the fused LIF over ``T`` compiled (numba, bit-identical to its
+  torch form); in inference the whole network as one event-driven kernel (``neuroposter.models.sdt_inference``:
+  every product a gather-and-add over its input spikes, BatchNorm's eval affine and the LIFs beside them);
 * ``neuroposter-sparse-train`` -- the same with the sparse embed in training too (opt-in ``sparse_input="train"``:
   forward gather-add and weight-gradient scatter; another float round-off);
 * ``neuroposter-before``   -- the LIF's torch form and the dense embed: neuroposter before issue 16's kernels;
@@ -31,7 +32,7 @@ Surrogate gradients are each library's default. Outputs are not compared across 
 initialisations); each network is checked to run, to have neuroposter's parameter count and to return
 ``[T, B, classes]``. neuroposter's own float32 rows are checked against ``neuroposter-before``: their inference logits
 after the same training steps (same seed and initialisation) are bit-identical or allclose (``rtol = atol = 1e-5``,
-the sparse embed sums in another order than MKL's GEMM), asserted for the rows that train densely, shown for the
+the inference kernel sums in another order than MKL's GEMM), asserted for the rows that train densely, shown for the
 sparse-training one. The timing also records CPU seconds per step (all of the process's threads).
 
 Measured, in float32 for every row: train = forward + backward + AdamW step (BCE-with-logits on the mean over T, as
@@ -350,7 +351,7 @@ class Row:
 
 #: The rows, in table order (name -> :class:`Row`).
 ROWS: dict[str, Row] = {
-    "neuroposter": Row("neuroposter, time-folded (compiled LIF, sparse embed in inference)", None, build_neuroposter),
+    "neuroposter": Row("neuroposter, time-folded (compiled LIF; inference: event-driven kernel)", None, build_neuroposter),
     "neuroposter-sparse-train": Row("neuroposter, + sparse embed in training (opt-in)", None,
                                     build_neuroposter_sparse_train),
     "neuroposter-before": Row("neuroposter, torch-form LIF, dense embed (before #16)", None, build_neuroposter_before),
@@ -367,7 +368,7 @@ ROWS: dict[str, Row] = {
 OWN_ROWS = ("neuroposter", "neuroposter-sparse-train", "neuroposter-before", "neuroposter-per-step", "neuroposter-f64")
 #: neuroposter's float32 rows whose inference logits (after the same training steps from the same initialisation) are
 #: compared with ``neuroposter-before``'s: the default row trains bit-identically and must match to the float32
-#: round-off of the sparse embed's other summation order (its spikes, hence logits, are usually bit-identical); the
+#: round-off of the inference kernel's other summation order (its spikes, hence logits, are usually bit-identical); the
 #: sparse-training row trains with another round-off, so only its distance is shown. (The per-step row normalises each
 #: step's batch on its own in training: another network, not compared.)
 LOGIT_CHECKED = ("neuroposter", "neuroposter-sparse-train")

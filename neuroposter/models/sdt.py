@@ -30,9 +30,13 @@ arithmetic -- they are recorded for the NIR lowering and hardware mapping.
 The biases of ``proj``, ``fc1`` and ``fc2`` feed BatchNorm directly, which cancels them: they are
 kept (module layout of the official code) but zero and frozen (:func:`~neuroposter.models.lif.freeze_bias_before_bn`).
 
-Efficiency: every stateless layer (Linear, BatchNorm) runs once on the time-folded batch
+Efficiency: in training every stateless layer (Linear, BatchNorm) runs once on the time-folded batch
 ``[T * B * N, d]`` (BatchNorm statistics over T*B*N samples per channel); only neuron dynamics
-loop over ``T`` (:class:`~neuroposter.models.lif.LIF`).
+loop over ``T`` (:class:`~neuroposter.models.lif.LIF`). In inference on CPU (``eval()``, no gradient; see
+:func:`neuroposter.models.sdt_inference.applies`) the whole network runs as one event-driven kernel
+(:mod:`neuroposter.models.sdt_inference`: every product a gather-and-add over its input spikes) unless
+``sparse_input`` is ``"off"``; where the token spikes are too dense for the gather to pay, the embed runs as a GEMM
+first and the kernel takes the embedded membranes.
 """
 
 from __future__ import annotations

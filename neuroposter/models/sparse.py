@@ -28,6 +28,9 @@ the spiking MLP), by the model's ``sparse_input`` mode (:data:`SPARSE_MODES`, :f
   training keeps the dense GEMM, so training numbers are unchanged bit for bit;
 * ``"train"`` -- sparse also in training (forward and weight gradient; changes float round-off, opt-in);
 * ``"off"`` -- always the dense ``torch.nn.functional.linear``.
+
+The SDT reads the same mode for its whole-network inference kernel (:mod:`neuroposter.models.sdt_inference`):
+``"auto"``/``"train"`` use it in inference, ``"off"`` keeps the torch layers.
 """
 
 from __future__ import annotations
