@@ -57,7 +57,7 @@ class SpikingMLPNet(nn.Module):
         self.head = nn.Linear(cfg.hidden2, cfg.n_classes)
         freeze_bias_before_bn(self.fc1)   # BN cancels these biases (zero gradient): zero and frozen
         freeze_bias_before_bn(self.fc2)
-        #: how ``fc1`` treats its spike input (:data:`neuroposter.models.sparse.SPARSE_MODES`)
+        #: how ``fc1`` and ``fc2`` treat their spike inputs (:data:`neuroposter.models.sparse.SPARSE_MODES`)
         self.sparse_input = DEFAULT_SPARSE_MODE
 
     def forward(self, spikes: Tensor) -> Tensor:
@@ -72,7 +72,7 @@ class SpikingMLPNet(nn.Module):
         T, B, D = spikes.shape
         x = spike_linear(self.fc1, spikes.reshape(T * B, D), self.sparse_input)   # [T*B, h1], sparse or dense
         h = self.sn1(self.fc1_bn(x).reshape(T, B, -1))                   # [T, B, h1]
-        h = self.fc2_bn(self.fc2(h.reshape(T * B, -1))).reshape(T, B, -1)
+        h = self.fc2_bn(spike_linear(self.fc2, h.reshape(T * B, -1), self.sparse_input)).reshape(T, B, -1)
         h = self.sn2(h)                                                  # [T, B, h2]
         return self.head(h)                                              # [T, B, C]
 

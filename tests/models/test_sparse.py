@@ -195,14 +195,25 @@ def test_training_stays_dense_by_default_and_opt_in_trains_close() -> None:
     torch.testing.assert_close(grads["train"], grads["off"], rtol=1e-10, atol=1e-12)
 
 
-def test_spiking_mlp_first_layer_sparse_in_inference(sparse_calls: list) -> None:
+def test_spiking_mlp_spike_layers_sparse_in_inference(sparse_calls: list) -> None:
+    """fc1 (input spikes) and fc2 (hidden spikes) sum sparsely where their input is sparse enough."""
+    from neuroposter.models.sparse import SPARSE_MAX_DENSITY
+
     torch.manual_seed(0)
     model = SpikingMLPNet(SpikingMLPConfig(d_in=200, hidden1=32, hidden2=16, n_classes=4)).double().eval()
+    with torch.no_grad():
+        model.fc1_bn.bias.fill_(1.0)             # hidden spikes ~9 % dense (the demo's run at a few per cent)
     assert set_sparse_input(model, "off") == 1
     x = (torch.rand(4, 9, 1, 200, generator=torch.Generator().manual_seed(8)) < 0.15).double()
     with torch.no_grad():
         dense = model(x)
         set_sparse_input(model, "auto")
         sparse = model(x)
-    assert len(sparse_calls) == 1
+    hidden = model.sn1.firing_rate
+    assert 0 < hidden <= SPARSE_MAX_DENSITY[torch.float64]
+    assert len(sparse_calls) == 2                # T * B = 36 rows: the density estimate sees every row
     torch.testing.assert_close(sparse, dense, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        model.fc1_bn.bias.fill_(3.0)             # hidden spikes too dense: fc2 stays a GEMM
+        model(x)
+    assert model.sn1.firing_rate > SPARSE_MAX_DENSITY[torch.float64] and len(sparse_calls) == 3
