@@ -5,7 +5,8 @@ Configurations (``neuroposter.models.lif.set_lif_backend``, ``neuroposter.models
 
 * ``before``       -- LIF backend ``fused-torch``, embed ``off`` (dense): neuroposter before issue 16;
 * ``lif``          -- LIF backend ``fused`` (compiled on CPU), embed dense;
-* ``default``      -- LIF ``fused``, embed ``auto`` (sparse in inference, dense in training): the default;
+* ``default``      -- LIF ``fused``, embed ``auto`` (dense in training; in inference the whole network as one
+  event-driven kernel, ``neuroposter.models.sdt_inference``): the default;
 * ``sparse-train`` -- LIF ``fused``, embed ``train`` (sparse in training too; opt-in).
 
 Shapes of ``benchmarks/train_throughput.py`` (T=4, batch 32, 40 tokens of 1664 channels, input density ``--density``).
