@@ -48,6 +48,10 @@ project's environment, and the workers see them through ``PYTHONPATH``; Norse is
 installed. Not a test: the numbers depend on the machine and its load.
 
     .venv/bin/python benchmarks/peers.py [--threads 2 --repeats 5 --steps 10 --peers-dir DIR --no-install]
+    .venv/bin/python benchmarks/peers.py --device cuda      # on a GPU machine: the same rows and ratios on CUDA
+
+On CUDA every row runs its torch form (the compiled LIF and the event-driven inference kernel are CPU kernels;
+spikingjelly's row keeps its ``torch`` backend, the one the issue's GPU target names), each timed step synchronised.
 """
 
 from __future__ import annotations
@@ -396,17 +400,21 @@ def _version(peer: str | None) -> tuple[str, str]:
     return ver, str(Path(mod.__file__).parent)
 
 
-def measure(name: str, cfg: SDTConfig, T: int, batch: int, threads: int, warmup: int, steps: int) -> dict:
-    """Samples/s of one row, train and inference, plus its sanity facts (run in a fresh process)."""
+def measure(name: str, cfg: SDTConfig, T: int, batch: int, threads: int, warmup: int, steps: int,
+            device: str = "cpu") -> dict:
+    """Samples/s of one row, train and inference, plus its sanity facts (run in a fresh process). On ``cuda`` every
+    timed step ends with ``torch.cuda.synchronize()`` (the GPU's work is counted, not only its launch)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     row = ROWS[name]
     ver, where = _version(row.peer)
-    model = build_row(name, cfg).train()
+    dev = torch.device(device)
+    model = build_row(name, cfg).to(dev).train()
     total, trainable = count_params(model)
     g = torch.Generator().manual_seed(0)
-    x = (torch.rand(T, batch, cfg.n_tokens, cfg.d_in, generator=g) < INPUT_DENSITY).to(row.dtype)
-    y = (torch.rand(batch, cfg.n_classes, generator=g) < 0.2).to(row.dtype)
+    x = (torch.rand(T, batch, cfg.n_tokens, cfg.d_in, generator=g) < INPUT_DENSITY).to(row.dtype).to(dev)
+    y = (torch.rand(batch, cfg.n_classes, generator=g) < 0.2).to(row.dtype).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     loss_fn = nn.BCEWithLogitsLoss()
     shape: list[int] = []
@@ -422,10 +430,12 @@ def measure(name: str, cfg: SDTConfig, T: int, batch: int, threads: int, warmup:
     def timed(fn: Callable[[], None]) -> tuple[float, float]:
         for _ in range(warmup):
             fn()
+        sync()
         times, cpu = [], []
         for _ in range(steps):                # each step on its own: the median drops bursts of other load
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
+            sync()
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
         return batch / statistics.median(times), batch / statistics.median(cpu)
@@ -438,10 +448,14 @@ def measure(name: str, cfg: SDTConfig, T: int, batch: int, threads: int, warmup:
         infer, infer_cpu = timed(lambda: model(x))
     return {"row": name, "train": train, "infer": infer, "train_cpu": train_cpu, "infer_cpu": infer_cpu,
             # inference logits after the same training steps: compared across neuroposter's rows
-            "logits": out.double().flatten().tolist() if name in LOGIT_CHECKED + ("neuroposter-before",) else None,
+            "logits": out.double().cpu().flatten().tolist() if name in LOGIT_CHECKED + ("neuroposter-before",) else None,
             "params": total, "trainable": trainable,
             "shape": shape, "infer_shape": list(out.shape), "finite": finite, "threads": torch.get_num_threads(),
-            "version": ver, "where": where}
+            "version": ver, "where": where, "device": _device_name(dev)}
+
+
+def _device_name(dev: torch.device) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
 # ------------------------------------------------------------------------------------------------------ peers dir
@@ -477,7 +491,7 @@ def _worker_env(peers_dir: Path, threads: int) -> dict[str, str]:
 
 def _run_worker(name: str, args: argparse.Namespace, env: dict[str, str]) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--threads", str(args.threads),
-           "--warmup", str(args.warmup), "--steps", str(args.steps)]
+           "--warmup", str(args.warmup), "--steps", str(args.steps), "--device", args.device]
     if args.T is not None:
         cmd += ["--T", str(args.T)]
     if args.batch is not None:
@@ -573,7 +587,7 @@ def report(results: dict[str, list[dict]], cfg: SDTConfig, T: int, batch: int, a
     vers = ", ".join(f"{peer} {r['version']} ({r['where']})" for peer, r in by_peer.items()) or "none"
     lines += [f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} CPUs; python {platform.python_version()}, torch {torch.__version__}; "
-              f"threads per process: {', '.join(map(str, threads))}",
+              f"threads per process: {', '.join(map(str, threads))}; device: {next(iter(first.values()))['device']}",
               f"peers: {vers}"]
     return "\n".join(lines)
 
@@ -594,12 +608,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peers-dir", type=Path, default=DEFAULT_PEERS_DIR,
                    help=f"throw-away folder for the peers (default {DEFAULT_PEERS_DIR})")
     p.add_argument("--no-install", action="store_true", help="fail if --peers-dir lacks a peer instead of installing")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where every row runs (default cpu; cuda: the first GPU, each step synchronised)")
     p.add_argument("--worker", choices=list(ROWS), default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False); run it on a "
+                "machine with a GPU, or leave --device at cpu")
     over = {k: v for k, v in (("T", a.T), ("batch", a.batch)) if v is not None}
     cfg, T, batch = benchmark_config(**over)
     if a.worker:
-        print(json.dumps(measure(a.worker, cfg, T, batch, a.threads, a.warmup, a.steps)))
+        print(json.dumps(measure(a.worker, cfg, T, batch, a.threads, a.warmup, a.steps, a.device)))
         return 0
     rows = [r.strip() for r in a.rows.split(",") if r.strip()]
     bad = [r for r in rows if r not in ROWS]

@@ -152,3 +152,14 @@ def test_missing_peer_without_install_says_what_to_do(bench, tmp_path):
         bench.ensure_peers(tmp_path, install=False, needed={"snntorch", "norse"})
     assert "spikingjelly" not in str(e.value)                     # only what the chosen rows need
     bench.ensure_peers(tmp_path, install=False, needed={"norse"})  # a project dependency: nothing to install
+
+
+def test_measure_reports_its_device_and_cuda_is_refused_without_a_gpu(bench, capsys):
+    r = bench.measure("neuroposter", CFG, T, B, threads=1, warmup=1, steps=2, device="cpu")
+    assert r["device"] == "cpu" and r["train"] > 0 and r["infer"] > 0
+    assert r["shape"] == [T, B, CFG.n_classes]
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the refusal does not apply")
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cuda", "--rows", "neuroposter", "--repeats", "1"])
+    assert "no CUDA device" in capsys.readouterr().err
