@@ -69,7 +69,8 @@ def _per_step_forward(model, x):  # noqa: ANN001, ANN202 - benchmark helper
 _MODES = ("folded", "per-step", "folded-f64")
 
 
-def _measure(mode: str, batch: int, steps: int, threads: int, T: int, N: int, D: int, C: int) -> dict[str, float]:
+def _measure(mode: str, batch: int, steps: int, threads: int, T: int, N: int, D: int, C: int,
+             device: str = "cpu") -> dict[str, float]:
     import torch
 
     from neuroposter.models import SpikeDrivenTransformer
@@ -77,22 +78,27 @@ def _measure(mode: str, batch: int, steps: int, threads: int, T: int, N: int, D:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     dtype = torch.float64 if mode == "folded-f64" else torch.float32
-    model = SpikeDrivenTransformer(d_in=D, n_tokens=N, n_classes=C).train().to(dtype)
+    dev = torch.device(device)
+    model = SpikeDrivenTransformer(d_in=D, n_tokens=N, n_classes=C).train().to(dtype).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    x = (torch.rand(T, batch, N, D) < 0.1).to(dtype)
-    y = (torch.rand(batch, C) < 0.2).to(dtype)
+    x = (torch.rand(T, batch, N, D) < 0.1).to(dtype).to(dev)
+    y = (torch.rand(batch, C) < 0.2).to(dtype).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)   # time the GPU's work, not its launch
     forward = (lambda inp: _per_step_forward(model, inp)) if mode == "per-step" else model
     phases = {"forward": 0.0, "backward": 0.0, "optimiser": 0.0}
 
     def step() -> None:
         t0 = time.perf_counter()
         loss = loss_fn(forward(x).mean(0), y)
+        sync()
         t1 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        sync()
         t2 = time.perf_counter()
         opt.step()
+        sync()
         t3 = time.perf_counter()
         phases["forward"] += t1 - t0
         phases["backward"] += t2 - t1
@@ -120,10 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--D", type=int, default=1664)
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per mode; the best is kept")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where to train (default cpu; cuda: the first GPU, every phase synchronised)")
     p.add_argument("--mode", choices=list(_MODES), default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device cuda: torch sees no CUDA device here; run it on a machine with a GPU")
     if a.mode:
-        print(json.dumps(_measure(a.mode, a.batch, a.steps, a.threads, a.T, a.N, a.D, a.classes)))
+        print(json.dumps(_measure(a.mode, a.batch, a.steps, a.threads, a.T, a.N, a.D, a.classes, a.device)))
         return 0
     res: dict[str, dict[str, float]] = {}
     for _ in range(a.repeats):  # interleaved, best of N: robust to other load on shared machines
@@ -134,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             if mode not in res or r["samples_per_s"] > res[mode]["samples_per_s"]:
                 res[mode] = r
     f, s, d = res["folded"], res["per-step"], res["folded-f64"]
-    print(f"SDT training, T={a.T} B={a.batch} N={a.N} D_in={a.D}, {a.threads} thread(s), {a.steps} steps, "
+    print(f"SDT training on {a.device}, T={a.T} B={a.batch} N={a.N} D_in={a.D}, {a.threads} thread(s), {a.steps} steps, "
           f"best of {a.repeats}")
     for mode, r in res.items():
         print(f"  {mode:<10s} {r['samples_per_s']:8.1f} samples/s   peak RSS {r['peak_rss_mib']:7.1f} MiB   "
