@@ -236,97 +236,141 @@ def _plain_linear(layer: nn.Module) -> bool:
     return type(layer).forward is nn.Linear.forward and "forward" not in layer.__dict__
 
 
+def _parts(model: nn.Module) -> list[nn.Module]:
+    """The modules the kernel computes (a subclass's own front end, e.g. the pixel SDT's stem, runs before it)."""
+    return [model.embed, model.embed_bn, *model.blocks, model.head_sn, model.head]
+
+
+def _modules(model: nn.Module) -> list[nn.Module]:
+    """Every module the kernel computes, each once."""
+    return [m for part in _parts(model) for m in part.modules()]
+
+
+def _tensors(model: nn.Module, mods: list[nn.Module] | None = None, buffers: bool = True) -> list[Tensor]:
+    """The parameters (and buffers) the kernel reads (read from each module's own dicts: no recursive walks)."""
+    out = [model.pos_bias]
+    for m in _modules(model) if mods is None else mods:
+        out += [t for t in m._parameters.values() if t is not None]
+        if buffers:
+            out += [t for t in m._buffers.values() if t is not None]
+    return out
+
+
 def applies(model: nn.Module, x: Tensor) -> bool:
     """Whether :func:`sdt_inference` computes ``model(x)``'s SDT part (module docstring): a CPU model in float32 or
     float64 in inference (no gradient needed, BatchNorms in eval with running statistics), every LIF on the compiled
-    ``fused`` backend with the ``super`` surrogate's forward (all are the same) and not recording its spikes, plain
-    Linear layers and BatchNorms, no hooks anywhere, not tracing or exporting."""
+    ``fused`` backend (all backends compute the same forward) and not recording its spikes, plain Linear layers and
+    BatchNorms, no hooks on them (nor global module hooks) and no replaced forward (quantisation-aware training), not
+    tracing or exporting. Hooks on the model itself run as usual (they see its input and output)."""
+    from neuroposter.models.sdt import SDSA, SDTBlock, SpikingMLP
     from neuroposter.models.sparse import _tracing   # one definition of "tracing" for both fast paths
 
     w = model.embed.weight
     if not (x.device.type == "cpu" and w.device.type == "cpu" and w.dtype in (torch.float32, torch.float64)
             and x.dtype in (w.dtype, torch.bool, torch.uint8) and x.numel() > 0):
         return False
-    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in model.parameters())):
+    mods = _modules(model)
+    tensors = _tensors(model, mods, buffers=False)
+    if any(t.dtype != w.dtype or t.device.type != "cpu" for t in tensors):
         return False
-    if _tracing():
+    if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in tensors)):
         return False
-    from neuroposter.models.sdt import SDSA, SDTBlock, SpikingMLP
-
+    glob = nn.modules.module
+    if _tracing() or glob._global_forward_hooks or glob._global_forward_pre_hooks:
+        return False
     if not all(type(b) is SDTBlock and type(b.attn) is SDSA and type(b.mlp) is SpikingMLP for b in model.blocks):
         return False
-    if not all(type(m) is LIF for m in _lifs(model)):
-        return False
-    for m in model.modules():
+    for m in mods:
         if m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__:   # hooked or replaced (QAT)
             return False
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and (
-                m.training or m.running_mean is None or type(m) is not nn.BatchNorm1d):
+        if isinstance(m, nn.BatchNorm1d):
+            if m.training or m.running_mean is None or type(m) is not nn.BatchNorm1d:
+                return False
+        elif isinstance(m, LIF):
+            if type(m) is not LIF or m.backend != "fused" or m.record_spikes:
+                return False
+        elif isinstance(m, nn.Linear) and not _plain_linear(m):
             return False
-        if isinstance(m, LIF) and (m.backend != "fused" or m.record_spikes):
-            return False
-        if isinstance(m, nn.Linear) and not _plain_linear(m):
-            return False
-    return all(p.dtype == w.dtype for p in model.parameters())
+    return True
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    """What the packed weights depend on: every parameter's and buffer's storage and in-place version (an optimiser
+    step, ``load_state_dict`` or ``copy_`` moves the version; ``.to()`` makes new storage) and the LIFs' constants."""
+    return (tuple((t.data_ptr(), t._version, t.dtype) for t in _tensors(model))
+            + tuple((id(m.cell.p), m.cell.dt) for m in _lifs(model)))
+
+
+def _pack(model: nn.Module) -> tuple:
+    """The kernel's weight arguments (module docstring), computed once per state of the model's tensors."""
+    key = _fingerprint(model)
+    cached = model.__dict__.get("_sdt_inference_pack")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    dt = model.embed.weight.dtype
+    npdt = np.float32 if dt == torch.float32 else np.float64
+    blocks = list(model.blocks)
+    if any(b.attn.q.bias is not None or b.attn.k.bias is not None or b.attn.v.bias is not None for b in blocks):
+        raise ValueError("sdt_inference: Q/K/V projections without bias expected")
+    lifs = _lifs(model)
+    if any(m.cell.dt != 1.0 for m in lifs):
+        raise ValueError("sdt_inference: LIF with dt = 1 expected")
+
+    def stack(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.ascontiguousarray(np.stack(arrays).astype(npdt, copy=False))
+
+    def bias(layer: nn.Linear) -> np.ndarray:
+        return _t(layer.bias) if layer.bias is not None else np.zeros(layer.out_features, npdt)
+
+    def affine(bns: list[nn.BatchNorm1d]) -> tuple[np.ndarray, np.ndarray]:
+        ab = [_bn_affine(bn) for bn in bns]
+        return stack([a for a, _ in ab]), stack([b for _, b in ab])
+
+    qkv = [[_bn_affine(bn) for bn in (b.attn.q_bn, b.attn.k_bn, b.attn.v_bn)] for b in blocks]
+    emb_a, emb_b = _bn_affine(model.embed_bn)
+    consts = [(m.cell.p.tau_mem_inv * m.cell.dt, m.cell.p.v_th) for m in lifs]
+    packed = (
+        _t(model.embed.weight.t()), emb_a, emb_b, _t(model.pos_bias),
+        stack([torch.cat([b.attn.q.weight, b.attn.k.weight, b.attn.v.weight]).detach().t().numpy() for b in blocks]),
+        stack([np.concatenate([a for a, _ in q]) for q in qkv]), stack([np.concatenate([b_ for _, b_ in q]) for q in qkv]),
+        stack([_t(b.attn.proj.weight.t()) for b in blocks]), stack([bias(b.attn.proj) for b in blocks]),
+        *affine([b.attn.proj_bn for b in blocks]),
+        stack([_t(b.mlp.fc1.weight.t()) for b in blocks]), stack([bias(b.mlp.fc1) for b in blocks]),
+        *affine([b.mlp.fc1_bn for b in blocks]),
+        stack([_t(b.mlp.fc2.weight.t()) for b in blocks]), stack([bias(b.mlp.fc2) for b in blocks]),
+        *affine([b.mlp.fc2_bn for b in blocks]),
+        np.array([c.detach().to(dt).item() for c, _ in consts], dtype=npdt),
+        np.array([t.detach().to(dt).item() for _, t in consts], dtype=npdt),
+    )
+    model.__dict__["_sdt_inference_pack"] = (key, packed)     # a plain attribute: not state, not a sub-module
+    return packed
 
 
 def sdt_inference(model: nn.Module, x: Tensor | None = None, u0: Tensor | None = None) -> Tensor:
     """The SDT's logits ``[T, B, C]`` from the kernel: from spikes ``x [T, B, N, D]`` (the embed summed over their
     events) or from the embedded membranes ``u0 [T, B, N, d]`` (``BN(S W_e) + P``, e.g. where the spikes are too
     dense for the gather to pay). Sets every LIF's spike count (``firing_rate``, ``spike_count``) as its torch
-    forward would. Check :func:`applies` first."""
+    forward would. Check :func:`applies` first. The weights are packed for the kernel once per state of the model's
+    tensors (re-packed after any change to a parameter or buffer)."""
     if (x is None) == (u0 is None):
         raise ValueError("sdt_inference needs exactly one of x (spikes) and u0 (embedded membranes)")
     cfg = model.cfg
     dt = model.embed.weight.dtype
     npdt = np.float32 if dt == torch.float32 else np.float64
+    we_t, emb_a, emb_b, pos, *rest = _pack(model)
     lifs = _lifs(model)
-    blocks = list(model.blocks)
-
-    def stack(fn):  # noqa: ANN001, ANN202
-        return np.ascontiguousarray(np.stack([fn(b) for b in blocks]).astype(npdt, copy=False))
-
-    def bias(layer: nn.Linear) -> np.ndarray:
-        return _t(layer.bias) if layer.bias is not None else np.zeros(layer.out_features, npdt)
-
-    emb_a, emb_b = _bn_affine(model.embed_bn)
-    qkv = [[_bn_affine(bn) for bn in (b.attn.q_bn, b.attn.k_bn, b.attn.v_bn)] for b in blocks]
-    wqkv_t = stack(lambda b: torch.cat([b.attn.q.weight, b.attn.k.weight, b.attn.v.weight]).detach().t().numpy())
-    qkv_a = np.ascontiguousarray(np.stack([np.concatenate([a for a, _ in q]) for q in qkv]))
-    qkv_b = np.ascontiguousarray(np.stack([np.concatenate([b_ for _, b_ in q]) for q in qkv]))
-    p_ab = [_bn_affine(b.attn.proj_bn) for b in blocks]
-    f1_ab = [_bn_affine(b.mlp.fc1_bn) for b in blocks]
-    f2_ab = [_bn_affine(b.mlp.fc2_bn) for b in blocks]
-    if any(b.attn.q.bias is not None or b.attn.k.bias is not None or b.attn.v.bias is not None for b in blocks):
-        raise ValueError("sdt_inference: Q/K/V projections without bias expected")
-    for m in lifs:
-        if m.cell.dt != 1.0:
-            raise ValueError("sdt_inference: LIF with dt = 1 expected")
-    consts = [(m.cell.p.tau_mem_inv * m.cell.dt, m.cell.p.v_th) for m in lifs]
-    lif_c = np.array([c.detach().to(dt).item() for c, _ in consts], dtype=npdt)
-    lif_th = np.array([t.detach().to(dt).item() for _, t in consts], dtype=npdt)
     if x is not None:
-        T, B, N, D = x.shape
+        T, B, N, _ = x.shape
         xs = _t(x.view(torch.uint8) if x.dtype == torch.bool else x)
         u_in = np.empty((1, 1, 1, 1), npdt)
-        we_t = _t(model.embed.weight.t())
     else:
         T, B, N, _ = u0.shape
         xs = np.empty((1, 1, 1, 1), npdt)
         u_in = _t(u0)
-        we_t = np.empty((1, cfg.d_model), npdt)
     head = np.empty((T, B, cfg.d_model), npdt)
     counts = np.empty((B, len(lifs)), np.float64)
     match_torch_threads()
-    _forward(xs, u_in, x is not None, we_t, emb_a, emb_b, _t(model.pos_bias),
-             wqkv_t, qkv_a, qkv_b,
-             stack(lambda b: _t(b.attn.proj.weight.t())), stack(lambda b: bias(b.attn.proj)),
-             np.stack([a for a, _ in p_ab]), np.stack([b_ for _, b_ in p_ab]),
-             stack(lambda b: _t(b.mlp.fc1.weight.t())), stack(lambda b: bias(b.mlp.fc1)),
-             np.stack([a for a, _ in f1_ab]), np.stack([b_ for _, b_ in f1_ab]),
-             stack(lambda b: _t(b.mlp.fc2.weight.t())), stack(lambda b: bias(b.mlp.fc2)),
-             np.stack([a for a, _ in f2_ab]), np.stack([b_ for _, b_ in f2_ab]),
-             lif_c, lif_th, head, counts)
+    _forward(xs, u_in, x is not None, we_t, emb_a, emb_b, pos, *rest, head, counts)
     total = counts.sum(0)
     shapes = {"kv": T * B * cfg.d_model, "hidden": T * B * N * cfg.mlp_hidden, "tok": T * B * N * cfg.d_model}
     for j, m in enumerate(lifs):

@@ -300,3 +300,26 @@ def test_inference_kernel_stays_out_where_it_does_not_apply(torch_gen: torch.Gen
     for p in model.parameters():
         p.requires_grad_(False)
     assert sdt_inference.applies(model, x)                # frozen weights: inference even with grad mode on
+
+
+def test_inference_kernel_follows_every_change_of_the_weights(torch_gen: torch.Generator) -> None:
+    """The kernel packs the weights once per state of the model's tensors: an in-place change, a loaded state dict,
+    a new BatchNorm statistic or a dtype change is seen by the next call."""
+    model = SpikeDrivenTransformer(_tiny_cfg())
+    _dyadic_(model, torch_gen)
+    model.eval()
+    x = (torch.rand(4, 3, 6, 48, generator=torch_gen) < 0.3).float()
+    other = SpikeDrivenTransformer(_tiny_cfg())
+    _dyadic_(other, torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        first = model(x)
+        for change in (lambda: model.blocks[1].mlp.fc2.weight.mul_(-1),
+                       lambda: model.blocks[0].attn.k_bn.running_mean.add_(0.5),
+                       lambda: model.load_state_dict(other.state_dict()),
+                       lambda: model.double()):
+            change()
+            got = model(x.to(model.embed.weight.dtype))
+            ref, _ = ref_sdt(model, x.to(model.embed.weight.dtype))
+            torch.testing.assert_close(got, ref, rtol=0, atol=1e-6)
+            assert not torch.equal(got.float(), first)
+            first = got.float()

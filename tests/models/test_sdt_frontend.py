@@ -190,3 +190,17 @@ def test_distillation_loss_is_the_weighted_mse_to_time_first_targets(model, imag
     assert float(loss) == pytest.approx(expected, rel=1e-12)
     with pytest.raises(RuntimeError, match="forward in training mode"):
         m.auxiliary_loss(target)
+
+
+def test_inference_runs_the_head_in_the_event_driven_kernel(model, images) -> None:
+    """The front end stays in torch; the frozen SDT head runs in the inference kernel with the torch path's logits."""
+    from neuroposter.models import sdt_inference
+    from neuroposter.models.sparse import set_sparse_input
+
+    with torch.no_grad():
+        assert sdt_inference.applies(model, model.frontend(images))
+        fast = model(images)
+        set_sparse_input(model, "off")
+        slow = model(images)
+        set_sparse_input(model, "auto")
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)

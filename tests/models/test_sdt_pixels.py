@@ -130,3 +130,27 @@ def test_train_cli_refuses_flags_that_do_not_apply(tmp_path, capsys, argv: list[
 
     assert main(["train", *argv, "-w", str(tmp_path / "ws")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_inference_runs_the_sdt_part_in_the_event_driven_kernel(model: PixelSDT) -> None:
+    """The stem (BatchNorm2d, pools) stays in torch; the SDT after it runs in the inference kernel and gives the
+    torch path's logits and firing rates."""
+    from neuroposter.models import sdt_inference
+    from neuroposter.models.sparse import set_sparse_input
+
+    x = torch.randn(5, 3, S, S, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    calls = []
+    real = sdt_inference.sdt_inference
+    sdt_inference.sdt_inference = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        with torch.no_grad():
+            assert sdt_inference.applies(model, model.stem(x))
+            fast, fast_rates = model(x), model.firing_rates()
+            set_sparse_input(model, "off")
+            slow, slow_rates = model(x), model.firing_rates()
+            set_sparse_input(model, "auto")
+    finally:
+        sdt_inference.sdt_inference = real
+    assert calls == [1]
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+    assert fast_rates == slow_rates and 0 < min(slow_rates.values())
