@@ -91,6 +91,7 @@ import torch.nn.functional as F
 from neuroposter.errors import NeuroposterError
 from neuroposter.ir.graph import Graph, GraphError, Node, executable
 from neuroposter.ir.int_neuron import IntFormat, int_lif_step
+from neuroposter.ir.int_neuron_kernel import INPUT_DTYPES, int_inputs, int_neuron_params, int_neuron_run
 from neuroposter.ir.nodes import names
 from neuroposter.ir.timing import arrival_times, delay_steps, edge_lags, topo_order
 from neuroposter.models.sparse import sparse_matmul_rows, use_sparse
@@ -421,9 +422,10 @@ class _FloatNeuron:
 class _IntNeuron:
     """The integer LIF (:func:`neuroposter.ir.int_neuron.int_lif_step`) of one node, in the graph's format."""
 
-    def __init__(self, unit: Node, dt: float, fmt: IntFormat | None) -> None:
+    def __init__(self, unit: Node, dt: float, fmt: IntFormat | None, compiled: bool = True) -> None:
         node = unit.nir
         self.name = unit.path
+        self.kernel = None  # the compiled neuron's parameters (None: the torch steps)
         self.kind = type(node).__name__
         self.spiking = unit.type.spiking
         self.shape = unit.out_shape
@@ -492,6 +494,9 @@ class _IntNeuron:
         decay_v = fmt.decay_unity - (self.dv + fmt.decay_v_offset)
         self.can_rest = bool(self.spiking and not self.bias.any() and (self.thr >= 0).all()
                              and (decay_v >= 0).all() and (decay_v <= fmt.decay_unity).all())
+        if compiled:
+            self.kernel = int_neuron_params(tuple(self.shape), du=self.du, dv=self.dv, vth=self.vth, bias=self.bias,
+                                            gain=self.r, fmt=fmt, spiking=self.spiking)
 
     def init(self, batch: int) -> Any:
         if self.exact_threshold:
@@ -511,6 +516,12 @@ class _IntNeuron:
     def run(self, x: torch.Tensor, out: torch.Tensor) -> None:
         """Steps over the rows of ``x`` ``[R, B, *shape]`` from rest, writing ``out[r]`` (left 0 once
         the neuron provably stays silent)."""
+        if self.exact_threshold:   # no state: every row in one comparison
+            out.copy_((x.to(torch.float64) > self.th).to(torch.uint8))
+            return
+        if self.kernel is not None:
+            int_neuron_run(self.kernel, x, out, spiking=self.spiking)
+            return
         state = self.init(int(x.shape[1]))
         rows = int(x.shape[0])
         last = rows - 1  # the last row with input
@@ -541,12 +552,12 @@ _NEURONS: tuple[str, ...] = ("LIF", "CubaLIF", "IF", "LI", "I", "Threshold")
 
 
 def _make_op(unit: Node, flat: Graph, arithmetic: str, dtype: torch.dtype, fmt: IntFormat | None = None,
-             sparse: bool = True) -> Any:
+             sparse: bool = True, compiled: bool = True) -> Any:
     role = unit.role
     if role == "conn":
         return _Conn(unit, arithmetic, dtype, sparse)
     if role == "neuron" and unit.type.name in _NEURONS:
-        return _IntNeuron(unit, flat.dt, fmt) if arithmetic == "int" else _FloatNeuron(unit, flat.dt, dtype)
+        return _IntNeuron(unit, flat.dt, fmt, compiled) if arithmetic == "int" else _FloatNeuron(unit, flat.dt, dtype)
     if role == "delay":
         return delay_steps(flat, unit.path)
     if role in ("input", "output", "reshape"):
@@ -556,10 +567,13 @@ def _make_op(unit: Node, flat: Graph, arithmetic: str, dtype: torch.dtype, fmt: 
         f"{', '.join(names(role='conn'))}, Flatten, Delay, {', '.join(_NEURONS)}, Input, Output and sub-graphs")
 
 
-def _input_tensor(xt: torch.Tensor, arithmetic: str, vdtype: torch.dtype, unit: Node) -> torch.Tensor:
+def _input_tensor(xt: torch.Tensor, arithmetic: str, vdtype: torch.dtype, unit: Node,
+                  compiled: bool = True) -> torch.Tensor:
     """The inputs in the narrowest dtype that holds them exactly: every consumer converts them to its
     own dtype (so an integer or lower-precision float input is not widened up front, a wider float
-    input is rounded to the float dtype as a first step would)."""
+    input is rounded to the float dtype as a first step would). A float input of ``int`` arithmetic
+    must be integral (finite); it becomes uint8 when it fits 0..255, else int64 (``compiled``: checked
+    and converted in one compiled pass, :func:`~neuroposter.ir.int_neuron_kernel.int_inputs`)."""
     if xt.dtype == torch.bool:
         return xt.to(torch.uint8)
     if xt.is_complex():
@@ -567,10 +581,15 @@ def _input_tensor(xt: torch.Tensor, arithmetic: str, vdtype: torch.dtype, unit: 
     if not xt.dtype.is_floating_point:
         return xt
     if arithmetic == "int":
-        if not bool(torch.isfinite(xt).all()) or not bool((xt == torch.round(xt)).all()):
+        fast = compiled and xt.dtype in INPUT_DTYPES
+        conv = int_inputs(xt) if fast else None
+        if (fast and conv is None) or (not fast and (
+                not bool(torch.isfinite(xt).all()) or not bool((xt == torch.round(xt)).all()))):
             raise SimulationError(
                 f"node {unit.path!r} ({unit.type.name}): int arithmetic needs integer inputs; "
                 "quantize the graph first (e.g. neuroposter.targets.loihi.fixed_point.quantize_loihi)")
+        if conv is not None:
+            return conv
         lo, hi = torch.aminmax(xt) if xt.numel() else (torch.tensor(0), torch.tensor(0))
         return xt.to(torch.uint8 if float(lo) >= 0 and float(hi) <= 255 else torch.int64)
     return xt.to(vdtype) if xt.element_size() > torch.tensor([], dtype=vdtype).element_size() else xt
@@ -826,6 +845,7 @@ def simulate(
     tail: bool = False,
     chunk: int | None = None,
     sparse: bool = True,
+    compiled: bool = True,
 ) -> SimResult:
     """Runs a NIR graph over time on a batch of inputs.
 
@@ -856,6 +876,10 @@ def simulate(
             does not depend on it.
         sparse: in ``int`` arithmetic, spike inputs of matrix products as gather-and-add where they are
             sparse enough (module docstring); the result does not depend on it (exact either way).
+        compiled: in ``int`` arithmetic, the integer neurons run as one compiled kernel over all their steps
+            and a float input is checked and narrowed in one compiled pass
+            (:mod:`neuroposter.ir.int_neuron_kernel`); False steps the neurons with torch
+            (:func:`~neuroposter.ir.int_neuron.int_lif_step`). Bit-identical either way.
 
     Returns:
         A :class:`SimResult`; in ``per_hop`` it covers ``T + L`` steps.
@@ -884,7 +908,7 @@ def simulate(
     if xt.dim() < 2 or tuple(xt.shape[2:]) != in_shape:
         raise SimulationError(f"input must be [T, B, {', '.join(map(str, in_shape))}] for Input "
                               f"{flat.input!r}; got {tuple(xt.shape)}")
-    xt = _input_tensor(xt, arithmetic, vdtype, flat.nodes[flat.input])
+    xt = _input_tensor(xt, arithmetic, vdtype, flat.nodes[flat.input], compiled)
     T, B = int(xt.shape[0]), int(xt.shape[1])
     L = start[flat.output]
     T_out = T + L
@@ -899,7 +923,7 @@ def simulate(
     fmt = int_format
     if fmt is None and arithmetic == "int" and "int_format" in (flat.metadata or {}):
         fmt = IntFormat.from_mapping(flat.metadata["int_format"])
-    ops = {n: _make_op(u, flat, arithmetic, fdtype, fmt, sparse) for n, u in flat.nodes.items()}
+    ops = {n: _make_op(u, flat, arithmetic, fdtype, fmt, sparse, compiled) for n, u in flat.nodes.items()}
     last = ({n: T_out - 1 for n in flat.nodes} if record and tail
             else _last_steps(flat, order, incoming, pipelined, start, T, T_out, aligned=record))
     sch = _Schedule(flat, order, incoming, uses, ops, pipelined, dict(start), last, T, T_out, vdtype,
