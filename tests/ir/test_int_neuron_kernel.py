@@ -182,7 +182,7 @@ def test_non_integer_inputs_are_refused(dtype, bad: float) -> None:
 @pytest.mark.parametrize("extra, want", [(0.0, torch.uint8), (255.0, torch.uint8), (-1.0, torch.int64),
                                          (256.0, torch.int64), (-3e6, torch.int64)])
 def test_integer_inputs_narrow_to_uint8_or_int64(dtype, extra: float, want: torch.dtype) -> None:
-    x = np.zeros((2, 70000), dtype=dtype)                 # more than one block of the check
+    x = np.zeros((2, 70000), dtype=dtype)                 # a large input (parallel chunks)
     x[0, :5] = [1, 0, 7, 200, 3]
     x[1, 69999] = extra
     got = int_inputs(torch.from_numpy(x))
