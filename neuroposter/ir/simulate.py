@@ -75,6 +75,15 @@ float64 where every partial sum provably fits the mantissa, else in int64, so th
 arithmetic a matrix product (``Affine``/``Linear``, kernel-1 ``Conv1d``) whose input is spikes (``uint8`` rows) and
 sparse enough (:func:`neuroposter.models.sparse.use_sparse`) is a gather-and-add of the weight rows of the active
 inputs (``sparse=True``, the default): integer sums in another order, still exact, so the result is bit-identical.
+In ``int`` arithmetic each integer neuron runs all its steps in one compiled call
+(:mod:`neuroposter.ir.int_neuron_kernel`, numba, ``compiled=True``, the default): blocks of a sample's neurons in
+parallel, each stepping its neurons row by row with the states in int64, the same integer operations in the same
+order as :func:`~neuroposter.ir.int_neuron.int_lif_step` (sign-magnitude decays, the wrap of ``u``, the clamp of
+``v``, the threshold ``vth << threshold_shift``, the hard reset; ``LI``/``I`` output ``v``), so the outputs are
+bit-identical to stepping it in torch (``compiled=False``); after the last step with input a block of resting
+neurons that provably stays silent stops (its outputs stay 0). A float input is checked (finite, integral) and
+narrowed to uint8 (int64 outside 0..255) in one compiled pass too. Parameters that do not broadcast to one
+sample's neurons, and an exact integer ``Threshold``, run in torch.
 """
 
 from __future__ import annotations
@@ -851,7 +860,7 @@ def simulate(
 
     The graph (a DAG) is evaluated node by node, sources first, each over its whole window of steps:
     a connection node in one product over all its steps and samples (spike rows without a spike
-    skipped), a neuron step by step. A node runs from its start step to its last step that can
+    skipped), a neuron step by step (an integer neuron: all its steps in one compiled call). A node runs from its start step to its last step that can
     still reach the Output, or to the end of the run with ``tail``.
 
     Args:
