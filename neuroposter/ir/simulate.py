@@ -282,9 +282,12 @@ class _Conn:
             return self.dtype
         if not (self.matmul or isinstance(self.node, (nir.Conv1d, nir.Conv2d))):
             return torch.float64  # pools: floor division as the float64 reference does
+        f32 = self.matmul and torch.get_float32_matmul_precision() == "highest"
+        if x.dtype == torch.uint8 and 255 * self.wsum < _EXACT_BELOW[torch.float32 if f32 else torch.float64]:
+            return torch.float32 if f32 else torch.float64  # the cheapest exact dtype for any uint8 input: no scan
         lo, hi = torch.aminmax(x) if x.numel() else (torch.tensor(0), torch.tensor(0))
         bound = max(abs(float(lo)), abs(float(hi))) * self.wsum
-        if self.matmul and bound < _EXACT_BELOW[torch.float32] and torch.get_float32_matmul_precision() == "highest":
+        if f32 and bound < _EXACT_BELOW[torch.float32]:
             return torch.float32
         if bound < _EXACT_BELOW[torch.float64]:
             return torch.float64
@@ -349,16 +352,16 @@ class _Conn:
         if self.integer:
             if cdt == torch.float64 and not self.matmul:
                 y = torch.round(y)
-            y = y.to(torch.int64)
+            y = y.to(torch.int64)      # a fresh tensor (the product's, or its conversion): updated in place below
             if self.wexp > 0:
-                y = y << self.wexp
+                y.bitwise_left_shift_(self.wexp)
             elif self.wexp < 0:
-                y = y >> (-self.wexp)
+                y.bitwise_right_shift_(-self.wexp)
         if "bias" in self._raw:
             b = self.param("bias", torch.int64 if self.integer else cdt)
             if not isinstance(self.node, nir.Affine):  # conv bias is per output channel
                 b = b.reshape((-1,) + (1,) * (y.dim() - 2))
-            y = y + b
+            y = y.add_(b) if self.integer else y + b
         return y
 
 
@@ -703,7 +706,7 @@ def _gather(sch: _Schedule, sig: dict[str, _Signal], n: str, a: int, c: int, b: 
     dtype = parts[0][0].dtype if len(parts) == 1 else sch.vdtype  # one source keeps its (spike) dtype
     total = torch.zeros(shape, dtype=dtype)
     for rows, off in parts:
-        total[off:off + rows.shape[0]] += rows.to(dtype)
+        total[off:off + rows.shape[0]].add_(rows)       # in place, promoting a narrower (spike) dtype
     return total
 
 
