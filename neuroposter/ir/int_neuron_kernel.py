@@ -149,8 +149,9 @@ def int_neuron_params(shape: tuple[int, ...], *, du: object, dv: object, vth: ob
                       fmt: IntFormat, spiking: bool) -> IntNeuronParams | None:
     """The flat parameters of a population of ``shape`` (each of ``du, dv, vth, bias, gain`` an int or int64
     array broadcastable to ``shape``), or None where the kernel does not apply (a parameter that does not broadcast
-    to the neuron shape, a negative shift): those run the torch step."""
-    if fmt.act_shift < 0 or fmt.decay_bits < 0 or fmt.threshold_shift < 0 or not 2 <= fmt.state_bits <= 62:
+    to the neuron shape, a shift outside 0..62, a state wider than 62 bits): those run the torch step."""
+    shifts = (fmt.act_shift, fmt.decay_bits, fmt.threshold_shift)
+    if not all(0 <= s <= 62 for s in shifts) or not 2 <= fmt.state_bits <= 62:   # int64 shifts and 2L only
         return None
     try:
         f = {name: _flat(a, shape) for name, a in

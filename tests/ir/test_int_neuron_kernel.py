@@ -101,9 +101,15 @@ def test_wrap_saturation_and_early_stop_are_exercised() -> None:
     assert z[1, 0, 2] and not z[2:].any()
 
 
-def test_scalar_fallback_for_parameters_wider_than_a_sample() -> None:
+def test_torch_fallback_where_the_kernel_does_not_apply(rng) -> None:
     assert int_neuron_params((3,), du=np.zeros((2, 3), np.int64), dv=0, vth=1, bias=0, gain=1, fmt=LOIHI2,
-                             spiking=True) is None
+                             spiking=True) is None                      # wider than one sample's neurons
+    wide = IntFormat(63, 12, 6, 6, 1, 0)
+    assert int_neuron_params((3,), du=0, dv=0, vth=1, bias=0, gain=1, fmt=wide, spiking=True) is None
+    g = nir.NIRGraph.from_list(_lif((3,), vth=2.0))
+    x = rng.integers(0, 3, size=(5, 2, 3))
+    np.testing.assert_array_equal(simulate(g, x, arithmetic="int", int_format=wide).records["lif"],
+                                  simulate(g, x, arithmetic="int", int_format=wide, compiled=False).records["lif"])
 
 
 def _lif(shape: tuple[int, ...], meta: dict | None = None, **kw) -> nir.LIF:
