@@ -863,8 +863,9 @@ def simulate(
 
     The graph (a DAG) is evaluated node by node, sources first, each over its whole window of steps:
     a connection node in one product over all its steps and samples (spike rows without a spike
-    skipped), a neuron step by step (an integer neuron: all its steps in one compiled call). A node runs from its start step to its last step that can
-    still reach the Output, or to the end of the run with ``tail``.
+    skipped), a neuron step by step (an integer neuron: all its steps in one compiled call). A node
+    runs from its start step to its last step that can still reach the Output, or to the end of the
+    run with ``tail``.
 
     Args:
         graph: a type-checked NIR graph (sub-graphs allowed) with one Input and one Output, or its
