@@ -46,7 +46,7 @@ from numba import njit, prange
 from neuroposter.ir.int_neuron import IntFormat
 from neuroposter.models.lif_kernel import match_torch_threads
 
-__all__ = ["IntNeuronParams", "int_neuron_params", "int_neuron_run", "int_inputs", "INPUT_DTYPES"]
+__all__ = ["IntNeuronParams", "int_neuron_params", "int_neuron_run", "int_inputs", "INPUT_DTYPES", "warm"]
 
 #: Neurons per block (one block: a run of one sample's neurons, stepped together row by row).
 BLOCK = 512
@@ -225,3 +225,18 @@ def int_inputs(xt: torch.Tensor) -> torch.Tensor | None:
         if nwide:
             return xt.to(torch.int64)
     return torch.from_numpy(out8).reshape(tuple(xt.shape))
+
+
+def warm() -> None:
+    """Compiles (or loads from the cache) every signature the simulator uses: the neuron on uint8 and int64 inputs,
+    spiking and not, and the input check on float32 and float64 (for ``neuroposter._warm``)."""
+    from neuroposter.profiling.profiles import load_profile
+
+    fmt = IntFormat.of_profile(load_profile("loihi2").fixed_point)
+    for spiking in (True, False):
+        p = int_neuron_params((3,), du=0, dv=2048, vth=1, bias=0, gain=1, fmt=fmt, spiking=spiking)
+        for dtype in (torch.uint8, torch.int64):
+            int_neuron_run(p, torch.ones((2, 2, 3), dtype=dtype),
+                           torch.zeros((2, 2, 3), dtype=torch.uint8 if spiking else torch.int64), spiking=spiking)
+    for dtype in INPUT_DTYPES:
+        int_inputs(torch.ones((2, 3), dtype=dtype))

@@ -203,3 +203,12 @@ def test_integer_inputs_non_contiguous_and_empty() -> None:
     x = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4).transpose(1, 2)
     np.testing.assert_array_equal(int_inputs(x).numpy(), x.numpy().astype(np.uint8))
     assert int_inputs(torch.zeros((0, 3))).shape == (0, 3)
+
+
+def test_warm_compiles_every_signature_the_simulator_uses() -> None:
+    from neuroposter.ir import int_neuron_kernel as k
+
+    k.warm()
+    runs = {(str(sig[0].dtype), str(sig[-1].dtype)) for sig in k._run.signatures}
+    assert runs >= {("uint8", "uint8"), ("uint8", "int64"), ("int64", "uint8"), ("int64", "int64")}
+    assert {str(sig[0].dtype) for sig in k._check.signatures} >= {"float32", "float64"}
