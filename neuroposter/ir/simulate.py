@@ -75,6 +75,15 @@ float64 where every partial sum provably fits the mantissa, else in int64, so th
 arithmetic a matrix product (``Affine``/``Linear``, kernel-1 ``Conv1d``) whose input is spikes (``uint8`` rows) and
 sparse enough (:func:`neuroposter.models.sparse.use_sparse`) is a gather-and-add of the weight rows of the active
 inputs (``sparse=True``, the default): integer sums in another order, still exact, so the result is bit-identical.
+In ``int`` arithmetic each integer neuron runs all its steps in one compiled call
+(:mod:`neuroposter.ir.int_neuron_kernel`, numba, ``compiled=True``, the default): blocks of a sample's neurons in
+parallel, each stepping its neurons row by row with the states in int64, the same integer operations in the same
+order as :func:`~neuroposter.ir.int_neuron.int_lif_step` (sign-magnitude decays, the wrap of ``u``, the clamp of
+``v``, the threshold ``vth << threshold_shift``, the hard reset; ``LI``/``I`` output ``v``), so the outputs are
+bit-identical to stepping it in torch (``compiled=False``); after the last step with input a block of resting
+neurons that provably stays silent stops (its outputs stay 0). A float input is checked (finite, integral) and
+narrowed to uint8 (int64 outside 0..255) in one compiled pass too. Parameters that do not broadcast to one
+sample's neurons, and an exact integer ``Threshold``, run in torch.
 """
 
 from __future__ import annotations
@@ -91,6 +100,7 @@ import torch.nn.functional as F
 from neuroposter.errors import NeuroposterError
 from neuroposter.ir.graph import Graph, GraphError, Node, executable
 from neuroposter.ir.int_neuron import IntFormat, int_lif_step
+from neuroposter.ir.int_neuron_kernel import INPUT_DTYPES, int_inputs, int_neuron_params, int_neuron_run
 from neuroposter.ir.nodes import names
 from neuroposter.ir.timing import arrival_times, delay_steps, edge_lags, topo_order
 from neuroposter.models.sparse import sparse_matmul_rows, use_sparse
@@ -272,9 +282,12 @@ class _Conn:
             return self.dtype
         if not (self.matmul or isinstance(self.node, (nir.Conv1d, nir.Conv2d))):
             return torch.float64  # pools: floor division as the float64 reference does
+        f32 = self.matmul and torch.get_float32_matmul_precision() == "highest"
+        if x.dtype == torch.uint8 and 255 * self.wsum < _EXACT_BELOW[torch.float32 if f32 else torch.float64]:
+            return torch.float32 if f32 else torch.float64  # the cheapest exact dtype for any uint8 input: no scan
         lo, hi = torch.aminmax(x) if x.numel() else (torch.tensor(0), torch.tensor(0))
         bound = max(abs(float(lo)), abs(float(hi))) * self.wsum
-        if self.matmul and bound < _EXACT_BELOW[torch.float32] and torch.get_float32_matmul_precision() == "highest":
+        if f32 and bound < _EXACT_BELOW[torch.float32]:
             return torch.float32
         if bound < _EXACT_BELOW[torch.float64]:
             return torch.float64
@@ -339,16 +352,16 @@ class _Conn:
         if self.integer:
             if cdt == torch.float64 and not self.matmul:
                 y = torch.round(y)
-            y = y.to(torch.int64)
+            y = y.to(torch.int64)      # a fresh tensor (the product's, or its conversion): updated in place below
             if self.wexp > 0:
-                y = y << self.wexp
+                y.bitwise_left_shift_(self.wexp)
             elif self.wexp < 0:
-                y = y >> (-self.wexp)
+                y.bitwise_right_shift_(-self.wexp)
         if "bias" in self._raw:
             b = self.param("bias", torch.int64 if self.integer else cdt)
             if not isinstance(self.node, nir.Affine):  # conv bias is per output channel
                 b = b.reshape((-1,) + (1,) * (y.dim() - 2))
-            y = y + b
+            y = y.add_(b) if self.integer else y + b
         return y
 
 
@@ -421,9 +434,10 @@ class _FloatNeuron:
 class _IntNeuron:
     """The integer LIF (:func:`neuroposter.ir.int_neuron.int_lif_step`) of one node, in the graph's format."""
 
-    def __init__(self, unit: Node, dt: float, fmt: IntFormat | None) -> None:
+    def __init__(self, unit: Node, dt: float, fmt: IntFormat | None, compiled: bool = True) -> None:
         node = unit.nir
         self.name = unit.path
+        self.kernel = None  # the compiled neuron's parameters (None: the torch steps)
         self.kind = type(node).__name__
         self.spiking = unit.type.spiking
         self.shape = unit.out_shape
@@ -492,6 +506,9 @@ class _IntNeuron:
         decay_v = fmt.decay_unity - (self.dv + fmt.decay_v_offset)
         self.can_rest = bool(self.spiking and not self.bias.any() and (self.thr >= 0).all()
                              and (decay_v >= 0).all() and (decay_v <= fmt.decay_unity).all())
+        if compiled:
+            self.kernel = int_neuron_params(tuple(self.shape), du=self.du, dv=self.dv, vth=self.vth, bias=self.bias,
+                                            gain=self.r, fmt=fmt, spiking=self.spiking)
 
     def init(self, batch: int) -> Any:
         if self.exact_threshold:
@@ -511,6 +528,12 @@ class _IntNeuron:
     def run(self, x: torch.Tensor, out: torch.Tensor) -> None:
         """Steps over the rows of ``x`` ``[R, B, *shape]`` from rest, writing ``out[r]`` (left 0 once
         the neuron provably stays silent)."""
+        if self.exact_threshold:   # no state: every row in one comparison
+            out.copy_((x.to(torch.float64) > self.th).to(torch.uint8))
+            return
+        if self.kernel is not None:
+            int_neuron_run(self.kernel, x, out, spiking=self.spiking)
+            return
         state = self.init(int(x.shape[1]))
         rows = int(x.shape[0])
         last = rows - 1  # the last row with input
@@ -541,12 +564,12 @@ _NEURONS: tuple[str, ...] = ("LIF", "CubaLIF", "IF", "LI", "I", "Threshold")
 
 
 def _make_op(unit: Node, flat: Graph, arithmetic: str, dtype: torch.dtype, fmt: IntFormat | None = None,
-             sparse: bool = True) -> Any:
+             sparse: bool = True, compiled: bool = True) -> Any:
     role = unit.role
     if role == "conn":
         return _Conn(unit, arithmetic, dtype, sparse)
     if role == "neuron" and unit.type.name in _NEURONS:
-        return _IntNeuron(unit, flat.dt, fmt) if arithmetic == "int" else _FloatNeuron(unit, flat.dt, dtype)
+        return _IntNeuron(unit, flat.dt, fmt, compiled) if arithmetic == "int" else _FloatNeuron(unit, flat.dt, dtype)
     if role == "delay":
         return delay_steps(flat, unit.path)
     if role in ("input", "output", "reshape"):
@@ -556,10 +579,13 @@ def _make_op(unit: Node, flat: Graph, arithmetic: str, dtype: torch.dtype, fmt: 
         f"{', '.join(names(role='conn'))}, Flatten, Delay, {', '.join(_NEURONS)}, Input, Output and sub-graphs")
 
 
-def _input_tensor(xt: torch.Tensor, arithmetic: str, vdtype: torch.dtype, unit: Node) -> torch.Tensor:
+def _input_tensor(xt: torch.Tensor, arithmetic: str, vdtype: torch.dtype, unit: Node,
+                  compiled: bool = True) -> torch.Tensor:
     """The inputs in the narrowest dtype that holds them exactly: every consumer converts them to its
     own dtype (so an integer or lower-precision float input is not widened up front, a wider float
-    input is rounded to the float dtype as a first step would)."""
+    input is rounded to the float dtype as a first step would). A float input of ``int`` arithmetic
+    must be integral (finite); it becomes uint8 when it fits 0..255, else int64 (``compiled``: checked
+    and converted in one compiled pass, :func:`~neuroposter.ir.int_neuron_kernel.int_inputs`)."""
     if xt.dtype == torch.bool:
         return xt.to(torch.uint8)
     if xt.is_complex():
@@ -567,10 +593,15 @@ def _input_tensor(xt: torch.Tensor, arithmetic: str, vdtype: torch.dtype, unit: 
     if not xt.dtype.is_floating_point:
         return xt
     if arithmetic == "int":
-        if not bool(torch.isfinite(xt).all()) or not bool((xt == torch.round(xt)).all()):
+        fast = compiled and xt.dtype in INPUT_DTYPES
+        conv = int_inputs(xt) if fast else None
+        if (fast and conv is None) or (not fast and (
+                not bool(torch.isfinite(xt).all()) or not bool((xt == torch.round(xt)).all()))):
             raise SimulationError(
                 f"node {unit.path!r} ({unit.type.name}): int arithmetic needs integer inputs; "
                 "quantize the graph first (e.g. neuroposter.targets.loihi.fixed_point.quantize_loihi)")
+        if conv is not None:
+            return conv
         lo, hi = torch.aminmax(xt) if xt.numel() else (torch.tensor(0), torch.tensor(0))
         return xt.to(torch.uint8 if float(lo) >= 0 and float(hi) <= 255 else torch.int64)
     return xt.to(vdtype) if xt.element_size() > torch.tensor([], dtype=vdtype).element_size() else xt
@@ -675,7 +706,7 @@ def _gather(sch: _Schedule, sig: dict[str, _Signal], n: str, a: int, c: int, b: 
     dtype = parts[0][0].dtype if len(parts) == 1 else sch.vdtype  # one source keeps its (spike) dtype
     total = torch.zeros(shape, dtype=dtype)
     for rows, off in parts:
-        total[off:off + rows.shape[0]] += rows.to(dtype)
+        total[off:off + rows.shape[0]].add_(rows)       # in place, promoting a narrower (spike) dtype
     return total
 
 
@@ -826,13 +857,15 @@ def simulate(
     tail: bool = False,
     chunk: int | None = None,
     sparse: bool = True,
+    compiled: bool = True,
 ) -> SimResult:
     """Runs a NIR graph over time on a batch of inputs.
 
     The graph (a DAG) is evaluated node by node, sources first, each over its whole window of steps:
     a connection node in one product over all its steps and samples (spike rows without a spike
-    skipped), a neuron step by step. A node runs from its start step to its last step that can
-    still reach the Output, or to the end of the run with ``tail``.
+    skipped), a neuron step by step (an integer neuron: all its steps in one compiled call). A node
+    runs from its start step to its last step that can still reach the Output, or to the end of the
+    run with ``tail``.
 
     Args:
         graph: a type-checked NIR graph (sub-graphs allowed) with one Input and one Output, or its
@@ -856,6 +889,10 @@ def simulate(
             does not depend on it.
         sparse: in ``int`` arithmetic, spike inputs of matrix products as gather-and-add where they are
             sparse enough (module docstring); the result does not depend on it (exact either way).
+        compiled: in ``int`` arithmetic, the integer neurons run as one compiled kernel over all their steps
+            and a float input is checked and narrowed in one compiled pass
+            (:mod:`neuroposter.ir.int_neuron_kernel`); False steps the neurons with torch
+            (:func:`~neuroposter.ir.int_neuron.int_lif_step`). Bit-identical either way.
 
     Returns:
         A :class:`SimResult`; in ``per_hop`` it covers ``T + L`` steps.
@@ -884,7 +921,7 @@ def simulate(
     if xt.dim() < 2 or tuple(xt.shape[2:]) != in_shape:
         raise SimulationError(f"input must be [T, B, {', '.join(map(str, in_shape))}] for Input "
                               f"{flat.input!r}; got {tuple(xt.shape)}")
-    xt = _input_tensor(xt, arithmetic, vdtype, flat.nodes[flat.input])
+    xt = _input_tensor(xt, arithmetic, vdtype, flat.nodes[flat.input], compiled)
     T, B = int(xt.shape[0]), int(xt.shape[1])
     L = start[flat.output]
     T_out = T + L
@@ -899,7 +936,7 @@ def simulate(
     fmt = int_format
     if fmt is None and arithmetic == "int" and "int_format" in (flat.metadata or {}):
         fmt = IntFormat.from_mapping(flat.metadata["int_format"])
-    ops = {n: _make_op(u, flat, arithmetic, fdtype, fmt, sparse) for n, u in flat.nodes.items()}
+    ops = {n: _make_op(u, flat, arithmetic, fdtype, fmt, sparse, compiled) for n, u in flat.nodes.items()}
     last = ({n: T_out - 1 for n in flat.nodes} if record and tail
             else _last_steps(flat, order, incoming, pipelined, start, T, T_out, aligned=record))
     sch = _Schedule(flat, order, incoming, uses, ops, pipelined, dict(start), last, T, T_out, vdtype,
