@@ -1,7 +1,8 @@
 """Compiles the project's numba kernels once, at set-up: ``python -m neuroposter._warm`` (``scripts/bootstrap.sh``).
 
 The compiled LIF (:mod:`neuroposter.models.lif_kernel`), the spike-sparse products (:mod:`neuroposter.models.sparse`),
-the SDT's inference kernel (:mod:`neuroposter.models.sdt_inference`) and the integer LIF of quantisation-aware training (:mod:`neuroposter.ir.int_lif_kernel`) are numba functions with
+the SDT's inference kernel (:mod:`neuroposter.models.sdt_inference`), the integer simulator's neuron and input check
+(:mod:`neuroposter.ir.int_neuron_kernel`) and the integer LIF of quantisation-aware training (:mod:`neuroposter.ir.int_lif_kernel`) are numba functions with
 ``cache=True``: the first call of each type signature compiles it (seconds) and writes the machine code next to its
 module, where every later process finds it. Calling each signature the pipeline uses once here moves that cost from
 the first ``neuroposter`` command to the set-up. Nothing else happens: a missed signature still compiles on first
@@ -20,6 +21,7 @@ def warm() -> float:
     import torch
 
     from neuroposter.ir.int_lif_kernel import int_lif_backward, int_lif_forward
+    from neuroposter.ir.int_neuron_kernel import warm as warm_int_sim
     from neuroposter.models.lif import LIF
     from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
     from neuroposter.models.sdt_inference import sdt_inference
@@ -51,6 +53,7 @@ def warm() -> float:
     z, vc, ok = int_lif_forward(xi, torch.zeros(2, 5, dtype=torch.float64), gain=1.0, decay=0.5, lo=-255.0,
                                 hi=255.0, vth=64.0, unit=64.0)
     int_lif_backward(torch.ones_like(z), z, vc, ok, gain=1.0, decay=0.5, vth=64.0, unit=64.0)
+    warm_int_sim()
     return time.perf_counter() - t0
 
 
