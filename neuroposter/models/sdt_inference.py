@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from neuroposter.models.lif import LIF
 from neuroposter.models.lif_kernel import match_torch_threads
+from neuroposter.models.sparse import gather_row
 
 __all__ = ["applies", "sdt_inference", "LIFS_PER_BLOCK"]
 
@@ -111,22 +112,9 @@ def _forward(x, u_in, from_spikes, we_t, emb_a, emb_b, pos,  # noqa: ANN001, PLR
         cnt = np.zeros(counts.shape[1], np.int64)
         # embed: U = BN(S W_e) + P
         if from_spikes:
-            D = x.shape[3]
             for t in range(T):
                 for n in range(N):
-                    xr = x[t, b, n]
-                    m = 0
-                    for k in range(D):
-                        idx[m] = k
-                        m += xr[k] != 0
-                    for o in range(d):
-                        acc[o] = zero
-                    for p in range(m):
-                        k = idx[p]
-                        xv = xr[k]
-                        wk = we_t[k]
-                        for o in range(d):
-                            acc[o] += xv * wk[o]
+                    gather_row(x[t, b, n], we_t, idx, acc[:d])
                     for o in range(d):
                         u[t, n, o] = (acc[o] * emb_a[o] + emb_b[o]) + pos[n, o]
         else:

@@ -43,7 +43,7 @@ from torch.autograd.function import once_differentiable
 
 from neuroposter.models.lif_kernel import match_torch_threads
 
-__all__ = ["SPARSE_MAX_DENSITY", "SPARSE_MODES", "DEFAULT_SPARSE_MODE", "sparse_linear", "sparse_matmul_rows",
+__all__ = ["SPARSE_MAX_DENSITY", "SPARSE_MODES", "DEFAULT_SPARSE_MODE", "sparse_linear", "sparse_matmul_rows", "gather_row",
            "use_sparse", "estimate_density", "spike_linear", "set_sparse_input"]
 
 #: Largest input density (fraction of non-zeros) at which the gather-and-add beats the dense GEMM, per weight dtype.
@@ -65,31 +65,36 @@ _DTYPES = (torch.float32, torch.float64, torch.int64)
 _ROW_BLOCK = 32
 
 
+@njit(cache=True, nogil=True, inline="always")     # inlined where called: no call per row in the hot loops
+def gather_row(xm, wt, idx, acc):  # noqa: ANN001 - numba kernel
+    """``acc = sum_{k: xm[k] != 0} xm[k] * wt[k]`` in increasing ``k``, one pass over ``xm``: the active columns are
+    compacted branch-free into ``idx`` (scratch of ``len(xm)``; every column written, the cursor moves on non-zeros),
+    then their weight rows are added. Returns how many were active. (Also the SDT inference kernel's embed.)"""
+    c = 0
+    for k in range(xm.shape[0]):
+        idx[c] = k
+        c += xm[k] != 0
+    for o in range(acc.shape[0]):
+        acc[o] = 0
+    for p in range(c):
+        k = idx[p]
+        xv = xm[k]
+        w = wt[k]
+        for o in range(acc.shape[0]):
+            acc[o] += xv * w[o]
+    return c
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _gather_rows(x, wt, y):  # noqa: ANN001 - numba kernel
-    """``y[m] = sum_{k: x[m, k] != 0} x[m, k] * wt[k]`` in increasing ``k``, one pass over ``x``: each row's active
-    columns are compacted branch-free into a block-local list (every column written, the cursor moves on
-    non-zeros), then their weight rows are added; blocks of rows in parallel."""
+    """``y[m] = sum_{k: x[m, k] != 0} x[m, k] * wt[k]`` in increasing ``k`` (:func:`gather_row`), blocks of rows in
+    parallel, each block reusing one index buffer."""
     M, K = x.shape
-    O = wt.shape[1]
     nb = (M + _ROW_BLOCK - 1) // _ROW_BLOCK
     for b in prange(nb):
         idx = np.empty(K, np.int32)
         for m in range(b * _ROW_BLOCK, min(M, (b + 1) * _ROW_BLOCK)):
-            xm = x[m]
-            c = 0
-            for k in range(K):
-                idx[c] = k
-                c += xm[k] != 0
-            acc = y[m]
-            for o in range(O):
-                acc[o] = 0
-            for p in range(c):
-                k = idx[p]
-                xv = xm[k]
-                w = wt[k]
-                for o in range(O):
-                    acc[o] += xv * w[o]
+            gather_row(x[m], wt, idx, y[m])
 
 
 def _np(t: Tensor) -> np.ndarray:
