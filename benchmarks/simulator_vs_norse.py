@@ -53,12 +53,8 @@ def _model(seed: int = 0) -> SpikeDrivenTransformer:
 
 
 def _best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    """Best time of one function over ``repeats`` calls."""
+    return _best_interleaved({"": fn}, repeats)[""]
 
 
 def _best_interleaved(fns: dict, repeats: int) -> dict[str, float]:

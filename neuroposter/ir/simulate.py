@@ -593,18 +593,24 @@ def _input_tensor(xt: torch.Tensor, arithmetic: str, vdtype: torch.dtype, unit: 
     if not xt.dtype.is_floating_point:
         return xt
     if arithmetic == "int":
-        fast = compiled and xt.dtype in INPUT_DTYPES
-        conv = int_inputs(xt) if fast else None
-        if (fast and conv is None) or (not fast and (
-                not bool(torch.isfinite(xt).all()) or not bool((xt == torch.round(xt)).all()))):
+        conv = _integral_input(xt, compiled)
+        if conv is None:
             raise SimulationError(
                 f"node {unit.path!r} ({unit.type.name}): int arithmetic needs integer inputs; "
                 "quantize the graph first (e.g. neuroposter.targets.loihi.fixed_point.quantize_loihi)")
-        if conv is not None:
-            return conv
-        lo, hi = torch.aminmax(xt) if xt.numel() else (torch.tensor(0), torch.tensor(0))
-        return xt.to(torch.uint8 if float(lo) >= 0 and float(hi) <= 255 else torch.int64)
+        return conv
     return xt.to(vdtype) if xt.element_size() > torch.tensor([], dtype=vdtype).element_size() else xt
+
+
+def _integral_input(xt: torch.Tensor, compiled: bool) -> torch.Tensor | None:
+    """A float input of integer values as uint8 (int64 when a value is outside 0..255); None when some value is not
+    finite or not integral."""
+    if compiled and xt.dtype in INPUT_DTYPES:
+        return int_inputs(xt)
+    if not bool(torch.isfinite(xt).all()) or not bool((xt == torch.round(xt)).all()):
+        return None
+    lo, hi = torch.aminmax(xt) if xt.numel() else (torch.tensor(0), torch.tensor(0))
+    return xt.to(torch.uint8 if float(lo) >= 0 and float(hi) <= 255 else torch.int64)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-__all__ = ["KERNEL_DTYPES", "lif_kernel_forward", "lif_kernel_backward", "kernel_applies", "match_torch_threads"]
+__all__ = ["KERNEL_DTYPES", "lif_kernel_forward", "lif_kernel_backward", "kernel_applies", "match_torch_threads",
+           "lif_update"]
 
 #: dtypes the kernels are compiled for (others run the torch form).
 KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -33,6 +34,15 @@ KERNEL_DTYPES = (torch.float32, torch.float64)
 #: Neurons per block: each block runs its neurons' ``T`` steps with the step loop outside and the neuron loop
 #: inside (vectorised by LLVM: the recursion is over ``t``, the neurons are independent), blocks in parallel.
 BLOCK = 512
+
+
+@njit(inline="always")
+def lif_update(v, x, c, vth, zero):  # noqa: ANN001, ANN202 - numba helper
+    """One step of one neuron, Norse's operations in Norse's order: the integrated membrane ``v~ = v + c (x - v)``
+    (``torch.sub``, ``torch.mul(c, dv)``, ``torch.add``) and whether it fires, ``v~ - v_th > 0`` (``torch.gt``). The
+    caller resets (``0`` where it fires, ``masked_fill``). Inlined where called (also the SDT inference kernel)."""
+    vd = v + c * (x - v)
+    return vd, vd - vth > zero
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -53,16 +63,14 @@ def _forward(x, k, z, vd_out, fired, keep):  # noqa: ANN001 - numba kernel
                 vt = vd_out[t, lo:lo + m]
                 ft = fired[t, lo:lo + m]
                 for j in range(m):
-                    vd = v[j] + c * (xt[j] - v[j])       # torch.sub, torch.mul(c, dv), torch.add
+                    vd, f = lif_update(v[j], xt[j], c, vth, zero)
                     vt[j] = vd
-                    f = vd - vth > zero                 # torch.gt(vd - v_th, 0)
                     ft[j] = f
                     zt[j] = one if f else zero
                     v[j] = zero if f else vd            # masked_fill(z, 0)
             else:
                 for j in range(m):
-                    vd = v[j] + c * (xt[j] - v[j])
-                    f = vd - vth > zero
+                    vd, f = lif_update(v[j], xt[j], c, vth, zero)
                     zt[j] = one if f else zero
                     v[j] = zero if f else vd
 

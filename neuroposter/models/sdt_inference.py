@@ -2,7 +2,7 @@
 
 :class:`~neuroposter.models.sdt.SpikeDrivenTransformer` in inference (``eval()``, no gradient) runs a dozen dense
 GEMMs, BatchNorms and LIF passes, each over the whole ``[T * B * N, d]`` batch and each writing a fresh tensor: the
-products pay for every zero of inputs that are spikes (hidden layers about 5-20 % dense), and every intermediate
+products pay for every zero of inputs that are spikes (a few to tens of per cent are ones), and every intermediate
 goes through memory (and, for the larger ones, through page faults of fresh allocations). Here the whole network
 runs per sample, in the order its equations allow, with every intermediate in a few kilobytes of scratch:
 
@@ -34,8 +34,8 @@ LIF on the compiled ``fused`` backend without ``record_spikes``, plain Linear la
 forwards, no gradient needed, not tracing/exporting); :meth:`SpikeDrivenTransformer.forward` uses it when its
 ``sparse_input`` mode is not ``"off"`` (its subclasses' stems, the pixel SDT's and the spiking front end's, run in
 torch before it). The weights are packed for the kernel once per state of the model's tensors. Measured on the
-benchmark shapes (``benchmarks/peers.py``, 2 threads, one run): 1.84x the inference samples/s of the torch layers
-before issue 16 (dense embed, torch-form LIF), 2.11x spikingjelly's. Compiled on first use and cached on disk (``cache=True``) next to this file; the set-up compiles
+benchmark shapes (``benchmarks/peers.py``, 2 threads, the README's run): 2.06x the inference samples/s of the
+torch layers before issue 16 (dense embed, torch-form LIF), 2.24x spikingjelly's. Compiled on first use and cached on disk (``cache=True``) next to this file; the set-up compiles
 it (``neuroposter._warm``).
 """
 
@@ -47,8 +47,8 @@ from numba import njit, prange
 from torch import Tensor, nn
 
 from neuroposter.models.lif import LIF
-from neuroposter.models.lif_kernel import match_torch_threads
-from neuroposter.models.sparse import gather_row
+from neuroposter.models.lif_kernel import _consts, lif_update, match_torch_threads
+from neuroposter.models.sparse import _np, _plain, _tracing, gather_row
 
 __all__ = ["applies", "sdt_inference", "LIFS_PER_BLOCK"]
 
@@ -62,8 +62,7 @@ def _lif_row(u, v, c, th, zero, idx):  # noqa: ANN001 - numba kernel
     the neurons that fire are written to ``idx``; returns how many fired."""
     n = 0
     for o in range(u.shape[0]):
-        vd = v[o] + c * (u[o] - v[o])
-        f = vd - th > zero
+        vd, f = lif_update(v[o], u[o], c, th, zero)
         idx[n] = o
         n += f
         v[o] = zero if f else vd
@@ -123,7 +122,7 @@ def _forward(x, u_in, from_spikes, we_t, emb_a, emb_b, pos,  # noqa: ANN001, PLR
                     for o in range(d):
                         u[t, n, o] = u_in[t, b, n, o]
         for blk in range(L):
-            j0 = blk * 7
+            j0 = blk * LIFS_PER_BLOCK
             # SDSA, pass 1: S = SN(U); Q, K, V = SN(BN(S W)); KV counts sum_n K * V
             for t in range(T):
                 for o in range(d):
@@ -141,9 +140,7 @@ def _forward(x, u_in, from_spikes, we_t, emb_a, emb_b, pos,  # noqa: ANN001, PLR
                         c, th = lif_c[j0 + 1 + g], lif_th[j0 + 1 + g]
                         fired = 0
                         for o in range(g * d, (g + 1) * d):
-                            y = acc[o] * qkv_a[blk, o] + qkv_b[blk, o]
-                            vd = vq[o] + c * (y - vq[o])
-                            f = vd - th > zero
+                            vd, f = lif_update(vq[o], acc[o] * qkv_a[blk, o] + qkv_b[blk, o], c, th, zero)
                             qkv[t, n, o] = f
                             fired += f
                             vq[o] = zero if f else vd
@@ -156,8 +153,7 @@ def _forward(x, u_in, from_spikes, we_t, emb_a, emb_b, pos,  # noqa: ANN001, PLR
                 vkv[o] = zero
             for t in range(T):
                 for o in range(d):
-                    vd = vkv[o] + c * (kvc[t, o] - vkv[o])
-                    f = vd - th > zero
+                    vd, f = lif_update(vkv[o], kvc[t, o], c, th, zero)
                     kv[t, o] = f
                     cnt[j0 + 4] += f
                     vkv[o] = zero if f else vd
@@ -186,7 +182,7 @@ def _forward(x, u_in, from_spikes, we_t, emb_a, emb_b, pos,  # noqa: ANN001, PLR
                     for o in range(d):
                         u[t, n, o] = u[t, n, o] + ((acc2[o] + b2[blk, o]) * a2[blk, o] + bb2[blk, o])
         # read-out: spike counts of SN(U) over tokens
-        jh = L * 7
+        jh = L * LIFS_PER_BLOCK
         for t in range(T):
             for o in range(d):
                 head[t, b, o] = zero
@@ -202,17 +198,13 @@ def _forward(x, u_in, from_spikes, we_t, emb_a, emb_b, pos,  # noqa: ANN001, PLR
             counts[b, j] = cnt[j]
 
 
-def _t(a: Tensor) -> np.ndarray:
-    return a.detach().contiguous().numpy()
-
-
 def _bn_affine(bn: nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
     """``(alpha, beta)`` of an eval BatchNorm as torch's CPU kernel forms them, in its dtype:
     ``invstd = 1 / sqrt(var + eps)``, ``alpha = invstd * weight``, ``beta = bias - mean * alpha``."""
-    var = _t(bn.running_var)
+    var = _np(bn.running_var)
     invstd = 1 / np.sqrt(var + var.dtype.type(bn.eps))
-    alpha = invstd * _t(bn.weight) if bn.weight is not None else invstd
-    beta = (_t(bn.bias) if bn.bias is not None else np.zeros_like(alpha)) - _t(bn.running_mean) * alpha
+    alpha = invstd * _np(bn.weight) if bn.weight is not None else invstd
+    beta = (_np(bn.bias) if bn.bias is not None else np.zeros_like(alpha)) - _np(bn.running_mean) * alpha
     return alpha.astype(var.dtype), beta.astype(var.dtype)
 
 
@@ -223,10 +215,6 @@ def _lifs(model: nn.Module) -> list[LIF]:
         a, m = blk.attn, blk.mlp
         out += [a.sn_in, a.q_sn, a.k_sn, a.v_sn, a.kv_sn, m.sn_in, m.sn_hidden]
     return out + [model.head_sn]
-
-
-def _plain_linear(layer: nn.Module) -> bool:
-    return type(layer).forward is nn.Linear.forward and "forward" not in layer.__dict__
 
 
 def _parts(model: nn.Module) -> list[nn.Module]:
@@ -255,8 +243,7 @@ def applies(model: nn.Module, x: Tensor) -> bool:
     ``fused`` backend (all backends compute the same forward) and not recording its spikes, plain Linear layers and
     BatchNorms, no hooks on them (nor global module hooks) and no replaced forward (quantisation-aware training), not
     tracing or exporting. Hooks on the model itself run as usual (they see its input and output)."""
-    from neuroposter.models.sdt import SDSA, SDTBlock, SpikingMLP
-    from neuroposter.models.sparse import _tracing   # one definition of "tracing" for both fast paths
+    from neuroposter.models.sdt import SDSA, SDTBlock, SpikingMLP   # sdt imports this module
 
     w = model.embed.weight
     if not (x.device.type == "cpu" and w.device.type == "cpu" and w.dtype in (torch.float32, torch.float64)
@@ -271,7 +258,8 @@ def applies(model: nn.Module, x: Tensor) -> bool:
     glob = nn.modules.module
     if _tracing() or glob._global_forward_hooks or glob._global_forward_pre_hooks:
         return False
-    if not all(type(b) is SDTBlock and type(b.attn) is SDSA and type(b.mlp) is SpikingMLP for b in model.blocks):
+    if not all(type(b) is SDTBlock and type(b.attn) is SDSA and type(b.mlp) is SpikingMLP
+               and b.attn.q.bias is None and b.attn.k.bias is None and b.attn.v.bias is None for b in model.blocks):
         return False
     for m in mods:
         if m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__:   # hooked or replaced (QAT)
@@ -280,9 +268,9 @@ def applies(model: nn.Module, x: Tensor) -> bool:
             if m.training or m.running_mean is None or type(m) is not nn.BatchNorm1d:
                 return False
         elif isinstance(m, LIF):
-            if type(m) is not LIF or m.backend != "fused" or m.record_spikes:
+            if type(m) is not LIF or m.backend != "fused" or m.record_spikes or m.cell.dt != 1.0:
                 return False
-        elif isinstance(m, nn.Linear) and not _plain_linear(m):
+        elif isinstance(m, nn.Linear) and not _plain(m):
             return False
     return True
 
@@ -303,17 +291,13 @@ def _pack(model: nn.Module) -> tuple:
     dt = model.embed.weight.dtype
     npdt = np.float32 if dt == torch.float32 else np.float64
     blocks = list(model.blocks)
-    if any(b.attn.q.bias is not None or b.attn.k.bias is not None or b.attn.v.bias is not None for b in blocks):
-        raise ValueError("sdt_inference: Q/K/V projections without bias expected")
     lifs = _lifs(model)
-    if any(m.cell.dt != 1.0 for m in lifs):
-        raise ValueError("sdt_inference: LIF with dt = 1 expected")
 
     def stack(arrays: list[np.ndarray]) -> np.ndarray:
         return np.ascontiguousarray(np.stack(arrays).astype(npdt, copy=False))
 
     def bias(layer: nn.Linear) -> np.ndarray:
-        return _t(layer.bias) if layer.bias is not None else np.zeros(layer.out_features, npdt)
+        return _np(layer.bias) if layer.bias is not None else np.zeros(layer.out_features, npdt)
 
     def affine(bns: list[nn.BatchNorm1d]) -> tuple[np.ndarray, np.ndarray]:
         ab = [_bn_affine(bn) for bn in bns]
@@ -321,19 +305,18 @@ def _pack(model: nn.Module) -> tuple:
 
     qkv = [[_bn_affine(bn) for bn in (b.attn.q_bn, b.attn.k_bn, b.attn.v_bn)] for b in blocks]
     emb_a, emb_b = _bn_affine(model.embed_bn)
-    consts = [(m.cell.p.tau_mem_inv * m.cell.dt, m.cell.p.v_th) for m in lifs]
+    consts = [_consts(m.cell.p.tau_mem_inv * m.cell.dt, m.cell.p.v_th, dt) for m in lifs]   # [c, v_th, 0, 1]
     packed = (
-        _t(model.embed.weight.t()), emb_a, emb_b, _t(model.pos_bias),
+        _np(model.embed.weight.t()), emb_a, emb_b, _np(model.pos_bias),
         stack([torch.cat([b.attn.q.weight, b.attn.k.weight, b.attn.v.weight]).detach().t().numpy() for b in blocks]),
         stack([np.concatenate([a for a, _ in q]) for q in qkv]), stack([np.concatenate([b_ for _, b_ in q]) for q in qkv]),
-        stack([_t(b.attn.proj.weight.t()) for b in blocks]), stack([bias(b.attn.proj) for b in blocks]),
+        stack([_np(b.attn.proj.weight.t()) for b in blocks]), stack([bias(b.attn.proj) for b in blocks]),
         *affine([b.attn.proj_bn for b in blocks]),
-        stack([_t(b.mlp.fc1.weight.t()) for b in blocks]), stack([bias(b.mlp.fc1) for b in blocks]),
+        stack([_np(b.mlp.fc1.weight.t()) for b in blocks]), stack([bias(b.mlp.fc1) for b in blocks]),
         *affine([b.mlp.fc1_bn for b in blocks]),
-        stack([_t(b.mlp.fc2.weight.t()) for b in blocks]), stack([bias(b.mlp.fc2) for b in blocks]),
+        stack([_np(b.mlp.fc2.weight.t()) for b in blocks]), stack([bias(b.mlp.fc2) for b in blocks]),
         *affine([b.mlp.fc2_bn for b in blocks]),
-        np.array([c.detach().to(dt).item() for c, _ in consts], dtype=npdt),
-        np.array([t.detach().to(dt).item() for _, t in consts], dtype=npdt),
+        np.array([k[0] for k in consts], dtype=npdt), np.array([k[1] for k in consts], dtype=npdt),
     )
     model.__dict__["_sdt_inference_pack"] = (key, packed)     # a plain attribute: not state, not a sub-module
     return packed
@@ -354,21 +337,20 @@ def sdt_inference(model: nn.Module, x: Tensor | None = None, u0: Tensor | None =
     lifs = _lifs(model)
     if x is not None:
         T, B, N, _ = x.shape
-        xs = _t(x.view(torch.uint8) if x.dtype == torch.bool else x)
+        xs = _np(x.view(torch.uint8) if x.dtype == torch.bool else x)
         u_in = np.empty((1, 1, 1, 1), npdt)
     else:
         T, B, N, _ = u0.shape
         xs = np.empty((1, 1, 1, 1), npdt)
-        u_in = _t(u0)
+        u_in = _np(u0)
     head = np.empty((T, B, cfg.d_model), npdt)
     counts = np.empty((B, len(lifs)), np.float64)
     match_torch_threads()
     _forward(xs, u_in, x is not None, we_t, emb_a, emb_b, pos, *rest, head, counts)
     total = counts.sum(0)
-    shapes = {"kv": T * B * cfg.d_model, "hidden": T * B * N * cfg.mlp_hidden, "tok": T * B * N * cfg.d_model}
-    for j, m in enumerate(lifs):
-        kind = "kv" if j % LIFS_PER_BLOCK == 4 and j < len(lifs) - 1 else (
-            "hidden" if j % LIFS_PER_BLOCK == 6 and j < len(lifs) - 1 else "tok")
-        m._record_count(torch.tensor(total[j], dtype=dt), shapes[kind])
+    tok, kv, hidden = T * B * N * cfg.d_model, T * B * cfg.d_model, T * B * N * cfg.mlp_hidden
+    numel = [tok, tok, tok, tok, kv, tok, hidden] * cfg.depth + [tok]     # the elements of each LIF's output
+    for m, spikes, n in zip(lifs, total, numel):
+        m._record_count(torch.tensor(spikes, dtype=dt), n)
     s_mean = torch.from_numpy(head) / N          # what mean over tokens computes: the sum, then divided by N
     return model.head(s_mean)

@@ -148,20 +148,21 @@ def test_chip_lif_runs_fused_and_equals_norse() -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sdt_outputs_and_parameter_gradients_equal_with_either_backend(dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("reference", ["norse", "fused-torch"])   # Norse's cell; the fused torch form (the kernels')
+def test_sdt_outputs_and_parameter_gradients_equal_with_either_backend(dtype: torch.dtype, reference: str) -> None:
     cfg = SDTConfig(d_in=48, n_tokens=6, d_model=16, depth=2, heads=4, mlp_hidden=24, n_classes=5)
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(4, 8, 6, 48, generator=gen) < 0.3).to(dtype)
     y = (torch.rand(8, 5, generator=gen) < 0.3).to(dtype)
     res = {}
-    for backend in ("fused", "norse"):
+    for backend in ("fused", reference):
         torch.manual_seed(0)
         model = SpikeDrivenTransformer(cfg).to(dtype).train()
         assert set_lif_backend(model, backend) == 2 * 7 + 1   # 5 SDSA + 2 MLP neurons per block, the head
         logits = model(x)
         torch.nn.functional.binary_cross_entropy_with_logits(logits.mean(0), y).backward()
         res[backend] = (logits.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None})
-    (lf, gf), (ln, gn) = res["fused"], res["norse"]
+    (lf, gf), (ln, gn) = res["fused"], res[reference]
     assert torch.equal(lf, ln)
     assert gf.keys() == gn.keys() and len(gf) > 10
     for name in gf:

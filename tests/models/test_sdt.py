@@ -265,6 +265,7 @@ def test_inference_kernel_does_not_depend_on_the_thread_count() -> None:
     for threads in (1, 2):
         torch.set_num_threads(threads)
         with torch.no_grad():
+            assert sdt_inference.applies(model, x)
             outs.append(model(x))
     assert torch.equal(outs[0], outs[1])
 
@@ -293,6 +294,10 @@ def test_inference_kernel_stays_out_where_it_does_not_apply(torch_gen: torch.Gen
         set_lif_backend(model, "fused-torch")
         assert not sdt_inference.applies(model, x)
         set_lif_backend(model, "fused")
+        q = model.blocks[0].attn.q
+        model.blocks[0].attn.q = torch.nn.Linear(q.in_features, q.out_features)   # a Q with bias: not the SDT's
+        assert not sdt_inference.applies(model, x)
+        model.blocks[0].attn.q = q
         assert not sdt_inference.applies(model.double(), x)   # float input, float64 weights
         model.float()
         set_sparse_input(model, "off")
@@ -318,6 +323,7 @@ def test_inference_kernel_follows_every_change_of_the_weights(torch_gen: torch.G
                        lambda: model.load_state_dict(other.state_dict()),
                        lambda: model.double()):
             change()
+            assert sdt_inference.applies(model, x.to(model.embed.weight.dtype))
             got = model(x.to(model.embed.weight.dtype))
             ref, _ = ref_sdt(model, x.to(model.embed.weight.dtype))
             torch.testing.assert_close(got, ref, rtol=0, atol=1e-6)
