@@ -5,8 +5,9 @@ Shapes: the demo SDT's ``embed`` (``[T*B*N, D_in] = [5120, 1664]`` times ``[1664
 ``fc1`` (``[T*B, 1664]`` times ``[1664, 256]``, T=4, batch 32). For each dtype and density: the forward (``x W^T``,
 torch ``F.linear`` vs :func:`~neuroposter.models.sparse.sparse_matmul_rows`) and the weight gradient (``G^T X`` vs
 the scatter), best of ``--repeats`` timings of ``--steps`` calls each, wall-clock and CPU time (all threads; less
-sensitive to other processes on a shared machine), and the dense / sparse time ratio (> 1: sparse faster). Not a
-test: the numbers depend on the machine.
+sensitive to other processes on a shared machine), and the dense / sparse time ratio (> 1: sparse faster): for the
+forward (inference, ``SPARSE_MAX_DENSITY``), the weight gradient, and both together (a training step of a first
+layer, whose input needs no gradient: ``SPARSE_MAX_DENSITY_TRAIN``). Not a test: the numbers depend on the machine.
 
     .venv/bin/python benchmarks/sparse_linear.py [--threads 2 --repeats 5 --steps 5]
 """
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(0)
     print(f"{a.threads} thread(s); ms per call, best of {a.repeats} x {a.steps}; ratio = dense / sparse time")
     print(f"{'shape':<10} {'dtype':<8} {'density':>7} | {'fwd dense':>9} {'sparse':>7} {'wall x':>6} {'cpu x':>6} | "
-          f"{'dW dense':>8} {'sparse':>7} {'wall x':>6} {'cpu x':>6}")
+          f"{'dW dense':>8} {'sparse':>7} {'wall x':>6} {'cpu x':>6} | {'train x':>7}")
     for name in a.shapes.split(","):
         M, K, O = SHAPES[name]
         for dtype in (torch.float32, torch.float64):
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 gs = _time(lambda: _weight_grad(x, g), a.steps, a.repeats)
                 print(f"{name:<10} {str(dtype)[6:]:<8} {d:7.2f} | {fd[0] * 1e3:9.3f} {fs[0] * 1e3:7.3f} "
                       f"{fd[0] / fs[0]:6.2f} {fd[1] / fs[1]:6.2f} | {gd[0] * 1e3:8.3f} {gs[0] * 1e3:7.3f} "
-                      f"{gd[0] / gs[0]:6.2f} {gd[1] / gs[1]:6.2f}", flush=True)
+                      f"{gd[0] / gs[0]:6.2f} {gd[1] / gs[1]:6.2f} | {(fd[0] + gd[0]) / (fs[0] + gs[0]):7.2f}", flush=True)
     return 0
 
 

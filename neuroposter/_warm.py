@@ -25,7 +25,7 @@ def warm() -> float:
     from neuroposter.models.lif import LIF
     from neuroposter.models.sdt import SDTConfig, SpikeDrivenTransformer
     from neuroposter.models.sdt_inference import sdt_inference
-    from neuroposter.models.sparse import sparse_matmul_rows
+    from neuroposter.models.sparse import _weight_grad, sparse_matmul_rows
 
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(0)
@@ -39,6 +39,7 @@ def warm() -> float:
         for spikes in (torch.rand(4, 7, generator=g) > 0.5, (torch.rand(4, 7, generator=g) > 0.5).to(torch.uint8),
                        (torch.rand(4, 7, generator=g) > 0.5).to(dtype)):
             sparse_matmul_rows(spikes, w)
+            _weight_grad(spikes, torch.randn(4, 3, dtype=dtype, generator=g))   # the first layer's training
     sparse_matmul_rows((torch.rand(4, 7, generator=g) > 0.5).to(torch.uint8), torch.randint(-9, 9, (7, 3)))
     sdt = SpikeDrivenTransformer(SDTConfig(d_in=8, n_tokens=3, d_model=4, depth=1, heads=1, mlp_hidden=4,
                                            n_classes=2)).eval()

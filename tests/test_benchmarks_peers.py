@@ -31,7 +31,7 @@ def _importable(peer: str | None) -> bool:
     return peer is None or importlib.util.find_spec(peer) is not None
 
 
-ROW_NAMES = ["neuroposter", "neuroposter-sparse-train", "neuroposter-before", "neuroposter-per-step", "spikingjelly-linear", "spikingjelly-conv1d", "snntorch", "norse",
+ROW_NAMES = ["neuroposter", "neuroposter-dense-train", "neuroposter-before", "neuroposter-per-step", "spikingjelly-linear", "spikingjelly-conv1d", "snntorch", "norse",
              "neuroposter-f64"]
 
 
@@ -130,18 +130,18 @@ def test_own_rows_compute_the_same_inference_logits(bench):
     from neuroposter.models.lif import LIF
 
     torch.manual_seed(2)
-    models = {n: bench.build_row(n, CFG).double().eval() for n in ("neuroposter", "neuroposter-sparse-train",
+    models = {n: bench.build_row(n, CFG).double().eval() for n in ("neuroposter", "neuroposter-dense-train",
                                                                   "neuroposter-before")}
     state = models["neuroposter"].state_dict()
     for m in models.values():
         m.load_state_dict(state)
-    assert models["neuroposter"].sparse_input == "auto" and models["neuroposter-sparse-train"].sparse_input == "train"
+    assert models["neuroposter"].sparse_input == "auto" and models["neuroposter-dense-train"].sparse_input == "inference"
     assert models["neuroposter-before"].sparse_input == "off"
     assert {m.backend for m in models["neuroposter-before"].modules() if isinstance(m, LIF)} == {"fused-torch"}
     x = (torch.rand(T, B, CFG.n_tokens, CFG.d_in) < 0.2).double()
     with torch.no_grad():
         want = models["neuroposter-before"](x)
-        for n in ("neuroposter", "neuroposter-sparse-train"):
+        for n in ("neuroposter", "neuroposter-dense-train"):
             torch.testing.assert_close(models[n](x), want, rtol=1e-12, atol=1e-12)
 
 

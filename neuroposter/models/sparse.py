@@ -14,23 +14,27 @@ integer-valued weights and inputs below the float's exact range (the integer ref
 Per row, the active columns are first compacted branch-free into a list (every column index is written, the cursor
 advances on non-zeros: no mispredicted branches at 10-30 % density), then their weight rows are added.
 
-The weight gradient ``dW^T = X^T G`` is the matching scatter, computed as the same gather on ``X^T`` (one transposed
-copy of the input): every input ``k`` adds the gradient rows ``G[m]`` of the samples where it is active, in increasing
-``m``: again independent of the thread count. The input gradient (when asked for) is the dense ``G W``.
+The weight gradient ``dW^T = X^T G`` is the matching scatter (:func:`_scatter_columns`, no transposed copy of the
+input): blocks of input columns in parallel, each scanning its columns of every row and adding the gradient row
+``G[m]`` to ``dW^T[k]`` for every active input ``k``, in increasing ``m``: again independent of the thread count. The
+input gradient (when asked for) is the dense ``G W``.
 
 When: :func:`use_sparse` -- CPU, float32/float64 (or an integer weight dtype), and the input's density (estimated on
 an evenly spaced sample of rows) at most :data:`SPARSE_MAX_DENSITY` of the weight's dtype, the break-even measured
-with ``benchmarks/sparse_linear.py`` on the demo shapes. Spikes given as bool/uint8 are read as they are (a quarter
-of float32's bytes to scan, no conversion pass). Where (:func:`spike_linear`, the first layer of the SDT and of
-the spiking MLP), by the model's ``sparse_input`` mode (:data:`SPARSE_MODES`, :func:`set_sparse_input`):
+with ``benchmarks/sparse_linear.py`` on the demo shapes, for the forward alone (inference) and for forward plus
+weight gradient (training). Spikes given as bool/uint8 are read as they are (a quarter of float32's bytes to scan, no
+conversion pass). Where (:func:`spike_linear`, the first layer of the SDT and of the spiking MLP), by the model's
+``sparse_input`` mode (:data:`SPARSE_MODES`, :func:`set_sparse_input`):
 
-* ``"auto"`` (default) -- sparse only where no gradient is needed (inference: ``no_grad`` or frozen weights);
-  training keeps the dense GEMM, so training numbers are unchanged bit for bit;
-* ``"train"`` -- sparse also in training (forward and weight gradient; changes float round-off, opt-in);
+* ``"auto"`` (default) -- sparse wherever the density says it pays, in inference and in training. In training this
+  is another float round-off than the dense GEMM's (allclose per step; in float64, the precision the spiking models
+  train in, ~1e-16), and one that does not depend on the thread count or the BLAS build;
+* ``"inference"`` -- sparse in inference only (``no_grad`` or frozen weights); training keeps the dense GEMM, bit for
+  bit the arithmetic of earlier versions;
 * ``"off"`` -- always the dense ``torch.nn.functional.linear``.
 
 The SDT reads the same mode for its whole-network inference kernel (:mod:`neuroposter.models.sdt_inference`):
-``"auto"``/``"train"`` use it in inference, ``"off"`` keeps the torch layers.
+``"auto"``/``"inference"`` use it in inference, ``"off"`` keeps the torch layers.
 """
 
 from __future__ import annotations
@@ -46,14 +50,16 @@ from neuroposter.models.lif_kernel import match_torch_threads
 __all__ = ["SPARSE_MAX_DENSITY", "SPARSE_MODES", "DEFAULT_SPARSE_MODE", "sparse_linear", "sparse_matmul_rows", "gather_row",
            "use_sparse", "estimate_density", "spike_linear", "set_sparse_input"]
 
-#: Largest input density (fraction of non-zeros) at which the gather-and-add beats the dense GEMM, per weight dtype.
-#: Measured with ``benchmarks/sparse_linear.py`` (2-core Xeon, 2 threads, shared machine; the SDT embed [5120 x 1664]
-#: x [1664 x 64] and the spiking MLP's fc1 [128 x 1664] x [1664 x 256]): float32 breaks even at density ~0.2-0.3
-#: (fc1 1.16x at 0.2, 0.71x at 0.3; embed 1.6x at 0.1, ~1x at 0.2-0.4), float64 (the dense GEMM at half float32's
-#: speed) at ~0.35-0.45 (embed 1.6x at 0.4; fc1 0.8x at 0.4); set within those ranges.
+#: Largest input density (fraction of non-zeros) at which the sparse path beats the dense GEMM, per weight dtype.
+#: Measured with ``benchmarks/sparse_linear.py`` (2-core AMD EPYC VM, 2 threads; the SDT embed [5120 x 1664] x
+#: [1664 x 64] and the spiking MLP's fc1 [128 x 1664] x [1664 x 256]). Forward (inference): float32 breaks even at
+#: ~0.2-0.3 (embed 1.43x at 0.1, 0.94x at 0.2; fc1 1.50x at 0.2, 1.07x at 0.3), float64 (the dense GEMM at under half
+#: float32's speed) at ~0.3-0.6 (embed 1.32x at 0.4, 0.99x at 0.6; fc1 1.01x at 0.3). Forward + weight gradient
+#: (training): float32 ~0.25 (embed 1.13x at 0.2, 0.92x at 0.3; fc1 1.23x at 0.3), float64 ~0.35-0.55 (embed 1.29x
+#: at 0.4, 1.12x at 0.5; fc1 1.04x at 0.3, 0.79x at 0.4). One limit per dtype serves both, set within those ranges.
 SPARSE_MAX_DENSITY = {torch.float32: 0.25, torch.float64: 0.4, torch.int64: 1.0}
 #: How a model's first layer may use the sparse path (module docstring).
-SPARSE_MODES = ("auto", "train", "off")
+SPARSE_MODES = ("auto", "inference", "off")
 #: The mode of a model built without ``set_sparse_input``.
 DEFAULT_SPARSE_MODE = "auto"
 #: Rows sampled by :func:`estimate_density`.
@@ -115,11 +121,54 @@ def sparse_matmul_rows(x: Tensor, wt: Tensor) -> Tensor:
     return torch.from_numpy(y)
 
 
+#: Input columns per parallel block of the weight-gradient scatter (:func:`_scatter_columns`): measured on
+#: ``benchmarks/sparse_linear.py``'s products (SDT embed [5120 x 1664] x 64, fc1 [128 x 1664] x 256, float32 and
+#: float64, density 0.1-0.3): 104 was the fastest or within 5 % of it in every case (52: up to 2.3x slower in float32,
+#: 208-832: up to 1.4x slower in float64).
+_GRAD_COLUMNS = 104
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _scatter_columns(x, g, gwt, width):  # noqa: ANN001 - numba kernel
+    """``gwt = x^T g`` as a scatter over the non-zeros of ``x`` (no transposed copy): blocks of input columns in
+    parallel, each scanning its columns of every row in increasing ``m`` and adding ``x[m, k] * g[m]`` to ``gwt[k]``;
+    so every ``gwt[k]`` is summed in increasing ``m`` from zero, whatever the thread count."""
+    M, K = x.shape
+    O = g.shape[1]
+    nb = (K + width - 1) // width
+    for b in prange(nb):
+        k0 = b * width
+        k1 = min(K, k0 + width)
+        idx = np.empty(k1 - k0 if k1 > k0 else 1, np.int32)   # (the guard measured 3x faster than without)
+        for k in range(k0, k1):
+            for o in range(O):
+                gwt[k, o] = 0
+        for m in range(M):
+            xm = x[m]
+            c = 0
+            for k in range(k0, k1):          # branch-free compaction, as in gather_row
+                idx[c] = k
+                c += xm[k] != 0
+            gm = g[m]
+            for p in range(c):
+                k = idx[p]
+                xv = xm[k]
+                w = gwt[k]
+                for o in range(O):
+                    w[o] += xv * gm[o]
+
+
 def _weight_grad(x: Tensor, g: Tensor) -> Tensor:
-    """``g^T x`` (``[O, K]``) as the same gather on ``x^T``: for every input ``k`` the rows ``g[m]`` of its active
-    samples ``m``, in increasing ``m`` (independent of the thread count)."""
-    xt = x.t().contiguous() if x.dtype != torch.bool else x.view(torch.uint8).t().contiguous()
-    return sparse_matmul_rows(xt, g.contiguous()).t()
+    """``g^T x`` (``[O, K]``) by :func:`_scatter_columns`: for every input ``k`` the rows ``g[m]`` of the samples
+    where it is active, in increasing ``m`` (independent of the thread count)."""
+    xs = _np(x.view(torch.uint8) if x.dtype == torch.bool else x)
+    gs = _np(g)
+    if xs.dtype != np.uint8 and xs.dtype != gs.dtype:
+        xs = xs.astype(gs.dtype)
+    gwt = np.empty((xs.shape[1], gs.shape[1]), dtype=gs.dtype)
+    match_torch_threads()
+    _scatter_columns(xs, gs, gwt, _GRAD_COLUMNS)
+    return torch.from_numpy(gwt).t()
 
 
 class _SparseLinearFunction(torch.autograd.Function):
@@ -210,7 +259,7 @@ def spike_linear(layer: nn.Linear, x: Tensor, mode: str = DEFAULT_SPARSE_MODE) -
     if x.dtype not in (w.dtype, torch.bool, torch.uint8):
         x = x.to(w.dtype)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters()))
-    if (mode == "off" or (mode == "auto" and needs_grad) or _tracing() or not _plain(layer)
+    if (mode == "off" or (mode == "inference" and needs_grad) or _tracing() or not _plain(layer)
             or not use_sparse(x, w)):
         return layer(x.to(w.dtype))
     return sparse_linear(x, w, layer.bias)
